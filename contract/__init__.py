@@ -1,0 +1,1 @@
+"""The data contract: canonical tables, the event taxonomy and source mappings."""

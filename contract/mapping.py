@@ -1,0 +1,273 @@
+"""Mapping files: how a CSV or Parquet source becomes canonical ``leads``, ``events`` and ``feedback``.
+
+A user with a new CRM export writes one YAML file, not code. The file says which source column
+feeds which canonical column, how timestamps are written, which values mean ``prospect``, and
+which extra columns are profile attributes. ``map_chunk`` applies it to one chunk of raw rows and
+reports every row it cannot use, with the column and the reason, instead of failing the chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from contract.tables import CRITERIA_FIELDS, OUTCOMES, TABLES, TableSpec
+from contract.taxonomy import Taxonomy
+
+
+class MappingError(ValueError):
+    """The mapping itself is wrong (or does not fit its source); nothing from it can be stored."""
+
+
+class TimestampFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = Field("ISO8601", description="strptime format, or ISO8601.")
+    timezone: str = Field("UTC", description="Zone of values written without an offset.")
+    unit: Literal["s", "ms", "us"] | None = Field(None, description="Values are epoch numbers in this unit.")
+
+
+class AttributeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column: str | None = Field(None, description="Source column; defaults to the attribute name.")
+    kind: Literal["categorical", "numeric"]
+    role: Literal["profile", "criteria", "after_contact"] = Field(
+        "profile",
+        description="criteria: an explicit qualification field; after_contact: written by sales "
+        "while or after talking to the lead, so a model scoring before contact must not use it.",
+    )
+    description: str = ""
+
+
+class TableMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical column -> source column")
+    constants: dict[str, str] = Field(default_factory=dict, description="canonical column -> fixed value")
+    timestamps: dict[str, TimestampFormat] = Field(default_factory=dict)
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="canonical column -> {source value: canonical value}"
+    )
+    attributes: dict[str, AttributeSpec] = Field(default_factory=dict)
+
+    def source_column(self, canonical: str) -> str | None:
+        return self.columns.get(canonical)
+
+    def attribute_column(self, name: str) -> str:
+        spec = self.attributes[name]
+        return spec.column or name
+
+
+class SourceMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="Path of the source, relative to the data folder given to ingest.")
+    format: Literal["csv", "parquet"] | None = Field(None, description="Default: from the file suffix.")
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    null_values: list[str] = Field(default_factory=list, description="Values that mean 'empty'.")
+    leads: TableMapping | None = None
+    events: TableMapping | None = None
+    feedback: TableMapping | None = None
+
+    @property
+    def file_format(self) -> str:
+        if self.format:
+            return self.format
+        return "parquet" if self.file.lower().endswith((".parquet", ".pq")) else "csv"
+
+    def table(self, name: str) -> TableMapping | None:
+        return getattr(self, name)
+
+
+class Mapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    sources: list[SourceMapping] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_tables(self) -> Mapping:
+        for source in self.sources:
+            mapped = [t for t in TABLES if source.table(t) is not None]
+            if not mapped:
+                raise ValueError(f"source {source.file!r} maps no table (leads, events or feedback)")
+            for name in mapped:
+                _check_table_mapping(source.file, TABLES[name], source.table(name))
+        return self
+
+
+def _check_table_mapping(file: str, spec: TableSpec, tm: TableMapping) -> None:
+    where = f"source {file!r}, table {spec.name}"
+    for key in [*tm.columns, *tm.constants, *tm.timestamps, *tm.values]:
+        if key not in spec.column_names:
+            raise ValueError(f"{where}: unknown canonical column {key!r} (known: {', '.join(spec.column_names)})")
+    for col in spec.required:
+        if col not in tm.columns and col not in tm.constants:
+            raise ValueError(f"{where}: required column {col!r} is neither mapped nor given a constant")
+    for col in spec.timestamps:
+        if col in tm.columns and col in tm.constants:
+            raise ValueError(f"{where}: {col!r} is both mapped and constant")
+    if tm.attributes and not spec.has_attributes:
+        raise ValueError(f"{where}: attributes belong to the leads table")
+    for name, attr in tm.attributes.items():
+        if name in spec.column_names:
+            raise ValueError(f"{where}: attribute {name!r} clashes with a canonical column")
+        if attr.role == "criteria" and name not in CRITERIA_FIELDS:
+            raise ValueError(f"{where}: criteria attributes are {', '.join(CRITERIA_FIELDS)}, not {name!r}")
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Read and validate a mapping file; unknown keys are rejected so typos do not pass silently."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingError(f"{path}: cannot read the mapping ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return Mapping.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise MappingError(f"{path}: invalid mapping: {details}") from exc
+
+
+def required_source_columns(tm: TableMapping) -> list[str]:
+    """Return the source columns a table mapping reads, in a stable order."""
+    cols = list(tm.columns.values()) + [tm.attribute_column(a) for a in tm.attributes]
+    return list(dict.fromkeys(cols))
+
+
+@dataclass
+class MappedChunk:
+    """Canonical rows that passed every check, and one issue row per problem found."""
+
+    frame: pd.DataFrame
+    """Canonical columns plus ``attr:<name>`` attribute columns, indexed by source row (0-based)."""
+    issues: pd.DataFrame
+    """Columns: row (0-based source row), column (source column name), reason."""
+
+
+@dataclass(frozen=True)
+class MapContext:
+    taxonomy: Taxonomy
+    now: datetime
+    """Timestamps after this are refused as being in the future."""
+
+
+ISSUE_COLUMNS = ["row", "column", "reason"]
+
+
+def _is_blank(series: pd.Series) -> pd.Series:
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+        return series.isna() | (series.astype("string").str.strip() == "")
+    return series.isna()
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    out = series.astype("string").str.strip()
+    return out.mask(out == "")
+
+
+def parse_timestamps(values: pd.Series, fmt: TimestampFormat) -> pd.Series:
+    """Parse to UTC; unparseable values become NaT (the caller reports them)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        parsed = values
+    elif fmt.unit is not None:
+        numbers = pd.to_numeric(values, errors="coerce")
+        parsed = pd.to_datetime(numbers, unit=fmt.unit, errors="coerce")
+    else:
+        text = _as_text(values)
+        if fmt.timezone == "UTC":
+            return pd.to_datetime(text, format=fmt.format, utc=True, errors="coerce").astype("datetime64[us, UTC]")
+        parsed = pd.to_datetime(text, format=fmt.format, errors="coerce")
+    if getattr(parsed.dt, "tz", None) is None:
+        parsed = parsed.dt.tz_localize(fmt.timezone, ambiguous="NaT", nonexistent="NaT")
+    return parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapContext) -> MappedChunk:
+    """Turn raw source rows into canonical rows; every unusable row gets at least one issue."""
+    out = pd.DataFrame(index=raw.index)
+    issues: list[pd.DataFrame] = []
+
+    def flag(mask: pd.Series, column: str, reason: Callable[[pd.Series], pd.Series] | str,
+             values: pd.Series | None = None) -> None:
+        """Record an issue for each masked row; ``reason`` builds texts from the masked values only."""
+        mask = mask.fillna(False).to_numpy(dtype=bool)
+        if mask.any():
+            rows = raw.index[mask]
+            text = reason if isinstance(reason, str) else reason(values[mask]).to_numpy()
+            issues.append(pd.DataFrame({"row": rows, "column": column, "reason": text}, index=rows))
+
+    for col in spec.columns:
+        src = tm.source_column(col.name)
+        label = src or f"(constant {col.name})"
+        if src is not None:
+            values = raw[src]
+        elif col.name in tm.constants:
+            values = pd.Series(tm.constants[col.name], index=raw.index, dtype="string")
+        else:
+            out[col.name] = pd.Series(pd.NA, index=raw.index, dtype="string")
+            continue
+        blank = _is_blank(values)
+        if col.required:
+            flag(blank, label, f"required {spec.name}.{col.name} is empty")
+        if col.kind == "timestamp":
+            parsed = parse_timestamps(values, tm.timestamps.get(col.name, TimestampFormat()))
+            fmt = tm.timestamps.get(col.name, TimestampFormat()).format
+            flag(parsed.isna() & ~blank, label,
+                 lambda v: "cannot parse timestamp '" + v.astype("string") + f"' (expected {fmt})", values)
+            now = pd.Timestamp(ctx.now)
+            flag(parsed > now, label,
+                 lambda v: "timestamp " + v.astype("string") + f" is in the future (now {now:%Y-%m-%d %H:%M} UTC)",
+                 parsed)
+            out[col.name] = parsed
+            continue
+        text = _as_text(values)
+        if col.name in tm.values:
+            mapped = text.map(tm.values[col.name])
+            text = mapped.where(mapped.notna(), text).astype("string")
+        if col.kind == "outcome":
+            flag(~text.isin(OUTCOMES) & text.notna(), label,
+                 lambda v: "unknown outcome '" + v + "' (expected prospect or not_prospect; map source values "
+                 f"under values.{col.name} in the mapping)", text)
+        out[col.name] = text
+
+    if spec.name == "events":
+        known = pd.Index(list(ctx.taxonomy.types))
+        flag(~out["type"].isin(known) & out["type"].notna(), tm.source_column("type") or "(constant type)",
+             lambda v: "unknown event type '" + v + "' (not in the taxonomy; add it to the taxonomy YAML or map "
+             "it to a known type)", out["type"])
+        default_channel = out["type"].map({n: t.channel for n, t in ctx.taxonomy.types.items()})
+        out["channel"] = out["channel"].fillna(default_channel).astype("string")
+
+    for name, attr in tm.attributes.items():
+        src = tm.attribute_column(name)
+        values = raw[src]
+        if attr.kind == "numeric":
+            numbers = pd.to_numeric(values, errors="coerce") if values.dtype == object or pd.api.types.is_string_dtype(
+                values.dtype) else values.astype("float64")
+            flag(numbers.isna() & ~_is_blank(values), src,
+                 lambda v: f"not a number (attribute {name} is numeric): '" + v.astype("string") + "'", values)
+            out[f"attr:{name}"] = numbers.astype("float64")
+        else:
+            out[f"attr:{name}"] = _as_text(values)
+
+    issue_frame = pd.concat(issues) if issues else pd.DataFrame(columns=ISSUE_COLUMNS)
+    good = ~raw.index.isin(issue_frame["row"]) if len(issue_frame) else np.ones(len(raw), dtype=bool)
+    return MappedChunk(frame=out[good], issues=issue_frame.reset_index(drop=True))

@@ -1,0 +1,1 @@
+"""Prospect-propensity scorer: command line and configuration."""

@@ -1,0 +1,138 @@
+"""The ``prospect`` command line: one thin typer command per library function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from prospect.config import Settings
+
+app = typer.Typer(help="Prospect-propensity scorer: score leads on their behaviour over time.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+PACKAGED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="Working folder (default: $PROSPECT_HOME or ./var).")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the event store "
+                                                             "(default: $PROSPECT_STORE_URL or SQLite in the home folder).")]
+
+
+def _settings(home: Path | None, store: str | None = None) -> Settings:
+    overrides = {k: v for k, v in {"home": home, "store_url": store}.items() if v is not None}
+    return Settings(**overrides)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+@app.command()
+def generate(
+    leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=1)] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed and size give the same bytes.")] = 7,
+    start: Annotated[str, typer.Option(help="First arrival date (YYYY-MM-DD).")] = "2025-01-06",
+    months: Annotated[int, typer.Option(help="Months over which leads arrive.", min=1)] = 12,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <home>/demo).")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Simulate a B2B funnel and write leads, events, feedback and ground truth as Parquet."""
+    from contract.taxonomy import load_taxonomy
+    from simulator.funnel import FunnelConfig, generate as run
+
+    settings = _settings(home)
+    target = out or settings.demo_dir
+    cfg = FunnelConfig(n_leads=leads, seed=seed, start=start, months=months)
+    with _progress() as progress:
+        task = progress.add_task("simulating leads", total=leads)
+        try:
+            paths = run(cfg, target, load_taxonomy(settings.taxonomy), lambda n: progress.advance(task, n))
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    console.print(f"wrote {leads:,} leads to {target}: " + ", ".join(p.name for p in paths.values()))
+
+
+@app.command()
+def ingest(
+    mapping: Annotated[Path, typer.Argument(help="Mapping YAML (see mappings/).")] = PACKAGED_MAPPINGS / "demo.yaml",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder the mapping's files are relative to "
+                                                                      "(default: <home>/demo for the demo mapping, "
+                                                                      "else the mapping's folder).")] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Load sources into the event store through a mapping file; unusable rows go to quarantine."""
+    from contract.mapping import MappingError, load_mapping
+    from contract.taxonomy import TaxonomyError, load_taxonomy
+    from store.event_store import EventStore
+    from store.ingest import ingest as run
+
+    settings = _settings(home, store)
+    try:
+        parsed = load_mapping(mapping)
+        taxonomy = load_taxonomy(settings.taxonomy)
+    except (MappingError, TaxonomyError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if data_dir is None:
+        data_dir = settings.demo_dir if parsed.name == "demo" else mapping.parent
+    event_store = EventStore(settings.resolved_store_url)
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def advance(label: str, n: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=None)
+            progress.advance(tasks[label], n)
+
+        summary = run(parsed, data_dir, event_store, taxonomy, settings.quarantine_dir, settings.chunk_rows,
+                      progress=advance)
+    table = Table(title=f"ingest {parsed.name}")
+    for col in ("file", "table", "read", "stored", "duplicates", "quarantined"):
+        table.add_column(col, justify="left" if col in ("file", "table") else "right")
+    for b in summary.batches:
+        table.add_row(b.file, b.table, f"{b.read:,}", f"{b.stored:,}", f"{b.duplicates:,}", f"{b.quarantined:,}")
+    console.print(table)
+    for b in summary.batches:
+        if b.quarantine_file:
+            console.print(f"quarantined {b.quarantined:,} {b.table} rows of {b.file}: {b.quarantine_file}")
+        if b.error:
+            err.print(f"[red]error:[/red] {b.error} (nothing stored from this file)")
+    counts = event_store.counts()
+    console.print(f"store now holds {counts.leads:,} leads, {counts.events:,} events, "
+                  f"{counts.feedback:,} feedback rows")
+    if summary.exit_code:
+        if summary.usable == 0 and not summary.failed:
+            err.print("[red]error:[/red] nothing usable was found")
+        raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def status(home: HomeOpt = None, store: StoreOpt = None) -> None:
+    """Show what the event store holds."""
+    from store.event_store import EventStore
+
+    counts = EventStore(_settings(home, store).resolved_store_url).counts()
+    console.print(f"{counts.leads:,} leads, {counts.events:,} events, {counts.feedback:,} feedback rows")
+
+
+@app.command()
+def demo(
+    leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=1)] = 20_000,
+    home: HomeOpt = None,
+) -> None:
+    """Run the whole loop on generated data: generate, then ingest into the embedded store."""
+    generate(leads=leads, seed=7, start="2025-01-06", months=12, out=None, home=home)
+    ingest(mapping=PACKAGED_MAPPINGS / "demo.yaml", data_dir=None, home=home, store=None)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,40 @@
+"""All paths and settings in one typed place.
+
+Values come from the environment (``PROSPECT_*``) or from CLI flags; nothing is read or created
+at import time. ``Settings()`` is cheap, so commands build one when they start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the embedded store, quarantine files and generated data live."""
+
+    model_config = SettingsConfigDict(env_prefix="PROSPECT_", extra="forbid")
+
+    home: Path = Field(Path("var"), description="Working folder for the embedded store and outputs.")
+    store_url: str | None = Field(
+        None, description="SQLAlchemy URL of the event store; default: SQLite file in the home folder."
+    )
+    taxonomy: Path | None = Field(None, description="Event taxonomy YAML; default: the packaged one.")
+    chunk_rows: int = Field(200_000, gt=0, description="Rows read per chunk when ingesting files.")
+    clock_skew_minutes: int = Field(
+        5, ge=0, description="Timestamps up to this far past 'now' are accepted (clock drift between systems)."
+    )
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{(self.home / 'store.sqlite').as_posix()}"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.home / "demo"

@@ -1,0 +1,1 @@
+"""Seeded demo-data simulator with known ground truth."""

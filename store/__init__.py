@@ -1,0 +1,1 @@
+"""The event store and ingestion of mapped sources into it."""

@@ -1,0 +1,238 @@
+"""The event store: leads, events and feedback in an embedded SQLite file or any SQLAlchemy database.
+
+Timestamps are stored as integer microseconds since the epoch (UTC): SQLite has no time type,
+and an integer compares, sorts and indexes identically on SQLite and PostgreSQL. Each table keeps
+a 64-bit content hash beside its key, so a re-sent row is recognised as a duplicate and a row that
+reuses a key with different content is caught as a conflict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+
+metadata = MetaData()
+
+leads_table = Table(
+    "leads",
+    metadata,
+    Column("lead_id", String, primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("source", String),
+    Column("attributes", Text, nullable=False, doc="JSON object of profile attributes and criteria."),
+    Column("content_hash", BigInteger, nullable=False),
+)
+
+events_table = Table(
+    "events",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("lead_id", String, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("type", String, nullable=False),
+    Column("channel", String, nullable=False),
+    Column("content_hash", BigInteger, nullable=False),
+    # Serving reads one lead's events ordered by time.
+    Index("ix_events_lead_ts", "lead_id", "ts"),
+)
+
+feedback_table = Table(
+    "feedback",
+    metadata,
+    Column("feedback_id", String, primary_key=True),
+    Column("lead_id", String, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("outcome", String, nullable=False),
+    Column("reason", String),
+    Column("content_hash", BigInteger, nullable=False),
+    Index("ix_feedback_lead_ts", "lead_id", "ts"),
+)
+
+attributes_table = Table(
+    "attributes",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("role", String, nullable=False),
+    Column("description", Text, nullable=False),
+)
+
+TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table}
+EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def to_micros(ts: pd.Series) -> np.ndarray:
+    """UTC timestamps -> int64 microseconds since the epoch."""
+    return ts.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]").astype(np.int64)
+
+
+def from_micros(values: np.ndarray | pd.Series) -> pd.Series | pd.DatetimeIndex:
+    return pd.to_datetime(np.asarray(values, dtype=np.int64), unit="us", utc=True)
+
+
+def _python_values(series: pd.Series) -> list:
+    """Column -> list of plain Python values with None for missing (what DBAPI drivers bind)."""
+    if series.dtype.kind in "iuf" and not series.isna().any():
+        return series.to_numpy().tolist()
+    values = series.astype(object)
+    return values.where(series.notna(), None).tolist()
+
+
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
+    """Insert a DataFrame through the driver's executemany.
+
+    SQLAlchemy's generic executemany builds a parameter dict per row, which costs more than the
+    insert itself at a million rows; positional tuples go straight to the driver.
+    """
+    if frame.empty:
+        return
+    compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(frame.columns))
+    columns = {name: _python_values(frame[name]) for name in frame.columns}
+    if compiled.positiontup is not None:
+        params = list(zip(*(columns[name] for name in compiled.positiontup), strict=True))
+    else:
+        params = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    conn.exec_driver_sql(str(compiled), params)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connection
+    cur = dbapi_conn.cursor()
+    # WAL lets the service read while an ingest writes; NORMAL sync is durable across app crashes.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA temp_store=MEMORY")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.close()
+
+
+@dataclass(frozen=True)
+class LeadEvents:
+    """One lead's events as parallel arrays; ``ts_us`` is UTC microseconds since the epoch."""
+
+    ts_us: np.ndarray
+    type: np.ndarray
+    channel: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts_us)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"ts": from_micros(self.ts_us), "type": self.type, "channel": self.channel})
+
+
+@dataclass
+class StoreCounts:
+    leads: int
+    events: int
+    feedback: int
+
+
+class EventStore:
+    """Access to the canonical tables; ingestion and serving both go through it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._read_sql: tuple[str, bool] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            if self.url.startswith("sqlite:///"):
+                db_path = self.url.removeprefix("sqlite:///")
+                if db_path and db_path != ":memory:":
+                    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            self._engine = create_engine(self.url)
+            if self._engine.dialect.name == "sqlite":
+                event.listen(self._engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self._engine)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One all-or-nothing unit of work: a failure anywhere inside rolls every write back."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def counts(self) -> StoreCounts:
+        with self.engine.connect() as conn:
+            n = {name: conn.execute(select(func.count()).select_from(t)).scalar_one() for name, t in TABLES.items()}
+        return StoreCounts(**n)
+
+    def lead_events(self, lead_id: str) -> LeadEvents:
+        """Return one lead's events in time order, read through the (lead_id, ts) index.
+
+        This is the serving hot path, so it bypasses SQLAlchemy's result objects and DataFrame
+        construction: one driver cursor, three arrays.
+        """
+        sql, positional = self._lead_events_sql()
+        with self.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                cursor.execute(sql, (lead_id,) if positional else {"lead_id": lead_id})
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        if not rows:
+            return LeadEvents(np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
+        ts, types, channels = zip(*rows, strict=True)
+        return LeadEvents(np.fromiter(ts, dtype=np.int64, count=len(ts)), np.array(types, dtype=object),
+                          np.array(channels, dtype=object))
+
+    def _lead_events_sql(self) -> tuple[str, bool]:
+        if self._read_sql is None:
+            compiled = _LEAD_EVENTS.compile(dialect=self.engine.dialect)
+            self._read_sql = (str(compiled), compiled.positiontup is not None)
+        return self._read_sql
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        """Read a whole canonical table as a DataFrame with UTC timestamps and parsed attributes."""
+        table = TABLES[name]
+        with self.engine.connect() as conn:
+            frame = pd.read_sql_table(table.name, conn)
+        for col in ("created_at", "ts"):
+            if col in frame:
+                frame[col] = from_micros(frame[col].to_numpy(dtype=np.int64))
+        if name == "leads":
+            attrs = pd.DataFrame([json.loads(a) for a in frame.pop("attributes")], index=frame.index)
+            frame = pd.concat([frame, attrs], axis=1)
+        return frame.drop(columns=["content_hash"])
+
+    def attribute_specs(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            return pd.read_sql_table(attributes_table.name, conn)
+
+
+_LEAD_EVENTS = (
+    select(events_table.c.ts, events_table.c.type, events_table.c.channel)
+    .where(events_table.c.lead_id == bindparam("lead_id"))
+    .order_by(events_table.c.ts)
+)

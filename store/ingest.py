@@ -1,0 +1,285 @@
+"""Ingestion: mapped source files -> validated canonical rows -> the event store, idempotently.
+
+Each (source file, table) pair is one batch and one transaction: either all of its usable rows are
+stored, or -- when reading fails part-way -- none are and the store is as it was. Usable rows are
+never held back by unusable ones: those go to a quarantine CSV with the source row, the column and
+the reason, next to the original values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, insert, select
+
+from contract.mapping import MapContext, Mapping, SourceMapping, TableMapping, map_chunk, required_source_columns
+from contract.tables import INGEST_ORDER, TABLES, TableSpec
+from contract.taxonomy import Taxonomy
+from store.event_store import TABLES as STORE_TABLES
+from store.event_store import EventStore, attributes_table, bulk_insert, leads_table, to_micros
+from store.sources import SourceError, read_chunks
+
+
+@dataclass
+class BatchSummary:
+    """What one (file, table) batch did; ``error`` is set when the batch stored nothing because it failed."""
+
+    file: str
+    table: str
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    quarantine_file: Path | None = None
+    error: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    batches: list[BatchSummary] = field(default_factory=list)
+
+    @property
+    def stored(self) -> int:
+        return sum(b.stored for b in self.batches)
+
+    @property
+    def usable(self) -> int:
+        return sum(b.stored + b.duplicates for b in self.batches)
+
+    @property
+    def failed(self) -> list[BatchSummary]:
+        return [b for b in self.batches if b.error]
+
+    @property
+    def exit_code(self) -> int:
+        """Non-zero only when a source could not be used at all, or nothing usable was found."""
+        return 1 if self.failed or self.usable == 0 else 0
+
+
+ProgressFn = Callable[[str, int], None]
+
+
+def ingest(
+    mapping: Mapping,
+    data_dir: Path,
+    store: EventStore,
+    taxonomy: Taxonomy,
+    quarantine_dir: Path,
+    chunk_rows: int = 200_000,
+    now: datetime | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestSummary:
+    """Load every table of every source of ``mapping``: leads first, then events, then feedback."""
+    ctx = MapContext(taxonomy=taxonomy, now=now or datetime.now(UTC) + timedelta(minutes=5))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    summary = IngestSummary()
+    for table_name in INGEST_ORDER:
+        for source in mapping.sources:
+            tm = source.table(table_name)
+            if tm is None:
+                continue
+            batch = BatchSummary(file=source.file, table=table_name)
+            summary.batches.append(batch)
+            path = (data_dir / source.file) if not Path(source.file).is_absolute() else Path(source.file)
+            try:
+                quarantined = _ingest_batch(path, source, TABLES[table_name], tm, store, ctx, chunk_rows, batch,
+                                            progress)
+            except SourceError as exc:
+                batch.error = str(exc)
+                batch.stored = batch.duplicates = batch.quarantined = 0
+                continue
+            if quarantined:
+                batch.quarantine_file = _write_quarantine(quarantined, quarantine_dir, path, table_name, stamp)
+    return summary
+
+
+def _ingest_batch(
+    path: Path,
+    source: SourceMapping,
+    spec: TableSpec,
+    tm: TableMapping,
+    store: EventStore,
+    ctx: MapContext,
+    chunk_rows: int,
+    batch: BatchSummary,
+    progress: ProgressFn | None,
+) -> list[pd.DataFrame]:
+    quarantined: list[pd.DataFrame] = []
+    needed = required_source_columns(tm)
+    with store.transaction() as conn:
+        if spec.has_attributes:
+            _record_attributes(conn, tm)
+        stage = _stage_table(conn, spec)
+        for raw in read_chunks(path, source, needed, chunk_rows):
+            batch.read += len(raw)
+            mapped = map_chunk(raw, spec, tm, ctx)
+            rows = _prepare_rows(mapped.frame, spec)
+            issues = [mapped.issues]
+            rows, dup_issues, n_dup = _dedupe_within_chunk(rows, spec)
+            issues.append(dup_issues)
+            insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec)
+            issues.append(store_issues)
+            if len(insertable):
+                bulk_insert(conn, STORE_TABLES[spec.name], insertable.drop(columns=["_row"]))
+            batch.stored += len(insertable)
+            batch.duplicates += n_dup + n_known
+            bad = _quarantine_rows(raw, pd.concat([i for i in issues if len(i)]) if any(len(i) for i in issues)
+                                   else None, path, spec.name)
+            if bad is not None:
+                batch.quarantined += len(bad)
+                quarantined.append(bad)
+            if progress:
+                progress(f"{path.name}:{spec.name}", len(raw))
+        conn.execute(stage.delete())
+    return quarantined
+
+
+def _record_attributes(conn: Connection, tm: TableMapping) -> None:
+    for name, attr in tm.attributes.items():
+        conn.execute(delete(attributes_table).where(attributes_table.c.name == name))
+        conn.execute(insert(attributes_table).values(name=name, kind=attr.kind, role=attr.role,
+                                                     description=attr.description))
+
+
+def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash per row, stable across runs for equal values (pandas' SipHash with a fixed key)."""
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
+
+
+def _prepare_rows(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """Canonical frame -> store rows: integer timestamps, derived keys, content hash, source row."""
+    rows = pd.DataFrame({"_row": frame.index.to_numpy()}, index=frame.index)
+    for col in spec.column_names:
+        if col in spec.timestamps:
+            rows[col] = to_micros(frame[col])
+        else:
+            rows[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    if spec.has_attributes:
+        attr_cols = [c for c in frame.columns if c.startswith("attr:")]
+        attrs = frame[attr_cols].rename(columns=lambda c: c.removeprefix("attr:"))
+        rows["attributes"] = (
+            attrs.to_json(orient="records", lines=True).splitlines() if len(attrs) and attr_cols
+            else ["{}"] * len(rows)
+        )
+    missing_key = rows[spec.key].isna()
+    if missing_key.any():
+        derived = _hash_rows(rows.loc[missing_key, list(spec.key_from)]).view(np.uint64)
+        rows.loc[missing_key, spec.key] = [f"h{v:016x}" for v in derived]
+    content = [c for c in rows.columns if c not in ("_row", spec.key)]
+    rows["content_hash"] = _hash_rows(rows[content]) if len(rows) else np.array([], dtype=np.int64)
+    return rows
+
+
+def _issue(rows: pd.DataFrame, column: str, reasons: list[str] | pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"row": rows["_row"].to_numpy(), "column": column, "reason": list(reasons)})
+
+
+def _dedupe_within_chunk(rows: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Keep the first row per key; an exact repeat is a duplicate, a different one is quarantined."""
+    repeat = rows.duplicated(spec.key, keep="first")
+    if not repeat.any():
+        return rows, pd.DataFrame(columns=["row", "column", "reason"]), 0
+    first = rows[~repeat].set_index(spec.key)
+    again = rows[repeat]
+    first_hash = first.loc[again[spec.key], "content_hash"].to_numpy()
+    first_row = first.loc[again[spec.key], "_row"].to_numpy()
+    conflict = again["content_hash"].to_numpy() != first_hash
+    bad = again[conflict]
+    reasons = [f"duplicate {spec.key} '{k}' with different content (first seen at row {r + 1})"
+               for k, r in zip(bad[spec.key], first_row[conflict], strict=True)]
+    return rows[~repeat], _issue(bad, spec.key, reasons), int((~conflict).sum())
+
+
+def _stage_table(conn: Connection, spec: TableSpec) -> Table:
+    """A temporary table of the chunk's keys, so conflicts are found with one join, not per row."""
+    stage = Table(
+        f"stage_{spec.name}",
+        MetaData(),
+        Column("_row", Integer, nullable=False),
+        Column("key", String, nullable=False),
+        Column("lead_id", String),
+        Column("content_hash", BigInteger, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+    stage.create(conn, checkfirst=True)
+    conn.execute(stage.delete())
+    return stage
+
+
+def _check_against_store(
+    conn: Connection, stage: Table, rows: pd.DataFrame, spec: TableSpec
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Split rows into new ones, exact repeats of stored rows, conflicts and rows for unknown leads."""
+    empty = pd.DataFrame(columns=["row", "column", "reason"])
+    if rows.empty:
+        return rows, empty, 0
+    conn.execute(stage.delete())
+    bulk_insert(conn, stage, pd.DataFrame({
+        "_row": rows["_row"].astype(np.int64),
+        "key": rows[spec.key],
+        "lead_id": rows["lead_id"],
+        "content_hash": rows["content_hash"],
+    }))
+    main = STORE_TABLES[spec.name]
+    key_col = main.c[spec.key]
+    stored = conn.execute(
+        select(stage.c._row, stage.c.content_hash, main.c.content_hash.label("stored_hash"))
+        .join(main, key_col == stage.c.key)
+    ).all()
+    issues = [empty]
+    drop: set[int] = set()
+    n_known = 0
+    conflicts = []
+    for row, new_hash, old_hash in stored:
+        drop.add(row)
+        if new_hash == old_hash:
+            n_known += 1
+        else:
+            conflicts.append(row)
+    by_row = rows.set_index("_row", drop=False)
+    if conflicts:
+        bad = by_row.loc[conflicts]
+        issues.append(_issue(bad, spec.key, [f"duplicate {spec.key} '{k}' with different content than the "
+                                            "stored row" for k in bad[spec.key]]))
+    if spec.name != "leads":
+        unknown = conn.execute(
+            select(stage.c._row).where(~select(leads_table.c.lead_id)
+                                       .where(leads_table.c.lead_id == stage.c.lead_id).exists())
+        ).scalars().all()
+        unknown = [r for r in unknown if r not in drop]
+        if unknown:
+            bad = by_row.loc[unknown]
+            issues.append(_issue(bad, "lead_id", [f"unknown lead_id '{lead}' (no such lead in the store; "
+                                                 "ingest its lead first)" for lead in bad["lead_id"]]))
+            drop.update(unknown)
+    keep = ~rows["_row"].isin(drop)
+    return rows[keep], pd.concat([i for i in issues if len(i)] or [empty]), n_known
+
+
+def _quarantine_rows(raw: pd.DataFrame, issues: pd.DataFrame | None, path: Path, table: str) -> pd.DataFrame | None:
+    """One quarantine row per unusable source row: where, why, then the original values."""
+    if issues is None or issues.empty:
+        return None
+    grouped = issues.groupby("row", sort=True).agg({"column": lambda s: "; ".join(dict.fromkeys(s)),
+                                                    "reason": lambda s: "; ".join(dict.fromkeys(s))})
+    original = raw.loc[grouped.index]
+    head = pd.DataFrame({
+        "_file": str(path),
+        "_table": table,
+        "_row": grouped.index.to_numpy() + 1,
+        "_column": grouped["column"].to_numpy(),
+        "_reason": grouped["reason"].to_numpy(),
+    }, index=grouped.index)
+    return pd.concat([head, original.astype("string")], axis=1)
+
+
+def _write_quarantine(parts: list[pd.DataFrame], folder: Path, path: Path, table: str, stamp: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{path.stem}.{table}.{stamp}.csv"
+    pd.concat(parts).to_csv(target, index=False)
+    return target
