@@ -14,8 +14,9 @@ from prospect.config import Settings
 
 app = typer.Typer(help="Prospect-propensity scorer: score leads on their behaviour over time.",
                   no_args_is_help=True, add_completion=False)
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: long messages (paths, reasons) stay on one line, so they can be grepped and copied
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 PACKAGED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
@@ -97,7 +98,7 @@ def ingest(
                       progress=advance)
     table = Table(title=f"ingest {parsed.name}")
     for col in ("file", "table", "read", "stored", "duplicates", "quarantined"):
-        table.add_column(col, justify="left" if col in ("file", "table") else "right")
+        table.add_column(col, justify="left" if col in ("file", "table") else "right", overflow="fold")
     for b in summary.batches:
         table.add_row(b.file, b.table, f"{b.read:,}", f"{b.stored:,}", f"{b.duplicates:,}", f"{b.quarantined:,}")
     console.print(table)

@@ -138,7 +138,7 @@ def _simulate_chunk(rng: np.random.Generator, first: int, n: int, cfg: FunnelCon
     active = day_grid[None, :] <= last_day[:, None]
 
     # --- inbound activity: a Poisson count per day, thinner at weekends
-    weekday = ((midnight.dayofweek.to_numpy()[:, None] + np.arange(D)[None, :]) % 7)
+    weekday = ((midnight.day_of_week.to_numpy()[:, None] + np.arange(D)[None, :]) % 7)
     weekend = weekday >= 5
     rate = RATE_SCALE * np.exp(np.clip(z, -6, 2.2)) * np.where(weekend, 0.35, 1.0) * active
     counts = rng.poisson(rate)

@@ -1,0 +1,84 @@
+"""Shared fixtures: a fresh store per test, a fixed clock, and helpers that write tiny sources."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from contract.mapping import Mapping
+from contract.taxonomy import Taxonomy, load_taxonomy
+from store.event_store import EventStore
+from store.ingest import IngestSummary, ingest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = REPO.parent / "shared" / "data" / "real"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+CANONICAL = {
+    "leads": {"columns": {"lead_id": "lead_id", "created_at": "created_at", "source": "source"},
+              "attributes": {"industry": {"kind": "categorical"}, "employees": {"kind": "numeric"}}},
+    "events": {"columns": {"event_id": "event_id", "lead_id": "lead_id", "ts": "ts", "type": "type"}},
+    "feedback": {"columns": {"lead_id": "lead_id", "ts": "ts", "outcome": "outcome", "reason": "reason"}},
+}
+
+LEADS_CSV = """lead_id,created_at,source,industry,employees
+L1,2025-01-01T09:00:00Z,paid_search,software,120
+L2,2025-01-02T10:00:00Z,referral,finance,40
+L3,2025-01-03T11:00:00Z,linkedin,,
+"""
+
+
+@pytest.fixture(scope="session")
+def taxonomy() -> Taxonomy:
+    return load_taxonomy()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EventStore:
+    s = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    yield s
+    s.close()
+
+
+def mapping_for(files: dict[str, str], **source_options) -> Mapping:  # noqa: ANN003
+    """A mapping with one source per table, canonical column names, and optional source options."""
+    sources = [{"file": name, table: CANONICAL[table], **source_options.get(table, {})}
+               for table, name in files.items()]
+    return Mapping.model_validate({"name": "test", "sources": sources})
+
+
+class Sources:
+    """Writes small CSV files into a folder and ingests them with a fixed clock."""
+
+    def __init__(self, folder: Path, store: EventStore, taxonomy: Taxonomy) -> None:
+        self.folder, self.store, self.taxonomy = folder, store, taxonomy
+
+    def write(self, name: str, text: str | bytes) -> Path:
+        path = self.folder / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+        return path
+
+    def ingest(self, files: dict[str, str], chunk_rows: int = 1000, **source_options) -> IngestSummary:  # noqa: ANN003
+        return ingest(mapping_for(files, **source_options), self.folder, self.store, self.taxonomy,
+                      self.folder / "quarantine", chunk_rows=chunk_rows, now=NOW)
+
+
+@pytest.fixture
+def sources(tmp_path: Path, store: EventStore, taxonomy: Taxonomy) -> Sources:
+    return Sources(tmp_path, store, taxonomy)
+
+
+@pytest.fixture
+def with_leads(sources: Sources) -> Sources:
+    sources.write("leads.csv", LEADS_CSV)
+    summary = sources.ingest({"leads": "leads.csv"})
+    assert summary.batches[0].stored == 3
+    return sources
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
