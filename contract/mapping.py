@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contract.errors import describe
 from contract.tables import CRITERIA_FIELDS, OUTCOMES, TABLES, TableSpec
 from contract.taxonomy import Taxonomy
 
@@ -138,10 +139,7 @@ def load_mapping(path: Path) -> Mapping:
     try:
         return Mapping.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise MappingError(f"{path}: invalid mapping: {details}") from exc
+        raise MappingError(f"{path}: invalid mapping: {describe(exc)}") from exc
 
 
 def required_source_columns(tm: TableMapping) -> list[str]:

@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contract.errors import describe
+
 
 class TaxonomyError(ValueError):
     """The taxonomy file is malformed; the message names the file and the entry."""
@@ -70,5 +72,7 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
         where = str(path)
     try:
         return Taxonomy.model_validate(yaml.safe_load(text))
-    except (ValidationError, yaml.YAMLError) as exc:
-        raise TaxonomyError(f"{where}: invalid taxonomy: {exc}") from exc
+    except ValidationError as exc:
+        raise TaxonomyError(f"{where}: invalid taxonomy: {describe(exc)}") from exc
+    except yaml.YAMLError as exc:
+        raise TaxonomyError(f"{where}: not valid YAML: {exc}") from exc

@@ -100,3 +100,39 @@ def test_intent_drives_reply_speed(funnel) -> None:  # noqa: ANN001
 def test_refuses_a_simulation_that_reaches_into_the_future(tmp_path: Path, taxonomy: Taxonomy) -> None:
     with pytest.raises(ValueError, match="in the future"):
         generate(FunnelConfig(n_leads=10, start="2099-01-01"), tmp_path, taxonomy)
+
+
+def _weekly_snapshots(funnel, horizon_days: int = 30) -> pd.DataFrame:  # noqa: ANN001
+    """(lead, as-of) pairs every 7 days from creation until the first prospect answer or the last full horizon."""
+    leads = funnel["leads"].set_index("lead_id")
+    prospect_at = funnel["feedback"].query("outcome == 'prospect'").groupby("lead_id")["ts"].min()
+    last = FunnelConfig().end_ts - pd.Timedelta(days=horizon_days)
+    stop = prospect_at.reindex(leads.index).fillna(last).clip(upper=last)
+    weeks = np.arange(0, 60)
+    snap = pd.DataFrame({"lead_id": np.repeat(leads.index, len(weeks)), "k": np.tile(weeks, len(leads))})
+    created = pd.DatetimeIndex(leads.loc[snap["lead_id"], "created_at"])
+    snap["as_of"] = created + pd.to_timedelta(snap["k"].to_numpy() * 7 + 1, unit="D")
+    snap = snap[snap["as_of"] < stop.loc[snap["lead_id"]].to_numpy()]
+    answer = prospect_at.reindex(snap["lead_id"]).to_numpy()
+    snap["label"] = (answer > snap["as_of"].to_numpy()) & (answer <= (snap["as_of"] + pd.Timedelta(days=horizon_days)))
+    return snap.reset_index(drop=True)
+
+
+def test_true_probabilities_are_calibrated_and_sharp(funnel) -> None:  # noqa: ANN001
+    from sklearn.metrics import roc_auc_score
+
+    from simulator.truth import prospect_probability
+
+    snap = _weekly_snapshots(funnel)
+    p = prospect_probability(funnel["truth"], snap["lead_id"], snap["as_of"], horizon_days=30)
+    y = snap["label"].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all()
+    assert abs(p.mean() - y.mean()) < 0.1 * y.mean(), (p.mean(), y.mean())
+    # calibrated in every bin of the true probability: observed rates within a quarter of the predicted ones
+    bins = pd.qcut(p, 20, labels=False, duplicates="drop")
+    table = pd.DataFrame({"p": p, "y": y, "bin": bins}).groupby("bin")[["p", "y"]].mean()
+    assert ((table["p"] - table["y"]).abs() <= 0.25 * table["p"] + 0.001).all(), table
+    assert table["y"].iloc[-1] > 0.1, "the top bin holds leads that really are about to convert"
+    auc = roc_auc_score(y, p)
+    fit_only = roc_auc_score(y, funnel["truth"].set_index("lead_id").loc[snap["lead_id"], "fit"])
+    assert auc > 0.85 and auc > fit_only + 0.05, (auc, fit_only)
