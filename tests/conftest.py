@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import uuid
+
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
 
 from contract.mapping import Mapping
 from contract.taxonomy import Taxonomy, load_taxonomy
 from store.event_store import EventStore
 from store.ingest import IngestSummary, ingest
+from tests.postgres import server_binaries, temporary_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = REPO.parent / "shared" / "data" / "real"
@@ -36,11 +40,35 @@ def taxonomy() -> Taxonomy:
     return load_taxonomy()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> EventStore:
-    s = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of a session-wide throwaway PostgreSQL cluster (Debian's postgresql package is on every machine)."""
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        pytest.fail("PostgreSQL server binaries not found: install Debian's `postgresql` package")
+    with temporary_cluster(bin_dir) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> EventStore:
+    """An empty store; every test using it runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        s = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+        yield s
+        s.close()
+        return
+    server = request.getfixturevalue("postgres_url")
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    s = EventStore(server.replace("/postgres?", f"/{name}?"))
     yield s
     s.close()
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name}"))
+    admin.dispose()
 
 
 def mapping_for(files: dict[str, str], **source_options) -> Mapping:  # noqa: ANN003
