@@ -1,0 +1,250 @@
+"""The one vectoriser: (lead, as-of) snapshots -> feature columns, for training, batch scoring and serving.
+
+Training passes many as-of times per lead, serving passes one lead and "now"; both run the same
+family functions on the same arrays. ``transform`` takes DataFrames; ``transform_lead`` takes one
+lead's arrays straight from the store, skipping DataFrame work that would dominate a single lead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from contract.taxonomy import Taxonomy, load_taxonomy
+from features.context import Context, Vocabulary
+from features.depth import depth
+from features.events import MAX_LEADS, EventArrays, sort_key
+from features.momentum import momentum
+from features.profile import profile
+from features.recency import recency
+from features.registry import AttributeInfo, FeatureSet, behaviour_specs, profile_specs
+from features.repetition import repetition
+from features.responsiveness import responsiveness
+from features.timing import timing
+
+BEHAVIOUR_FAMILIES = (recency, repetition, depth, momentum, responsiveness, timing)
+LEAD_COLUMNS = ("lead_id", "created_at", "source")
+
+
+@dataclass
+class FeatureInput:
+    """What features are computed from: snapshots to score, the leads, and their events."""
+
+    snapshots: pd.DataFrame  # lead_id, as_of (tz-aware)
+    leads: pd.DataFrame  # lead_id, created_at, source, attribute columns
+    events: pd.DataFrame  # lead_id, ts (tz-aware), type, optional channel
+
+
+def to_micros(values: pd.Series | pd.DatetimeIndex, what: str) -> np.ndarray:
+    """Timezone-aware timestamps -> int64 UTC microseconds; naive timestamps are refused, never guessed."""
+    index = pd.DatetimeIndex(values)
+    if index.tz is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC or with an offset)")
+    out = index.tz_convert("UTC").as_unit("us").asi8
+    if out.size and (index.isna().any() or out.min() < 0):
+        raise ValueError(f"{what} has missing values or dates before 1970")
+    return out
+
+
+def infer_attributes(leads: pd.DataFrame) -> tuple[AttributeInfo, ...]:
+    """Attribute specs from column types, for callers without the store's attribute table."""
+    out = []
+    for col in leads.columns:
+        if col in LEAD_COLUMNS:
+            continue
+        kind = "numeric" if pd.api.types.is_numeric_dtype(leads[col]) else "categorical"
+        out.append(AttributeInfo(name=col, kind=kind))
+    return tuple(out)
+
+
+class FeatureVectorizer(TransformerMixin, BaseEstimator):
+    """Point-in-time behaviour and profile features for (lead, as-of) snapshots.
+
+    ``fit`` learns the vocabulary (channels seen, categories of categorical attributes) and freezes
+    it into ``feature_set_``; ``transform`` never learns, so training and serving columns agree.
+    """
+
+    def __init__(self, taxonomy: Taxonomy | None = None, attributes: tuple[AttributeInfo, ...] | None = None,
+                 max_channels: int = 12) -> None:
+        self.taxonomy = taxonomy
+        self.attributes = attributes
+        self.max_channels = max_channels
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: FeatureInput, y: object = None) -> FeatureVectorizer:  # noqa: ARG002 - sklearn signature
+        taxonomy = self.taxonomy or load_taxonomy()
+        attributes = tuple(self.attributes) if self.attributes is not None else infer_attributes(X.leads)
+        inbound_types = [n for n, t in taxonomy.types.items() if t.direction == "inbound"]
+        channels = list(dict.fromkeys(taxonomy.types[n].channel for n in inbound_types))
+        if "channel" in X.events and len(X.events):
+            seen = X.events.loc[X.events["type"].isin(inbound_types), "channel"].value_counts()
+            channels += [str(c) for c in seen.index if c not in channels]
+        vocab = Vocabulary(stages=taxonomy.stages, channels=tuple(channels[: self.max_channels]))
+        categories = {"origin": _categories(X.leads["source"] if "source" in X.leads else pd.Series(dtype=str))}
+        for a in attributes:
+            if a.kind == "categorical":
+                categories[f"attr_{a.name}"] = _categories(X.leads.get(a.name, pd.Series(dtype=str)))
+        specs = tuple(behaviour_specs(vocab, taxonomy) + profile_specs(list(attributes)))
+        self.taxonomy_ = taxonomy
+        self.attributes_ = attributes
+        self.feature_set_ = FeatureSet(vocab=vocab, specs=specs, categories=categories)
+        self._build_lookups()
+        return self
+
+    @classmethod
+    def from_feature_set(cls, feature_set: FeatureSet, taxonomy: Taxonomy, attributes: tuple[AttributeInfo, ...]
+                         ) -> FeatureVectorizer:
+        """A fitted vectoriser for a saved feature set (serving a trained model)."""
+        vec = cls(taxonomy=taxonomy, attributes=attributes)
+        vec.taxonomy_, vec.attributes_, vec.feature_set_ = taxonomy, attributes, feature_set
+        vec._build_lookups()
+        return vec
+
+    def _build_lookups(self) -> None:
+        tax = self.taxonomy_
+        self._level = {n: tax.stage_level(n) for n in tax.types}
+        self._inbound = {n: t.direction == "inbound" for n, t in tax.types.items()}
+        self._default_channel = {n: t.channel for n, t in tax.types.items()}
+        self._channel_code = {c: i for i, c in enumerate(self.feature_set_.vocab.channels)}
+        self._category_code = {name: {v: i for i, v in enumerate(cats)}
+                               for name, cats in self.feature_set_.categories.items()}
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:  # noqa: ARG002
+        return np.asarray(self.feature_set_.names, dtype=object)
+
+    # ------------------------------------------------------------------ transforming
+    def transform(self, X: FeatureInput) -> pd.DataFrame:
+        """Feature columns for every snapshot, in the snapshots' order; categoricals as pandas categories."""
+        return self.to_frame(self.transform_arrays(X))
+
+    def to_frame(self, values: dict[str, np.ndarray]) -> pd.DataFrame:
+        columns = {}
+        for spec in self.feature_set_.specs:
+            v = values[spec.name]
+            if spec.dtype == "category":
+                columns[spec.name] = pd.Categorical.from_codes(v.astype(np.int64), self.feature_set_.categories[spec.name])
+            else:
+                columns[spec.name] = v.astype(np.float64, copy=False)
+        return pd.DataFrame(columns)
+
+    def transform_arrays(self, X: FeatureInput) -> dict[str, np.ndarray]:
+        leads = X.leads.reset_index(drop=True)
+        lead_index = pd.Index(leads["lead_id"])
+        if not lead_index.is_unique:
+            raise ValueError("leads.lead_id must be unique")
+        snap_lead = lead_index.get_indexer(X.snapshots["lead_id"])
+        if (snap_lead < 0).any():
+            unknown = X.snapshots["lead_id"][snap_lead < 0].unique()[:5]
+            raise ValueError(f"snapshots for unknown lead_id: {', '.join(map(str, unknown))}")
+        as_of = to_micros(X.snapshots["as_of"], "snapshots.as_of")
+        ev_lead = lead_index.get_indexer(X.events["lead_id"]) if len(X.events) else np.zeros(0, np.int64)
+        known = ev_lead >= 0
+        events = X.events[known] if not known.all() else X.events
+        ev_lead = ev_lead[known].astype(np.int64)
+        ts = to_micros(events["ts"], "events.ts") if len(events) else np.zeros(0, np.int64)
+        level, inbound, channel, any_channel = self._event_codes(events["type"], events.get("channel"))
+        lead_values = self._lead_values(leads)
+        created = to_micros(leads["created_at"], "leads.created_at")
+        if len(leads) <= MAX_LEADS:
+            return self._compute(snap_lead.astype(np.int64), as_of, ev_lead, ts, level, inbound, channel,
+                                 any_channel, created, lead_values)
+        # more leads than the sort key holds: features are per lead, so compute lead ranges separately
+        parts, order = [], []
+        for lo in range(0, len(leads), MAX_LEADS):
+            hi = min(lo + MAX_LEADS, len(leads))
+            s = np.flatnonzero((snap_lead >= lo) & (snap_lead < hi))
+            e = (ev_lead >= lo) & (ev_lead < hi)
+            parts.append(self._compute(snap_lead[s] - lo, as_of[s], ev_lead[e] - lo, ts[e], level[e], inbound[e],
+                                       channel[e], any_channel[e], created[lo:hi],
+                                       {k: v[lo:hi] for k, v in lead_values.items()}))
+            order.append(s)
+        inverse = np.argsort(np.concatenate(order))
+        return {k: np.concatenate([p[k] for p in parts])[inverse] for k in parts[0]}
+
+    def transform_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray, channels: np.ndarray | None,
+                       as_of_us: int) -> dict[str, np.ndarray]:
+        """Features of one lead at one as-of time, from plain arrays (the serving path)."""
+        n = ts_us.size
+        level = np.fromiter((self._level[t] for t in types), dtype=np.int8, count=n)
+        inbound = np.fromiter((self._inbound[t] for t in types), dtype=bool, count=n)
+        if channels is None:
+            channels = [self._default_channel[t] for t in types]
+        channel_code = self._channel_code
+        channel = np.fromiter((channel_code.get(c, -1) for c in channels), dtype=np.int16, count=n)
+        seen: dict[str, int] = {}
+        any_channel = np.fromiter((seen.setdefault(c, len(seen)) for c in channels), dtype=np.int32, count=n)
+        values = {}
+        for spec in self.feature_set_.specs:
+            if spec.name == "origin":
+                values[spec.name] = np.array([self._category_code["origin"].get(lead.get("source"), -1)])
+            elif spec.family == "profile":
+                raw = lead.get(spec.name.removeprefix("attr_"))
+                if spec.dtype == "category":
+                    values[spec.name] = np.array([self._category_code[spec.name].get(raw, -1)])
+                else:
+                    values[spec.name] = np.array([np.nan if raw is None else float(raw)])
+        created = np.array([lead["created_at_us"]], dtype=np.int64)
+        return self._compute(np.zeros(1, np.int64), np.array([as_of_us], np.int64), np.zeros(n, np.int64),
+                             np.asarray(ts_us, np.int64), level, inbound, channel, any_channel, created, values)
+
+    # ------------------------------------------------------------------ internals
+    def _event_codes(self, types: pd.Series, channels: pd.Series | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        type_codes, type_names = pd.factorize(types)
+        unknown = [t for t in type_names if t not in self._level]
+        if unknown:
+            raise ValueError(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5]))}")
+        level = np.array([self._level[t] for t in type_names], dtype=np.int8)[type_codes]
+        inbound = np.array([self._inbound[t] for t in type_names], dtype=bool)[type_codes]
+        default = np.array([self._default_channel[t] for t in type_names], dtype=object)[type_codes]
+        if channels is not None:
+            filled = channels.to_numpy(dtype=object, copy=True)
+            missing = pd.isna(filled)
+            filled[missing] = default[missing]
+        else:
+            filled = default
+        any_codes, any_names = pd.factorize(filled)
+        channel = np.array([self._channel_code.get(c, -1) for c in any_names], dtype=np.int16)[any_codes] \
+            if len(any_names) else np.zeros(0, np.int16)
+        return level, inbound, channel, any_codes.astype(np.int32)
+
+    def _lead_values(self, leads: pd.DataFrame) -> dict[str, np.ndarray]:
+        values: dict[str, np.ndarray] = {}
+        for spec in self.feature_set_.specs:
+            if spec.family != "profile" and spec.name != "origin":
+                continue
+            column = "source" if spec.name == "origin" else spec.name.removeprefix("attr_")
+            raw = leads[column] if column in leads else pd.Series(np.nan, index=leads.index)
+            if spec.dtype == "category":
+                categories = pd.Index(self.feature_set_.categories[spec.name])
+                values[spec.name] = categories.get_indexer(raw.astype("string")).astype(np.int64)
+            else:
+                values[spec.name] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        return values
+
+    def _compute(self, snap_lead: np.ndarray, as_of: np.ndarray, ev_lead: np.ndarray, ts: np.ndarray,
+                 level: np.ndarray, inbound: np.ndarray, channel: np.ndarray, any_channel: np.ndarray,
+                 created: np.ndarray, lead_values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n_leads = created.size
+        arrays = {}
+        for name, mask in (("inbound", inbound), ("outbound", ~inbound)):
+            arrays[name] = EventArrays.build(ev_lead[mask], ts[mask], level[mask], channel[mask], any_channel[mask],
+                                             n_leads)
+        # snapshots in (lead, time) order make every search walk forward through memory
+        order = np.argsort(sort_key(snap_lead, as_of))
+        ctx = Context(inbound=arrays["inbound"], outbound=arrays["outbound"], lead=snap_lead[order],
+                      as_of=as_of[order], created=created[snap_lead[order]], vocab=self.feature_set_.vocab)
+        values: dict[str, np.ndarray] = {}
+        for family in BEHAVIOUR_FAMILIES:
+            values.update(family(ctx))
+        values.update(profile(ctx, lead_values))
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        return {name: values[name][inverse] for name in self.feature_set_.names}
+
+
+def _categories(values: pd.Series) -> tuple[str, ...]:
+    return tuple(sorted(str(v) for v in pd.unique(values.dropna())))
