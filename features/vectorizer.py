@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from contract.taxonomy import Taxonomy, load_taxonomy
 from features.context import Context, Vocabulary
 from features.depth import depth
+from features.encode import as_arrow, codes_in, factorize
 from features.events import MAX_LEADS, EventArrays, sort_key
 from features.momentum import momentum
 from features.profile import profile
@@ -132,18 +134,19 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
 
     def transform_arrays(self, X: FeatureInput) -> dict[str, np.ndarray]:
         leads = X.leads.reset_index(drop=True)
-        lead_index = pd.Index(leads["lead_id"])
-        if not lead_index.is_unique:
+        lead_ids = as_arrow(leads["lead_id"])
+        if len(pc.unique(lead_ids)) != len(lead_ids):
             raise ValueError("leads.lead_id must be unique")
-        snap_lead = lead_index.get_indexer(X.snapshots["lead_id"])
+        snap_lead = codes_in(X.snapshots["lead_id"], lead_ids)
         if (snap_lead < 0).any():
             unknown = X.snapshots["lead_id"][snap_lead < 0].unique()[:5]
             raise ValueError(f"snapshots for unknown lead_id: {', '.join(map(str, unknown))}")
         as_of = to_micros(X.snapshots["as_of"], "snapshots.as_of")
-        ev_lead = lead_index.get_indexer(X.events["lead_id"]) if len(X.events) else np.zeros(0, np.int64)
+        events = X.events
+        ev_lead = codes_in(events["lead_id"], lead_ids) if len(events) else np.zeros(0, np.int64)
         known = ev_lead >= 0
-        events = X.events[known] if not known.all() else X.events
-        ev_lead = ev_lead[known].astype(np.int64)
+        if not known.all():
+            events, ev_lead = events[known], ev_lead[known]
         ts = to_micros(events["ts"], "events.ts") if len(events) else np.zeros(0, np.int64)
         level, inbound, channel, any_channel = self._event_codes(events["type"], events.get("channel"))
         lead_values = self._lead_values(leads)
@@ -193,23 +196,26 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ internals
     def _event_codes(self, types: pd.Series, channels: pd.Series | None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        type_codes, type_names = pd.factorize(types)
-        unknown = [t for t in type_names if t not in self._level]
-        if unknown:
-            raise ValueError(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5]))}")
-        level = np.array([self._level[t] for t in type_names], dtype=np.int8)[type_codes]
-        inbound = np.array([self._inbound[t] for t in type_names], dtype=bool)[type_codes]
-        default = np.array([self._default_channel[t] for t in type_names], dtype=object)[type_codes]
-        if channels is not None:
-            filled = channels.to_numpy(dtype=object, copy=True)
-            missing = pd.isna(filled)
-            filled[missing] = default[missing]
-        else:
-            filled = default
-        any_codes, any_names = pd.factorize(filled)
-        channel = np.array([self._channel_code.get(c, -1) for c in any_names], dtype=np.int16)[any_codes] \
-            if len(any_names) else np.zeros(0, np.int16)
-        return level, inbound, channel, any_codes.astype(np.int32)
+        names = list(self.taxonomy_.types)
+        type_code = codes_in(types, names) if len(types) else np.zeros(0, np.int64)
+        if (type_code < 0).any():
+            unknown = pd.unique(np.asarray(types)[type_code < 0])[:5]
+            raise ValueError(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown))}")
+        level = np.array([self._level[t] for t in names], dtype=np.int8)[type_code]
+        inbound = np.array([self._inbound[t] for t in names], dtype=bool)[type_code]
+        any_channel, channel_names = factorize(channels) if channels is not None and len(types) else (
+            np.full(type_code.size, -1, np.int64), [])
+        # a missing channel is the taxonomy's channel for the type
+        default_names = list(dict.fromkeys(self._default_channel[t] for t in names))
+        default_code = np.array([len(channel_names) + default_names.index(self._default_channel[t]) for t in names],
+                                dtype=np.int64)
+        missing = any_channel < 0
+        any_channel[missing] = default_code[type_code[missing]]
+        vocabulary = [*channel_names, *default_names]
+        to_feature = np.array([self._channel_code.get(c, -1) for c in vocabulary], dtype=np.int16)
+        # the same channel name may appear both in the data and as a default: give both one code
+        canonical = np.array([vocabulary.index(c) for c in vocabulary], dtype=np.int64)
+        return level, inbound, to_feature[any_channel], canonical[any_channel].astype(np.int32)
 
     def _lead_values(self, leads: pd.DataFrame) -> dict[str, np.ndarray]:
         values: dict[str, np.ndarray] = {}
@@ -219,8 +225,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
             column = "source" if spec.name == "origin" else spec.name.removeprefix("attr_")
             raw = leads[column] if column in leads else pd.Series(np.nan, index=leads.index)
             if spec.dtype == "category":
-                categories = pd.Index(self.feature_set_.categories[spec.name])
-                values[spec.name] = categories.get_indexer(raw.astype("string")).astype(np.int64)
+                values[spec.name] = codes_in(raw.astype("string"), list(self.feature_set_.categories[spec.name])) \
+                    if len(raw) else np.zeros(0, np.int64)
             else:
                 values[spec.name] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         return values

@@ -1,0 +1,87 @@
+"""Training examples: (lead, as-of time) snapshots labelled by what sales said within the horizon.
+
+As-of times run on a cadence from the lead's first touch until its outcome (sales' first answer
+about it) or the end of the observed data. The label is 1 when sales marked the lead ``prospect``
+within the horizon after the as-of time. A ``not_prospect`` answer, or a whole horizon observed
+without an answer, is a 0. A snapshot whose horizon reaches past the observed data with no answer
+yet is *censored* and left out: its label is not known, and calling it negative would teach the
+model that recent leads never convert.
+
+Data without timestamps (one row a lead, creation and answer at a nominal time) gets exactly one
+snapshot per lead at its creation, labelled by its answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.events import US_PER_DAY
+from features.vectorizer import to_micros
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    cadence_days: float = 7.0
+    horizon_days: float = 30.0
+
+
+def build_snapshots(leads: pd.DataFrame, events: pd.DataFrame, feedback: pd.DataFrame,
+                    config: SnapshotConfig = SnapshotConfig(), observed_until: pd.Timestamp | None = None,
+                    inbound_types: set[str] | None = None) -> pd.DataFrame:
+    """Return lead_id, as_of and label (0/1) for every labelled snapshot, ordered by as_of then lead.
+
+    ``observed_until`` is the end of the data window; by default the latest event or answer.
+    ``inbound_types`` limits the events that count as a first touch (outbound touches are ours).
+    """
+    lead_ids = pd.Index(leads["lead_id"])
+    created = to_micros(leads["created_at"], "leads.created_at")
+    first_touch = created.copy()
+    ev = events if inbound_types is None else events[events["type"].isin(inbound_types)]
+    if len(ev):
+        codes = lead_ids.get_indexer(ev["lead_id"])
+        ts = to_micros(ev["ts"], "events.ts")
+        known = codes >= 0
+        np.minimum.at(first_touch, codes[known], ts[known])
+
+    never = np.iinfo(np.int64).max
+    first_answer = np.full(len(leads), never, dtype=np.int64)
+    first_prospect = np.full(len(leads), never, dtype=np.int64)
+    if len(feedback):
+        codes = lead_ids.get_indexer(feedback["lead_id"])
+        ts = to_micros(feedback["ts"], "feedback.ts")
+        known = codes >= 0
+        np.minimum.at(first_answer, codes[known], ts[known])
+        positive = known & (feedback["outcome"].to_numpy() == "prospect")
+        np.minimum.at(first_prospect, codes[positive], ts[positive])
+
+    if observed_until is None:
+        candidates = [created.max(initial=0)]
+        if len(events):
+            candidates.append(to_micros(events["ts"], "events.ts").max())
+        if len(feedback):
+            candidates.append(to_micros(feedback["ts"], "feedback.ts").max())
+        end_of_data = int(max(candidates))
+    else:
+        end_of_data = int(to_micros(pd.DatetimeIndex([observed_until]), "observed_until")[0])
+
+    cadence = int(config.cadence_days * US_PER_DAY)
+    horizon = int(config.horizon_days * US_PER_DAY)
+    stop = np.minimum(first_answer, end_of_data)
+    count = np.where(stop > first_touch, -(-(stop - first_touch) // cadence), 0)
+    lead_code = np.repeat(np.arange(len(leads)), count)
+    step = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    as_of = first_touch[lead_code] + step * cadence
+
+    horizon_end = as_of + horizon
+    prospect = first_prospect[lead_code] <= horizon_end
+    answered = first_answer[lead_code] <= horizon_end
+    labelled = prospect | answered | (horizon_end <= end_of_data)
+    out = pd.DataFrame({
+        "lead_id": lead_ids.to_numpy()[lead_code[labelled]],
+        "as_of": pd.to_datetime(as_of[labelled], unit="us", utc=True),
+        "label": prospect[labelled].astype(np.int8),
+    })
+    return out.sort_values(["as_of", "lead_id"], kind="stable").reset_index(drop=True)
