@@ -2,7 +2,12 @@
 
 A ``Context`` holds the sorted inbound and outbound events and, per snapshot, where its as-of time
 and its look-back windows fall in them. Families are pure functions of a Context; the Context only
-memoises lookups that several families use (positions, running indexes), so no work is repeated.
+memoises lookups that several families use (positions, per-stage and per-channel groups), so no
+pass over the events is made twice.
+
+Per-stage and per-channel questions ("how many before as-of", "the last one before as-of", "the
+first one of this lead") are answered by a ``Group``: the members' positions and a prefix count.
+Each answer is then a gather per snapshot, not another pass over all events.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
-from features.events import US_PER_DAY, EventArrays, last_index_where, locate, prefix_sum
+from features.events import US_PER_DAY, EventArrays, Group, diff, locate, prefix_sum
 
 SESSION_GAP_US = 30 * 60 * 1_000_000
 """A gap of 30 minutes or more between two actions starts a new session (the web-analytics convention)."""
@@ -63,52 +68,85 @@ class Context:
         """Index of the last action before as-of (clamped to 0 where there is none; mask with has_events)."""
         return np.maximum(self.pos - 1, 0)
 
+    @cached_property
+    def first(self) -> np.ndarray:
+        """Index of the lead's first action (clamped; mask with has_events)."""
+        return np.minimum(self.start, max(self.inbound.size - 1, 0))
+
     def window_start(self, days: int) -> np.ndarray:
         """Position of the first action at or after as-of minus ``days``: [window_start, pos) is the window."""
         if days not in self._windows:
             self._windows[days] = locate(self.inbound, self.lead, self.as_of - days * US_PER_DAY)
         return self._windows[days]
 
-    def days_since(self, ts: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return np.where(valid, (self.as_of - ts) / US_PER_DAY, np.nan)
+    def ts_at(self, idx: np.ndarray) -> np.ndarray:
+        return self.inbound.ts[idx] if self.inbound.size else self.as_of
 
-    def latest_where(self, running_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Given a ``last_index_where`` array, return (index, valid) of the latest match before as-of."""
-        idx = running_last[self.last] if running_last.size else np.zeros(self.n, dtype=np.int64)
-        return idx, self.has_events & (idx >= self.start)
+    def days_since(self, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Days from the action at ``idx`` to as-of, NaN where not ``valid``."""
+        return np.where(valid, (self.as_of - self.ts_at(idx)) / US_PER_DAY, np.nan)
 
-    # --- per-event helpers on the inbound events, each computed once
+    # --- groups of actions
+    def count(self, group: Group, lo: np.ndarray, hi: np.ndarray | None = None) -> np.ndarray:
+        """Members among actions [lo, hi) (hi defaults to the as-of position)."""
+        return group.prefix[self.pos if hi is None else hi] - group.prefix[lo]
+
+    def latest(self, group: Group) -> tuple[np.ndarray, np.ndarray]:
+        """(index, valid) of the group's last action before as-of."""
+        before = group.prefix[self.pos]
+        valid = before > group.prefix[self.start]
+        idx = group.positions[np.maximum(before - 1, 0)] if group.positions.size else np.zeros(self.n, np.int64)
+        return idx, valid
+
+    def earliest(self, group: Group) -> tuple[np.ndarray, np.ndarray]:
+        """(index, valid) of the lead's first action in the group, if it happened before as-of."""
+        at = group.prefix[self.start]
+        valid = group.prefix[self.pos] > at
+        idx = group.positions[np.minimum(at, max(group.positions.size - 1, 0))] if group.positions.size \
+            else np.zeros(self.n, np.int64)
+        return idx, valid
+
+    @cached_property
+    def stages(self) -> dict[int, Group]:
+        """One group per stage level, 1 = shallowest."""
+        return {k: Group.of(self.inbound.level == k) for k in range(1, len(self.vocab.stages) + 1)}
+
+    @cached_property
+    def channels(self) -> dict[int, Group]:
+        """One group per distinct channel value among the inbound actions (any_channel code)."""
+        codes = np.unique(self.inbound.any_channel) if self.inbound.size else np.zeros(0, np.int32)
+        return {int(c): Group.of(self.inbound.any_channel == c) for c in codes}
+
+    @cached_property
+    def channel_by_feature_code(self) -> dict[int, Group]:
+        """Channel groups keyed by their code in the feature vocabulary (channels outside it left out)."""
+        out = {}
+        for group in self.channels.values():
+            code = int(self.inbound.channel[group.positions[0]])
+            if code >= 0:
+                out[code] = group
+        return out
+
+    @cached_property
+    def deep_levels(self) -> range:
+        return range(self.vocab.deep_level, len(self.vocab.stages) + 1)
+
+    # --- per-action flags, each computed once
     @cached_property
     def lead_first(self) -> np.ndarray:
         """True for each lead's first action."""
         first = np.zeros(self.inbound.size, dtype=bool)
-        first[self.inbound.start[:-1][self.inbound.start[:-1] < self.inbound.start[1:]]] = True
+        starts = self.inbound.start[:-1]
+        first[starts[starts < self.inbound.start[1:]]] = True
         return first
 
     @cached_property
-    def new_session(self) -> np.ndarray:
-        gap = np.diff(self.inbound.ts, prepend=np.iinfo(np.int64).min // 2)
-        return self.lead_first | (gap >= SESSION_GAP_US)
+    def day(self) -> np.ndarray:
+        return self.inbound.ts // US_PER_DAY
 
     @cached_property
-    def session_starts(self) -> np.ndarray:
-        return prefix_sum(self.new_session.astype(np.int64))
+    def sessions(self) -> Group:
+        return Group.of(self.lead_first | (diff(self.inbound.ts, SESSION_GAP_US) >= SESSION_GAP_US))
 
-    def level_prefix(self, level: int) -> np.ndarray:
-        return self._level_prefix[level]
-
-    @cached_property
-    def _level_prefix(self) -> dict[int, np.ndarray]:
-        return {k: prefix_sum((self.inbound.level == k).astype(np.int64)) for k in range(1, len(self.vocab.stages) + 1)}
-
-    @cached_property
-    def deep(self) -> np.ndarray:
-        return self.inbound.level >= self.vocab.deep_level
-
-    @cached_property
-    def deep_prefix(self) -> np.ndarray:
-        return prefix_sum(self.deep.astype(np.int64))
-
-    @cached_property
-    def last_deep(self) -> np.ndarray:
-        return last_index_where(self.deep)
+    def flag_prefix(self, flags: np.ndarray) -> np.ndarray:
+        return prefix_sum(flags)

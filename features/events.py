@@ -78,24 +78,51 @@ class EventArrays:
 
 def locate(events: EventArrays, lead: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """Index of the first event of ``lead`` at or after ``ts``: events before it are strictly earlier."""
-    ms = ts // US_PER_MS
-    base = lead.astype(np.int64) << TIME_BITS
-    left = np.searchsorted(events.key, base | ms, side="left")
-    right = np.searchsorted(events.key, base | (ms + 1), side="left")
-    tie = np.flatnonzero(right > left)
-    # events in the same millisecond as the query: count those strictly earlier to the microsecond
-    for i in tie:
-        left[i] += np.searchsorted(events.ts[left[i]:right[i]], ts[i], side="left")
+    query = sort_key(lead, ts)
+    left = np.searchsorted(events.key, query, side="left")
+    if events.size == 0:
+        return left
+    # an event in the same millisecond as the query may still be earlier to the microsecond
+    # (snapshots built from a first touch land exactly on it, so ties are common): step all tied
+    # queries forward together; the loop runs as many times as the longest same-millisecond run
+    tie = np.flatnonzero(events.key[np.minimum(left, events.size - 1)] == query)
+    while tie.size:
+        j = left[tie]
+        inside = j < events.size
+        jj = np.minimum(j, events.size - 1)
+        step = inside & (events.key[jj] == query[tie]) & (events.ts[jj] < ts[tie])
+        tie = tie[step]
+        left[tie] += 1
     return left
 
 
-def last_index_where(mask: np.ndarray) -> np.ndarray:
-    """For each event, the index of the latest event at or before it where ``mask`` holds (-1 if none)."""
-    return np.maximum.accumulate(np.where(mask, np.arange(mask.size), -1)) if mask.size else mask.astype(np.int64)
+@dataclass(frozen=True)
+class Group:
+    """The events of one kind (a stage, a channel): where they are, and how many lie before each index."""
+
+    positions: np.ndarray  # indices of member events, ascending
+    prefix: np.ndarray  # prefix[i] = members among events[:i]
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Group:
+        return cls(positions=np.flatnonzero(mask), prefix=prefix_sum(mask))
+
+
+def diff(values: np.ndarray, first: int) -> np.ndarray:
+    """values[i] - values[i - 1], with ``first`` at 0 (np.diff with prepend copies the whole array)."""
+    out = np.empty_like(values)
+    if values.size:
+        out[0] = first
+        np.subtract(values[1:], values[:-1], out=out[1:])
+    return out
 
 
 def prefix_sum(values: np.ndarray) -> np.ndarray:
-    """Cumulative sum with a leading zero: sum of values[i:j] is out[j] - out[i]."""
-    out = np.zeros(values.size + 1, dtype=np.float64 if values.dtype.kind == "f" else np.int64)
-    np.cumsum(values, out=out[1:])
+    """Cumulative sum with a leading zero: sum of values[i:j] is out[j] - out[i].
+
+    Booleans and small integers are summed in int32 (half the memory traffic of int64).
+    """
+    dtype = np.float64 if values.dtype.kind == "f" else (np.int32 if values.size < 2**31 else np.int64)
+    out = np.zeros(values.size + 1, dtype=dtype)
+    np.cumsum(values, out=out[1:], dtype=dtype)
     return out

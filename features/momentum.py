@@ -13,9 +13,9 @@ SMOOTHING = 0.1
 
 def momentum(ctx: Context) -> dict[str, np.ndarray]:
     """Log ratio of the recent daily rate (7 and 14 days) to the lead's earlier rate; days since the last deep action."""
-    ev, start, pos, has = ctx.inbound, ctx.start, ctx.pos, ctx.has_events
+    start, pos, has = ctx.start, ctx.pos, ctx.has_events
     out: dict[str, np.ndarray] = {}
-    first_ts = ev.ts[np.minimum(start, ev.size - 1)] if ev.size else ctx.as_of
+    first_ts = ctx.ts_at(ctx.first)
     for days in (7, 14):
         w = ctx.window_start(days)
         recent_rate = (pos - w) / days
@@ -23,6 +23,9 @@ def momentum(ctx: Context) -> dict[str, np.ndarray]:
         prior_days = np.maximum((ctx.as_of - days * US_PER_DAY - first_ts) / US_PER_DAY, days)
         prior_rate = np.where(prior > 0, prior / prior_days, 0.0)
         out[f"momentum_{days}d"] = np.where(has, np.log((recent_rate + SMOOTHING) / (prior_rate + SMOOTHING)), np.nan)
-    idx, valid = ctx.latest_where(ctx.last_deep)
-    out["days_since_deep_action"] = ctx.days_since(ev.ts[idx] if ev.size else ctx.as_of, valid)
+    last_deep = np.full(ctx.n, -1, dtype=np.int64)
+    for level in ctx.deep_levels:
+        idx, valid = ctx.latest(ctx.stages[level])
+        last_deep = np.where(valid, np.maximum(last_deep, idx), last_deep)
+    out["days_since_deep_action"] = ctx.days_since(np.maximum(last_deep, 0), last_deep >= 0)
     return out

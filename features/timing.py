@@ -17,14 +17,14 @@ EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 def timing(ctx: Context) -> dict[str, np.ndarray]:
     """Share of actions in business hours and at weekends."""
     ev, start, pos = ctx.inbound, ctx.start, ctx.pos
-    weekday = (ev.ts // US_PER_DAY + EPOCH_WEEKDAY) % 7
-    hour = (ev.ts % US_PER_DAY) // US_PER_HOUR
+    weekday = (ctx.day + EPOCH_WEEKDAY) % 7
+    hour = (ev.ts - ctx.day * US_PER_DAY) // US_PER_HOUR
     weekend = weekday >= 5
     business = ~weekend & (hour >= 8) & (hour < 18)
     total = (pos - start).astype(np.float64)
     out = {}
     for name, flags in (("share_business_hours", business), ("share_weekend", weekend)):
-        counts = prefix_sum(flags.astype(np.int64))
+        counts = prefix_sum(flags)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[name] = np.where(total > 0, (counts[pos] - counts[start]) / total, np.nan)
     return out

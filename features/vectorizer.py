@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from contract.taxonomy import Taxonomy, load_taxonomy
 from features.context import Context, Vocabulary
 from features.depth import depth
-from features.encode import as_arrow, codes_in, factorize
+from features.encode import encode_ids, factorize
 from features.events import MAX_LEADS, EventArrays, sort_key
 from features.momentum import momentum
 from features.profile import profile
@@ -134,16 +133,14 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
 
     def transform_arrays(self, X: FeatureInput) -> dict[str, np.ndarray]:
         leads = X.leads.reset_index(drop=True)
-        lead_ids = as_arrow(leads["lead_id"])
-        if len(pc.unique(lead_ids)) != len(lead_ids):
+        events = X.events
+        unique, (snap_lead, ev_lead) = encode_ids(leads["lead_id"], X.snapshots["lead_id"], events["lead_id"])
+        if not unique:
             raise ValueError("leads.lead_id must be unique")
-        snap_lead = codes_in(X.snapshots["lead_id"], lead_ids)
         if (snap_lead < 0).any():
             unknown = X.snapshots["lead_id"][snap_lead < 0].unique()[:5]
             raise ValueError(f"snapshots for unknown lead_id: {', '.join(map(str, unknown))}")
         as_of = to_micros(X.snapshots["as_of"], "snapshots.as_of")
-        events = X.events
-        ev_lead = codes_in(events["lead_id"], lead_ids) if len(events) else np.zeros(0, np.int64)
         known = ev_lead >= 0
         if not known.all():
             events, ev_lead = events[known], ev_lead[known]
@@ -197,10 +194,12 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
     def _event_codes(self, types: pd.Series, channels: pd.Series | None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         names = list(self.taxonomy_.types)
-        type_code = codes_in(types, names) if len(types) else np.zeros(0, np.int64)
-        if (type_code < 0).any():
-            unknown = pd.unique(np.asarray(types)[type_code < 0])[:5]
-            raise ValueError(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown))}")
+        seen_codes, seen_types = factorize(types) if len(types) else (np.zeros(0, np.int64), [])
+        unknown = [t for t in seen_types if t not in self.taxonomy_.types]
+        if unknown or (seen_codes < 0).any():
+            raise ValueError(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5] or ['(empty)']))}")
+        type_code = np.array([names.index(t) for t in seen_types], dtype=np.int64)[seen_codes] if len(types) \
+            else seen_codes
         level = np.array([self._level[t] for t in names], dtype=np.int8)[type_code]
         inbound = np.array([self._inbound[t] for t in names], dtype=bool)[type_code]
         any_channel, channel_names = factorize(channels) if channels is not None and len(types) else (
@@ -225,8 +224,10 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
             column = "source" if spec.name == "origin" else spec.name.removeprefix("attr_")
             raw = leads[column] if column in leads else pd.Series(np.nan, index=leads.index)
             if spec.dtype == "category":
-                values[spec.name] = codes_in(raw.astype("string"), list(self.feature_set_.categories[spec.name])) \
-                    if len(raw) else np.zeros(0, np.int64)
+                codes, seen = factorize(raw.astype("string")) if len(raw) else (np.zeros(0, np.int64), [])
+                position = self._category_code[spec.name]
+                values[spec.name] = np.append(np.array([position.get(v, -1) for v in seen], dtype=np.int64),
+                                              -1)[codes]
             else:
                 values[spec.name] = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         return values
@@ -240,13 +241,19 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
             arrays[name] = EventArrays.build(ev_lead[mask], ts[mask], level[mask], channel[mask], any_channel[mask],
                                              n_leads)
         # snapshots in (lead, time) order make every search walk forward through memory
-        order = np.argsort(sort_key(snap_lead, as_of))
-        ctx = Context(inbound=arrays["inbound"], outbound=arrays["outbound"], lead=snap_lead[order],
-                      as_of=as_of[order], created=created[snap_lead[order]], vocab=self.feature_set_.vocab)
+        key = sort_key(snap_lead, as_of)
+        ordered = key.size < 2 or bool(np.all(key[1:] >= key[:-1]))
+        order = np.arange(key.size) if ordered else np.argsort(key)
+        if not ordered:
+            snap_lead, as_of = snap_lead[order], as_of[order]
+        ctx = Context(inbound=arrays["inbound"], outbound=arrays["outbound"], lead=snap_lead, as_of=as_of,
+                      created=created[snap_lead], vocab=self.feature_set_.vocab)
         values: dict[str, np.ndarray] = {}
         for family in BEHAVIOUR_FAMILIES:
             values.update(family(ctx))
         values.update(profile(ctx, lead_values))
+        if ordered:
+            return {name: values[name] for name in self.feature_set_.names}
         inverse = np.empty_like(order)
         inverse[order] = np.arange(order.size)
         return {name: values[name][inverse] for name in self.feature_set_.names}
