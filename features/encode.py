@@ -26,9 +26,7 @@ def as_arrow(values: pd.Series | np.ndarray | list) -> pa.Array:
 
 
 RUNS_MIN_SIZE = 10_000
-
-
-
+"""Below this many values, hashing them all is cheaper than looking for runs."""
 
 
 def factorize(values: pd.Series | np.ndarray | list) -> tuple[np.ndarray, list]:

@@ -14,12 +14,25 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from contract.taxonomy import Taxonomy
-from features.context import Vocabulary
+from features.scan import FIXED, columns
 
 FAMILIES = ("recency", "repetition", "channel_depth", "momentum", "responsiveness", "origin_timing", "profile")
 UNDESCRIBED = "(lead attribute; its mapping gives no description)"
 CODE_VERSION = 1
 """Bump when a feature's definition changes, so saved feature sets from older code no longer match."""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The fixed names behind the per-stage and per-channel features, learned once and saved with a model."""
+
+    stages: tuple[str, ...]
+    channels: tuple[str, ...]
+
+    @property
+    def deep_level(self) -> int:
+        """Actions at this stage level or deeper are 'deep' (the last two stages: consideration and intent)."""
+        return max(1, len(self.stages) - 1)
 
 
 @dataclass(frozen=True)
@@ -77,64 +90,54 @@ def _stage_examples(taxonomy: Taxonomy, stage: str) -> str:
 
 
 def behaviour_specs(vocab: Vocabulary, taxonomy: Taxonomy) -> list[FeatureSpec]:
-    """Specs of the behaviour families, in the order the vectoriser emits them."""
+    """Specs of the behaviour features, in the order ``features.scan`` writes them."""
     deep = " or ".join(vocab.stages[vocab.deep_level - 1:])
-    s: list[FeatureSpec] = [
-        FeatureSpec("days_since_last_event", "float", "recency", "Days since the lead's last action", "days"),
-        FeatureSpec("days_since_first_event", "float", "recency", "Days since the lead's first action", "days"),
-        FeatureSpec("days_since_created", "float", "recency", "Days since the lead entered the funnel", "days"),
-    ]
+    levels = ", ".join(f"{i} = {n}" for i, n in enumerate(vocab.stages, 1))
+    fixed = {
+        "days_since_last_event": ("recency", "Days since the lead's last action", "days"),
+        "days_since_first_event": ("recency", "Days since the lead's first action", "days"),
+        "days_since_created": ("recency", "Days since the lead entered the funnel", "days"),
+        "events_total": ("repetition", "Actions so far", "count"),
+        "events_7d": ("repetition", "Actions in the last 7 days", "count"),
+        "events_30d": ("repetition", "Actions in the last 30 days", "count"),
+        "events_90d": ("repetition", "Actions in the last 90 days", "count"),
+        "active_days": ("repetition", "Distinct days with activity so far", "count"),
+        "active_days_30d": ("repetition", "Distinct days with activity in the last 30 days", "count"),
+        "sessions": ("repetition", "Visits (activity separated by 30 minutes or more)", "count"),
+        "return_visits": ("repetition", "Times the lead came back after the first visit", "count"),
+        "visit_gap_mean_days": ("repetition", "Average days between visits", "days"),
+        "visit_gap_cv": ("repetition", "How irregular the visits are (spread of the gaps relative to their average)",
+                         "ratio"),
+        "deepest_stage": ("channel_depth", f"Deepest stage reached ({levels})", "level"),
+        "days_since_deepest_stage_reached": ("channel_depth", "Days since the lead first reached its deepest stage",
+                                             "days"),
+        "distinct_channels": ("channel_depth", "Different channels the lead has used", "count"),
+        "days_first_touch_to_deep": ("channel_depth", f"Days from the first action to the first {deep} action",
+                                     "days"),
+        "share_deep_30d": ("channel_depth", f"Share of the last 30 days' actions at the {deep} stage", "share"),
+        "momentum_7d": ("momentum", "Activity in the last 7 days against the lead's earlier pace "
+                                    "(above 0: speeding up)", "ratio"),
+        "momentum_14d": ("momentum", "Activity in the last 14 days against the lead's earlier pace "
+                                     "(above 0: speeding up)", "ratio"),
+        "days_since_deep_action": ("momentum", f"Days since the last {deep} action", "days"),
+        "outbound_touches": ("responsiveness", "Emails, calls and messages we sent the lead", "count"),
+        "answered_share": ("responsiveness", "Share of our outreach the lead answered", "share"),
+        "answer_hours_mean": ("responsiveness", "Average hours the lead took to answer us", "hours"),
+        "touches_since_last_answer": ("responsiveness", "Outreach since the lead last answered us", "count"),
+        "share_business_hours": ("origin_timing", "Share of actions in business hours (Mon-Fri 08-18 UTC)", "share"),
+        "share_weekend": ("origin_timing", "Share of actions at weekends", "share"),
+    }
+    specs = [FeatureSpec(name, "float", *fixed[name]) for name in FIXED]
     for stage in vocab.stages:
-        s.append(FeatureSpec(f"days_since_{stage}", "float", "recency",
-                             f"Days since the last {stage}-stage action ({_stage_examples(taxonomy, stage)})", "days"))
+        specs.append(FeatureSpec(f"days_since_{stage}", "float", "recency",
+                                 f"Days since the last {stage}-stage action ({_stage_examples(taxonomy, stage)})",
+                                 "days"))
+    for stage in vocab.stages:
+        specs.append(FeatureSpec(f"events_{stage}", "float", "channel_depth", f"Actions at the {stage} stage", "count"))
     for channel in vocab.channels:
-        s.append(FeatureSpec(f"days_since_channel_{channel}", "float", "recency",
-                             f"Days since the last action on the {channel} channel", "days"))
-    s += [
-        FeatureSpec("events_total", "float", "repetition", "Actions so far", "count"),
-        FeatureSpec("events_7d", "float", "repetition", "Actions in the last 7 days", "count"),
-        FeatureSpec("events_30d", "float", "repetition", "Actions in the last 30 days", "count"),
-        FeatureSpec("events_90d", "float", "repetition", "Actions in the last 90 days", "count"),
-        FeatureSpec("active_days", "float", "repetition", "Distinct days with activity so far", "count"),
-        FeatureSpec("active_days_30d", "float", "repetition", "Distinct days with activity in the last 30 days",
-                    "count"),
-        FeatureSpec("sessions", "float", "repetition", "Visits (activity separated by 30 minutes or more)", "count"),
-        FeatureSpec("return_visits", "float", "repetition", "Times the lead came back after the first visit",
-                    "count"),
-        FeatureSpec("visit_gap_mean_days", "float", "repetition", "Average days between visits", "days"),
-        FeatureSpec("visit_gap_cv", "float", "repetition",
-                    "How irregular the visits are (spread of the gaps relative to their average)", "ratio"),
-        FeatureSpec("deepest_stage", "float", "channel_depth",
-                    "Deepest stage reached (" + ", ".join(f"{i} = {n}" for i, n in enumerate(vocab.stages, 1)) + ")",
-                    "level"),
-        FeatureSpec("days_since_deepest_stage_reached", "float", "channel_depth",
-                    "Days since the lead first reached its deepest stage", "days"),
-    ]
-    for stage in vocab.stages:
-        s.append(FeatureSpec(f"events_{stage}", "float", "channel_depth", f"Actions at the {stage} stage", "count"))
-    s += [
-        FeatureSpec("distinct_channels", "float", "channel_depth", "Different channels the lead has used", "count"),
-        FeatureSpec("days_first_touch_to_deep", "float", "channel_depth",
-                    f"Days from the first action to the first {deep} action", "days"),
-        FeatureSpec("share_deep_30d", "float", "channel_depth",
-                    f"Share of the last 30 days' actions at the {deep} stage", "share"),
-        FeatureSpec("momentum_7d", "float", "momentum",
-                    "Activity in the last 7 days against the lead's earlier pace (above 0: speeding up)", "ratio"),
-        FeatureSpec("momentum_14d", "float", "momentum",
-                    "Activity in the last 14 days against the lead's earlier pace (above 0: speeding up)", "ratio"),
-        FeatureSpec("days_since_deep_action", "float", "momentum", f"Days since the last {deep} action", "days"),
-        FeatureSpec("outbound_touches", "float", "responsiveness", "Emails, calls and messages we sent the lead",
-                    "count"),
-        FeatureSpec("answered_share", "float", "responsiveness", "Share of our outreach the lead answered", "share"),
-        FeatureSpec("answer_hours_mean", "float", "responsiveness", "Average hours the lead took to answer us",
-                    "hours"),
-        FeatureSpec("touches_since_last_answer", "float", "responsiveness",
-                    "Outreach since the lead last answered us", "count"),
-        FeatureSpec("share_business_hours", "float", "origin_timing",
-                    "Share of actions in business hours (Mon-Fri 08-18 UTC)", "share"),
-        FeatureSpec("share_weekend", "float", "origin_timing", "Share of actions at weekends", "share"),
-    ]
-    return s
+        specs.append(FeatureSpec(f"days_since_channel_{channel}", "float", "recency",
+                                 f"Days since the last action on the {channel} channel", "days"))
+    return specs
 
 
 def profile_specs(attributes: list[AttributeInfo]) -> list[FeatureSpec]:

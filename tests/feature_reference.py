@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from contract.taxonomy import Taxonomy
-from features.context import Vocabulary
+from features.registry import Vocabulary
 
 DAY = 86_400_000_000
 HOUR = 3_600_000_000
