@@ -126,13 +126,52 @@ def status(home: HomeOpt = None, store: StoreOpt = None) -> None:
 
 
 @app.command()
+def features(
+    cadence: Annotated[float, typer.Option(help="Days between as-of times of a lead's snapshots.", min=0.01)] = 7.0,
+    horizon: Annotated[float, typer.Option(help="Days after the as-of time in which feedback labels it.",
+                                           min=0.01)] = 30.0,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Build labelled (lead, as-of) snapshots from the store and compute their features."""
+    import time
+
+    from contract.taxonomy import load_taxonomy
+    from features.dataset import load_frames, training_set
+    from features.snapshots import SnapshotConfig
+    from store.event_store import EventStore
+
+    settings = _settings(home, store)
+    frames = load_frames(EventStore(settings.resolved_store_url))
+    if frames.leads.empty:
+        err.print("[red]error:[/red] the store holds no leads; run `prospect ingest` first")
+        raise typer.Exit(1)
+    started = time.perf_counter()
+    built = training_set(frames, load_taxonomy(settings.taxonomy), SnapshotConfig(cadence, horizon))
+    elapsed = time.perf_counter() - started
+    snaps, fs = built.snapshots, built.vectorizer.feature_set_
+    console.print(f"{len(snaps):,} labelled snapshots of {snaps['lead_id'].nunique():,} leads "
+                  f"({snaps['label'].mean():.1%} become prospects within {horizon:g} days); "
+                  f"{len(fs.names)} features (set {fs.version}) in {elapsed:.1f} s")
+    families = Table(title="features per family")
+    families.add_column("family")
+    families.add_column("features", justify="right")
+    families.add_column("example")
+    for family in dict.fromkeys(s.family for s in fs.specs):
+        members = [s for s in fs.specs if s.family == family]
+        families.add_row(family, str(len(members)), members[0].description)
+    console.print(families)
+
+
+@app.command()
 def demo(
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=1)] = 20_000,
     home: HomeOpt = None,
 ) -> None:
-    """Run the whole loop on generated data: generate, then ingest into the embedded store."""
+    """Run the whole loop on generated data: generate, ingest into the embedded store, build features."""
     generate(leads=leads, seed=7, start="2025-01-06", months=12, out=None, home=home)
     ingest(mapping=PACKAGED_MAPPINGS / "demo.yaml", data_dir=None, home=home, store=None)
+    features(cadence=7.0, horizon=30.0, home=home, store=None)
 
 
 if __name__ == "__main__":

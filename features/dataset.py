@@ -1,0 +1,45 @@
+"""From the event store to a labelled feature table: the entry point training and reports build on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from contract.taxonomy import Taxonomy
+from features.registry import AttributeInfo
+from features.snapshots import SnapshotConfig, build_snapshots
+from features.vectorizer import FeatureInput, FeatureVectorizer
+from store.event_store import EventStore
+
+
+@dataclass
+class StoreFrames:
+    leads: pd.DataFrame
+    events: pd.DataFrame
+    feedback: pd.DataFrame
+    attributes: tuple[AttributeInfo, ...]
+
+
+def load_frames(store: EventStore) -> StoreFrames:
+    """Read the canonical tables and the declared attributes from the store, once."""
+    specs = store.attribute_specs()
+    attributes = tuple(AttributeInfo(r.name, r.kind, r.role, r.description) for r in specs.itertuples())
+    return StoreFrames(leads=store.read_table("leads"), events=store.read_table("events"),
+                       feedback=store.read_table("feedback"), attributes=attributes)
+
+
+@dataclass
+class TrainingSet:
+    snapshots: pd.DataFrame  # lead_id, as_of, label
+    features: pd.DataFrame  # one row per snapshot, the vectoriser's columns
+    vectorizer: FeatureVectorizer
+
+
+def training_set(frames: StoreFrames, taxonomy: Taxonomy, config: SnapshotConfig = SnapshotConfig()) -> TrainingSet:
+    """Labelled snapshots and their features, with the vectoriser fitted on them."""
+    inbound = {n for n, t in taxonomy.types.items() if t.direction == "inbound"}
+    snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config, inbound_types=inbound)
+    X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
+    vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=frames.attributes).fit(X)
+    return TrainingSet(snapshots=snapshots, features=vectorizer.transform(X), vectorizer=vectorizer)
