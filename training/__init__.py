@@ -1,1 +1,1 @@
-"""Model training on sales feedback: out-of-time validation, calibration, MLflow runs and registry."""
+"""Model training on sales feedback: out-of-time validation, calibration, evaluation against baselines."""

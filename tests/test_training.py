@@ -1,0 +1,112 @@
+"""Training: the out-of-time split, the guards, calibration, and a seeded run on generated data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from contract.mapping import load_mapping
+from features.dataset import load_frames
+from features.registry import AttributeInfo
+from features.snapshots import build_snapshots
+from features.vectorizer import FeatureInput, FeatureVectorizer
+from simulator.funnel import FunnelConfig, generate
+from store.ingest import ingest
+from tests.conftest import REPO
+from training.calibration import fit_calibrator
+from training.guards import Minimums, TrainingStopped, check_leakage, check_minimum_data
+from training.metrics import expected_calibration_error
+from training.split import split_snapshots
+from training.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
+    from store.event_store import EventStore
+
+    folder = tmp_path_factory.mktemp("train")
+    generate(FunnelConfig(n_leads=6000, seed=31), folder / "demo", taxonomy)
+    store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
+    ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
+    yield load_frames(store)
+    store.close()
+
+
+def test_out_of_time_split_keeps_leads_apart_and_the_gap(frames, taxonomy) -> None:  # noqa: ANN001
+    snaps = build_snapshots(frames.leads, frames.events, frames.feedback)
+    split = split_snapshots(snaps, horizon_days=30, valid_share=0.25, seed=1)
+    assert split.out_of_time and "out of time" in split.description
+    train_leads = set(snaps.loc[split.train, "lead_id"])
+    valid = split.fit | split.eval
+    assert not train_leads & set(snaps.loc[valid, "lead_id"]), "no lead on both sides"
+    assert not set(snaps.loc[split.fit, "lead_id"]) & set(snaps.loc[split.eval, "lead_id"])
+    assert (snaps.loc[split.train, "as_of"] + pd.Timedelta(days=30) <= split.cutoff).all(), "the gap holds"
+    assert (snaps.loc[valid, "as_of"] >= split.cutoff).all()
+    assert not (split.train & valid).any() and split.train.sum() > valid.sum() / 2
+
+
+def test_untimed_data_gets_a_stratified_split_that_says_so() -> None:
+    t = pd.Timestamp("2019-01-01", tz="UTC")
+    snaps = pd.DataFrame({"lead_id": [f"L{i}" for i in range(400)], "as_of": t, "label": [i % 3 == 0 for i in
+                                                                                            range(400)]})
+    split = split_snapshots(snaps, valid_share=0.25, seed=0)
+    assert not split.out_of_time and split.description.startswith("NOT out of time")
+    assert abs(snaps.loc[split.train, "label"].mean() - snaps.loc[split.fit | split.eval, "label"].mean()) < 0.03
+
+
+def test_minimum_data_messages_give_the_numbers() -> None:
+    with pytest.raises(TrainingStopped, match=r"150 labelled snapshots in the training part \(need 200\)"):
+        check_minimum_data(np.r_[np.ones(30), np.zeros(120)], np.ones(20))
+    with pytest.raises(TrainingStopped, match=r"a single class in the training part \(every label is 0\)"):
+        check_minimum_data(np.zeros(500), np.ones(20), Minimums(positives=0))
+    with pytest.raises(TrainingStopped, match=r"3 prospects in the validation part \(need 10\)"):
+        check_minimum_data(np.r_[np.ones(50), np.zeros(500)], np.r_[np.ones(3), np.zeros(90)])
+
+
+def test_leakage_guard_names_a_planted_column_and_after_contact_fields(taxonomy) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = (rng.random(n) < 0.2).astype(int)
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(n)], "created_at": pd.Timestamp("2025-01-01", tz="UTC"),
+                          "source": "web", "noise": rng.normal(size=n),
+                          "sales_verdict": np.where(y == 1, "hot", "cold"),  # the answer, typed in by sales
+                          "won_amount": y * rng.uniform(1000, 5000, n)})
+    attrs = (AttributeInfo("noise", "numeric"), AttributeInfo("sales_verdict", "categorical", "after_contact"),
+             AttributeInfo("won_amount", "numeric"))
+    X = FeatureInput(pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.Timestamp("2025-02-01", tz="UTC")}),
+                     leads, pd.DataFrame(columns=["lead_id", "ts", "type"]).astype({"ts": "datetime64[us, UTC]"}))
+    vec = FeatureVectorizer(taxonomy=taxonomy, attributes=attrs).fit(X)
+    matrix = vec.transform_matrix(X)
+    with pytest.raises(TrainingStopped) as info:
+        check_leakage(matrix, y, vec.feature_set_)
+    message = str(info.value)
+    assert "attr_won_amount: alone it separates prospects with ROC AUC 1.000" in message
+    assert "attr_sales_verdict: the mapping marks it as recorded by sales after contact" in message
+    assert "attr_noise" not in message
+    allowed = check_leakage(matrix, y, vec.feature_set_, allow=("attr_won_amount", "attr_sales_verdict"))
+    assert set(allowed) == {"attr_won_amount", "attr_sales_verdict"}
+
+
+def test_calibration_repairs_a_distorted_score() -> None:
+    rng = np.random.default_rng(1)
+    p_true = rng.beta(1, 12, 20_000)
+    y = (rng.random(p_true.size) < p_true).astype(int)
+    raw = np.sqrt(p_true)  # right order, wrong scale
+    calibrator, losses = fit_calibrator(raw, y, seed=0)
+    assert set(losses) == {"isotonic", "platt"} and calibrator.method == min(losses, key=losses.get)
+    assert expected_calibration_error(y, raw) > 0.1
+    assert expected_calibration_error(y, calibrator(raw)) < 0.01
+
+
+def test_training_on_generated_data_is_calibrated_beats_the_rule_score_and_is_seeded(frames, taxonomy) -> None:  # noqa: ANN001
+    config = TrainConfig(seed=3)
+    first = train(frames, taxonomy, config)
+    model, rule, logistic = (first.metrics[k] for k in ("model", "rule_score", "logistic"))
+    assert model["roc_auc"] > rule["roc_auc"] + 0.05
+    assert model["roc_auc"] > 0.8 and model["ece"] < 0.02
+    assert logistic["roc_auc"] > 0.7 and np.isnan(rule["ece"]), "a points score is no probability"
+    assert first.thresholds.ready >= first.thresholds.warming
+    assert first.importance["gain"].iloc[0] > 0 and not first.per_channel.empty
+    again = train(frames, taxonomy, config)
+    assert again.metrics["model"] == model, "same data and seed, same model"
