@@ -110,3 +110,27 @@ def test_training_on_generated_data_is_calibrated_beats_the_rule_score_and_is_se
     assert first.importance["gain"].iloc[0] > 0 and not first.per_channel.empty
     again = train(frames, taxonomy, config)
     assert again.metrics["model"] == model, "same data and seed, same model"
+
+
+def test_train_command_prints_the_table_and_stops_on_leakage(tmp_path) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from prospect.cli import app
+    from tests.conftest import REAL_DATA
+
+    runner = CliRunner()
+    home = str(tmp_path)
+    assert runner.invoke(app, ["generate", "--leads", "4000", "--home", home]).exit_code == 0
+    assert runner.invoke(app, ["ingest", "--home", home]).exit_code == 0
+    result = runner.invoke(app, ["train", "--home", home])
+    assert result.exit_code == 0, result.output
+    for text in ("out of time", "LightGBM (calibrated)", "rule score", "logistic regression", "tiers: prospect-ready"):
+        assert text in result.output
+    if REAL_DATA.is_dir():
+        xhome = str(tmp_path / "x")
+        runner.invoke(app, ["ingest", str(REPO / "mappings" / "x_education.yaml"), "--data-dir", str(REAL_DATA),
+                            "--home", xhome])
+        stopped = runner.invoke(app, ["train", "--home", xhome])
+        assert stopped.exit_code == 2 and "attr_lead_quality: the mapping marks it as recorded" in stopped.output
+        ok = runner.invoke(app, ["train", "--home", xhome, "--drop-after-contact"])
+        assert ok.exit_code == 0 and "NOT out of time" in ok.output
