@@ -223,6 +223,64 @@ def train(
             f"{k} ({v})" for k, v in result.leaky_allowed.items()))
     top = result.importance.head(8)
     console.print("strongest features: " + ", ".join(top["feature"]))
+    from training.bundle import save_bundle
+    from training.tracking import MODEL_NAME, log_training, use_tracking
+
+    bundle_dir = save_bundle(result, config, settings.home / "bundles" / result.trained_at.replace(":", ""))
+    with err.status("logging the run to MLflow"):
+        use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
+        run_id, version = log_training(result, config, bundle_dir)
+    console.print(f"MLflow run {run_id} ({settings.resolved_tracking_uri}); registered {MODEL_NAME} version "
+                  f"{version} as challenger. `prospect promote` makes it the champion if it is better.")
+
+
+@app.command()
+def promote(
+    force: Annotated[bool, typer.Option(help="Promote even if the challenger is not better.")] = False,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Make the challenger the champion if it beats it on the latest out-of-time window; export the bundle."""
+    from contract.taxonomy import load_taxonomy
+    from features.dataset import load_frames
+    from store.event_store import EventStore
+    from training.registry import PromotionError
+    from training.registry import promote as run
+    from training.tracking import use_tracking
+
+    settings = _settings(home, store)
+    use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
+    frames = load_frames(EventStore(settings.resolved_store_url))
+    try:
+        with err.status("scoring challenger and champion on the latest window"):
+            c = run(frames, load_taxonomy(settings.taxonomy), settings.models_dir, settings.home / "registry", force)
+    except PromotionError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(c.window)
+    champion = "no champion yet" if c.champion is None else f"champion v{c.champion} ROC AUC {c.champion_auc:.4f}"
+    console.print(f"challenger v{c.challenger} ROC AUC {c.challenger_auc:.4f} vs {champion} on {c.n:,} snapshots")
+    if c.promoted:
+        console.print(f"promoted v{c.challenger} to champion; bundle exported to {settings.models_dir / 'champion'}")
+    else:
+        console.print(f"kept v{c.champion}: the challenger is not better (use --force to promote anyway)")
+
+
+@app.command()
+def rollback(home: HomeOpt = None) -> None:
+    """Return the champion alias to the previous champion and export its bundle."""
+    from training.registry import PromotionError
+    from training.registry import rollback as run
+    from training.tracking import use_tracking
+
+    settings = _settings(home)
+    use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
+    try:
+        current, previous = run(settings.models_dir, settings.home / "registry")
+    except PromotionError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"champion is v{previous} again (was v{current}); bundle exported to {settings.models_dir / 'champion'}")
 
 
 @app.command()
@@ -230,12 +288,13 @@ def demo(
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=1)] = 20_000,
     home: HomeOpt = None,
 ) -> None:
-    """Run the whole loop on generated data: generate, ingest, build features, train and evaluate."""
+    """Run the whole loop on generated data: generate, ingest, build features, train, evaluate and promote."""
     generate(leads=leads, seed=7, start="2025-01-06", months=12, out=None, home=home)
     ingest(mapping=PACKAGED_MAPPINGS / "demo.yaml", data_dir=None, home=home, store=None)
     features(cadence=7.0, horizon=30.0, home=home, store=None)
     train(horizon=30.0, cadence=7.0, valid_share=0.25, seed=7, allow_leaky=[], drop_after_contact=False, home=home,
           store=None)
+    promote(force=False, home=home, store=None)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ at import time. ``Settings()`` is cheap, so commands build one when they start.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -26,6 +27,21 @@ class Settings(BaseSettings):
     clock_skew_minutes: int = Field(
         5, ge=0, description="Timestamps up to this far past 'now' are accepted (clock drift between systems)."
     )
+
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else SQLite in the home folder."
+    )
+    models_dir: Path = Field(Path("models"), description="Where the promoted champion bundle is exported.")
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+            f"sqlite:///{(self.home / 'mlflow.db').as_posix()}"
+
+    @property
+    def artifact_root(self) -> Path | None:
+        """Artifacts of the embedded tracking database live beside it; a server decides its own."""
+        return self.home / "mlartifacts" if self.resolved_tracking_uri.startswith("sqlite:") else None
 
     @property
     def resolved_store_url(self) -> str:

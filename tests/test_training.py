@@ -134,3 +134,38 @@ def test_train_command_prints_the_table_and_stops_on_leakage(tmp_path) -> None: 
         assert stopped.exit_code == 2 and "attr_lead_quality: the mapping marks it as recorded" in stopped.output
         ok = runner.invoke(app, ["train", "--home", xhome, "--drop-after-contact"])
         assert ok.exit_code == 0 and "NOT out of time" in ok.output
+
+
+def test_promote_only_when_better_force_and_rollback(tmp_path, frames, taxonomy, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    from training.bundle import save_bundle
+    from training.model import ModelParams
+    from training.registry import PromotionError, promote, rollback
+    from training.tracking import log_training, use_tracking
+
+    use_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    models, work = tmp_path / "models", tmp_path / "work"
+
+    def train_and_log(config: TrainConfig, name: str) -> str:
+        result = train(frames, taxonomy, config)
+        return log_training(result, config, save_bundle(result, config, tmp_path / name))[1]
+
+    def champion_version() -> str:
+        return json.loads((models / "champion" / "metadata.json").read_text())["version"]
+
+    with pytest.raises(PromotionError, match="no challenger"):
+        promote(frames, taxonomy, models, work)
+    good = train_and_log(TrainConfig(seed=3), "good")
+    first = promote(frames, taxonomy, models, work)
+    assert first.promoted and first.champion is None and champion_version() == good
+    # a deliberately weak challenger (stumps, one round) must not replace the champion
+    weak = train_and_log(TrainConfig(seed=3, model=ModelParams(num_leaves=2, max_rounds=1)), "weak")
+    kept = promote(frames, taxonomy, models, work)
+    assert not kept.promoted and kept.champion == good and kept.challenger_auc < kept.champion_auc
+    assert champion_version() == good
+    forced = promote(frames, taxonomy, models, work, force=True)
+    assert forced.promoted and champion_version() == weak
+    assert rollback(models, work) == (weak, good) and champion_version() == good
+    with pytest.raises(PromotionError, match="nothing to roll back to"):
+        rollback(models, work)

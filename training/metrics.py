@@ -20,6 +20,14 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return float(err / len(y))
 
 
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Mean prediction against the observed rate, per equal-count bin of the prediction."""
+    order = np.argsort(p, kind="stable")
+    rows = [{"predicted": p[c].mean(), "observed": y[c].mean(), "n": c.size}
+            for c in np.array_split(order, bins) if c.size]
+    return pd.DataFrame(rows)
+
+
 def lift_at(y: np.ndarray, p: np.ndarray, share: float = 0.1) -> float:
     """Prospect rate among the top ``share`` of leads by score, divided by the overall rate."""
     k = max(1, int(round(len(p) * share)))

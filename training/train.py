@@ -49,12 +49,16 @@ class TrainResult:
     calibrator: Calibrator
     vectorizer: FeatureVectorizer
     thresholds: Thresholds
+    score_scale: np.ndarray  # 101 quantiles of calibrated validation probabilities (the 0-100 score)
     split: Split
     metrics: dict[str, dict[str, float]]  # model / rule_score / logistic -> figures on the eval half
     per_channel: pd.DataFrame
     per_segment: pd.DataFrame
     gains: pd.DataFrame
     importance: pd.DataFrame
+    eval_labels: np.ndarray
+    eval_probabilities: np.ndarray
+    example_matrix: np.ndarray  # a few held-out feature rows: the MLflow input example
     calibration_losses: dict[str, float]
     leaky_allowed: dict[str, str]
     data_window: tuple[str, str]
@@ -112,8 +116,10 @@ def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainCo
     }).sort_values("gain", ascending=False, ignore_index=True)
     as_of = snapshots["as_of"]
     return TrainResult(
-        booster=booster, calibrator=calibrator, vectorizer=vectorizer, thresholds=thresholds, split=split,
+        booster=booster, calibrator=calibrator, vectorizer=vectorizer, thresholds=thresholds,
+        score_scale=np.quantile(p_fit, np.linspace(0, 1, 101)), split=split,
         metrics=metrics, per_channel=by_group(y_eval, p_eval, eval_frame["origin"]), per_segment=per_segment,
-        gains=gains_curve(y_eval, p_eval), importance=importance, calibration_losses=losses, leaky_allowed=allowed,
+        gains=gains_curve(y_eval, p_eval), importance=importance, eval_labels=y_eval, eval_probabilities=p_eval,
+        example_matrix=matrix[split.eval][:5], calibration_losses=losses, leaky_allowed=allowed,
         data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"),
     )

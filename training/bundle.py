@@ -1,0 +1,131 @@
+"""The model bundle: everything scoring needs, in one folder, loadable without an MLflow server.
+
+A bundle holds the LightGBM model file, the calibrator, the tier thresholds, the score scale, the
+feature set (names, vocabulary, categories), the taxonomy and attributes it was trained with, the
+run's metadata and a model card in Markdown for the humans who decide whether to trust it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import yaml
+
+from contract.taxonomy import Taxonomy
+from features.registry import AttributeInfo, FeatureSet
+from features.vectorizer import FeatureVectorizer
+from training.calibration import Calibrator
+from training.model import raw_scores
+from training.tiers import Thresholds
+
+FILES = ("model.txt", "calibrator.json", "thresholds.json", "score_scale.json", "feature_set.json", "taxonomy.yaml",
+         "attributes.json", "metadata.json", "MODEL_CARD.md")
+
+
+@dataclass
+class Bundle:
+    booster: lgb.Booster
+    calibrator: Calibrator
+    thresholds: Thresholds
+    score_scale: np.ndarray  # 101 quantiles of validation probabilities: score = percentile
+    vectorizer: FeatureVectorizer
+    metadata: dict
+
+    def probability(self, matrix: np.ndarray) -> np.ndarray:
+        return np.clip(self.calibrator(raw_scores(self.booster, matrix)), 0.0, 1.0)
+
+    def score(self, p: np.ndarray) -> np.ndarray:
+        """0-100: the share of validation leads this probability beats (97 = better than 97% of leads)."""
+        return np.clip(np.searchsorted(self.score_scale, p, side="right") - 1, 0, 100).astype(np.int64)
+
+
+def save_bundle(result, config, folder: Path, version: str | None = None) -> Path:  # noqa: ANN001 - TrainResult
+    """Write a trained result as a bundle folder (created or overwritten)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vec = result.vectorizer
+    result.booster.save_model(str(folder / "model.txt"), num_iteration=result.booster.best_iteration or None)
+    (folder / "calibrator.json").write_text(json.dumps(result.calibrator.to_dict()))
+    (folder / "thresholds.json").write_text(json.dumps(result.thresholds.to_dict()))
+    (folder / "score_scale.json").write_text(json.dumps(result.score_scale.tolist()))
+    (folder / "feature_set.json").write_text(json.dumps(vec.feature_set_.to_dict(), indent=1))
+    (folder / "taxonomy.yaml").write_text(yaml.safe_dump(vec.taxonomy_.model_dump(mode="json"), sort_keys=False))
+    (folder / "attributes.json").write_text(json.dumps([a.__dict__ for a in vec.attributes_]))
+    metadata = {
+        "version": version,
+        "trained_at": result.trained_at,
+        "data_window": list(result.data_window),
+        "feature_set_version": vec.feature_set_.version,
+        "horizon_days": config.snapshots.horizon_days,
+        "cadence_days": config.snapshots.cadence_days,
+        "split": result.split.description,
+        "out_of_time": result.split.out_of_time,
+        "calibration": result.calibrator.method,
+        "trees": int(result.booster.best_iteration or result.booster.num_trees()),
+        "metrics": result.metrics,
+        "leaky_allowed": result.leaky_allowed,
+        "seed": config.seed,
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    (folder / "MODEL_CARD.md").write_text(model_card(result, metadata))
+    return folder
+
+
+def load_bundle(folder: Path) -> Bundle:
+    """Load a bundle folder; a missing or damaged file is named in the error."""
+    missing = [name for name in FILES if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: not a model bundle, missing {', '.join(missing)}")
+    taxonomy = Taxonomy.model_validate(yaml.safe_load((folder / "taxonomy.yaml").read_text()))
+    attributes = tuple(AttributeInfo(**a) for a in json.loads((folder / "attributes.json").read_text()))
+    feature_set = FeatureSet.from_dict(json.loads((folder / "feature_set.json").read_text()))
+    return Bundle(
+        booster=lgb.Booster(model_file=str(folder / "model.txt")),
+        calibrator=Calibrator.from_dict(json.loads((folder / "calibrator.json").read_text())),
+        thresholds=Thresholds(**json.loads((folder / "thresholds.json").read_text())),
+        score_scale=np.asarray(json.loads((folder / "score_scale.json").read_text())),
+        vectorizer=FeatureVectorizer.from_feature_set(feature_set, taxonomy, attributes),
+        metadata=json.loads((folder / "metadata.json").read_text()),
+    )
+
+
+def model_card(result, metadata: dict) -> str:  # noqa: ANN001
+    m = result.metrics
+    rows = "\n".join(
+        f"| {label} | {m[k]['roc_auc']:.4f} | {m[k]['pr_auc']:.4f} | "
+        + ("n/a" if m[k]["brier"] != m[k]["brier"] else f"{m[k]['brier']:.4f}") + " | "
+        + ("n/a" if m[k]["ece"] != m[k]["ece"] else f"{m[k]['ece']:.4f}") + f" | {m[k]['lift_top_decile']:.2f}x |"
+        for k, label in (("model", "this model"), ("rule_score", "rule score"), ("logistic", "logistic regression")))
+    top = "\n".join(f"- {r.description} (`{r.feature}`)" for r in result.importance.head(10).itertuples())
+    t = result.thresholds
+    return f"""# Prospect-propensity model {metadata.get('version') or ''}
+
+Predicts the probability that sales marks a lead `prospect` within {metadata['horizon_days']:g} days.
+Trained {metadata['trained_at']} on snapshots from {metadata['data_window'][0]} to {metadata['data_window'][1]}
+(feature set `{metadata['feature_set_version']}`, {metadata['trees']} trees, {metadata['calibration']} calibration).
+
+## Validation
+{metadata['split']}.
+
+| model | ROC AUC | PR AUC | Brier | ECE | lift top 10% |
+|---|---|---|---|---|---|
+{rows}
+
+Base rate on the held-out snapshots: {m['model']['base_rate']:.2%} of {m['model']['n']:,}.
+
+## Tiers
+- prospect-ready: probability >= {t.ready:.4f} (the top {t.ready_share:.0%} of validation leads)
+- warming: probability >= {t.warming:.4f} (the next {t.warming_share:.0%})
+- early lead: the rest
+
+## What drives it
+{top}
+
+## Caveats
+- Leakage guard overrides: {', '.join(result.leaky_allowed) or 'none'}.
+- Probabilities are calibrated on held-out leads from the validation window; recalibrate after large
+  changes in lead sources or sales process.
+"""
