@@ -12,21 +12,27 @@ Usage: python benchmarks/ingest.py [--events 1000000]. The last line is a JSON o
 
 from __future__ import annotations
 
-import argparse
-import json
-import sqlite3
-import tempfile
-import time
+import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# Run as a script, this file's folder comes first on sys.path, where benchmarks/features.py would
+# shadow the project's features package; drop the folder before importing the project.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from contract.mapping import load_mapping
-from contract.taxonomy import load_taxonomy
-from simulator.funnel import FunnelConfig, generate
-from store.event_store import EventStore, to_micros
-from store.ingest import ingest
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sqlite3  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from contract.mapping import load_mapping  # noqa: E402
+from contract.taxonomy import load_taxonomy  # noqa: E402
+from simulator.funnel import FunnelConfig, generate  # noqa: E402
+from store.event_store import EventStore, to_micros  # noqa: E402
+from store.ingest import ingest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -52,6 +52,7 @@ def test_untimed_data_gets_a_stratified_split_that_says_so() -> None:
                                                                                             range(400)]})
     split = split_snapshots(snaps, valid_share=0.25, seed=0)
     assert not split.out_of_time and split.description.startswith("NOT out of time")
+    assert "no timestamps" in split.description
     assert abs(snaps.loc[split.train, "label"].mean() - snaps.loc[split.fit | split.eval, "label"].mean()) < 0.03
 
 

@@ -69,18 +69,37 @@ class TrainResult:
         return self.split.eval
 
 
-def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Train, calibrate and evaluate a model on the store's leads, events and feedback."""
+@dataclass
+class Prepared:
+    """Snapshots and their features, computed once; splits and folds reuse them."""
+
+    snapshots: pd.DataFrame
+    matrix: np.ndarray
+    y: np.ndarray
+    vectorizer: FeatureVectorizer
+
+
+def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> Prepared:
     attributes = tuple(a for a in frames.attributes if not (config.drop_after_contact and a.role == "after_contact"))
     inbound = {n for n, t in taxonomy.types.items() if t.direction == "inbound"}
     snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config.snapshots, inbound_types=inbound)
     X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=attributes).fit(X)
-    fs = vectorizer.feature_set_
-    matrix = vectorizer.transform_matrix(X)
-    y = snapshots["label"].to_numpy().astype(np.int64)
+    return Prepared(snapshots, vectorizer.transform_matrix(X), snapshots["label"].to_numpy().astype(np.int64),
+                    vectorizer)
 
-    split = split_snapshots(snapshots, config.snapshots.horizon_days, config.valid_share, config.seed)
+
+def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> TrainResult:
+    """Train, calibrate and evaluate a model on the store's leads, events and feedback."""
+    prepared = prepare(frames, taxonomy, config)
+    split = split_snapshots(prepared.snapshots, config.snapshots.horizon_days, config.valid_share, config.seed)
+    return fit(prepared, split, config)
+
+
+def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -> TrainResult:
+    """Guards, LightGBM on ``split.train``, early stopping and calibration on ``split.fit``, figures on ``split.eval``."""
+    snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
+    fs = vectorizer.feature_set_
     check_minimum_data(y[split.train], y[split.fit | split.eval], config.minimums)
     rng = np.random.default_rng(config.seed)
     train_idx = np.flatnonzero(split.train)
