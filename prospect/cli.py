@@ -214,6 +214,17 @@ def train(
             raise typer.Exit(2) from exc
     console.print(result.split.description)
     console.print(_metrics_table(result))
+    for title, frame in (("per origin channel", result.per_channel), ("per segment", result.per_segment)):
+        if frame.empty:
+            continue
+        table = Table(title=f"model {title} (held-out snapshots)")
+        for col in ("group", "n", "base rate", "ROC AUC", "PR AUC", "lift top 10%"):
+            table.add_column(col, justify="left" if col == "group" else "right")
+        for r in frame.head(10).itertuples():
+            table.add_row(str(r.group), f"{r.n:,}", f"{r.base_rate:.2%}", "n/a" if r.roc_auc != r.roc_auc
+                          else f"{r.roc_auc:.3f}", "n/a" if r.pr_auc != r.pr_auc else f"{r.pr_auc:.3f}",
+                          f"{r.lift_top_decile:.2f}x")
+        console.print(table)
     t = result.thresholds
     console.print(f"tiers: prospect-ready at p >= {t.ready:.4f} (top {t.ready_share:.0%}), "
                   f"warming at p >= {t.warming:.4f} (next {t.warming_share:.0%}); calibration: "

@@ -21,8 +21,12 @@ EXPERIMENT = "prospect-propensity"
 
 def use_tracking(uri: str, artifact_root: Path | None) -> None:
     """Point MLflow at ``uri`` and make sure the experiment exists (with local artifacts for SQLite)."""
+    import logging
+
     import mlflow
 
+    # MLflow announces database migrations and registrations at INFO; our commands report what matters
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         location = artifact_root.resolve().as_uri() if artifact_root is not None else None
