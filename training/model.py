@@ -12,14 +12,17 @@ import numpy as np
 class ModelParams:
     learning_rate: float = 0.05
     num_leaves: int = 15
-    min_data_in_leaf: int = 200
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
-    lambda_l2: float = 10.0
-    min_data_per_group: int = 200
-    """Categories need this many snapshots before LightGBM may split on them alone: rare values
-    (one country, one landing page) otherwise memorise a handful of labels."""
-    cat_smooth: float = 50.0
+    min_data_in_leaf: int | None = None
+    """None: scaled with the training rows (rows / 1000, between 20 and 200)."""
+    min_data_per_group: int | None = None
+    """Snapshots a category needs before LightGBM may split on it alone, so rare values (one
+    country, one landing page) cannot memorise a handful of labels. None: scaled like min_data_in_leaf."""
+    cat_smooth: float | None = None
+    """None: scaled with the training rows (rows / 5000, between 10 and 50)."""
+    lambda_l2: float | None = None
+    """None: scaled with the training rows (rows / 30000, between 1 and 10)."""
     max_rounds: int = 2000
     early_stopping_rounds: int = 100
     threads: int = 2
@@ -32,19 +35,25 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.
                  params: ModelParams, seed: int) -> lgb.Booster:
     """Fit with early stopping on log loss; deterministic for a given seed, data and thread count."""
     positives = max(int(y.sum()), 1)
+    # regularisation that suits a million snapshots starves a few thousand: scale it with the data
+    rows = len(y)
+    per_leaf = params.min_data_in_leaf or int(np.clip(rows / 1000, 20, 200))
+    per_group = params.min_data_per_group or int(np.clip(rows / 1000, 20, 200))
+    smooth = params.cat_smooth or float(np.clip(rows / 5000, 10, 50))
+    l2 = params.lambda_l2 or float(np.clip(rows / 30000, 1, 10))
     config = {
         "objective": "binary",
         "metric": "binary_logloss",
         "learning_rate": params.learning_rate,
         "num_leaves": params.num_leaves,
-        "min_data_in_leaf": params.min_data_in_leaf,
+        "min_data_in_leaf": per_leaf,
         "feature_fraction": params.feature_fraction,
         "bagging_fraction": params.bagging_fraction,
         "bagging_freq": 1,
-        "lambda_l2": params.lambda_l2,
-        "min_data_per_group": params.min_data_per_group,
-        "cat_smooth": params.cat_smooth,
-        "cat_l2": params.lambda_l2,
+        "lambda_l2": l2,
+        "min_data_per_group": per_group,
+        "cat_smooth": smooth,
+        "cat_l2": l2,
         "scale_pos_weight": float(np.sqrt((len(y) - positives) / positives)) if params.balance else 1.0,
         "seed": seed,
         "deterministic": True,
