@@ -14,7 +14,6 @@ ColumnKind = Literal["id", "timestamp", "text", "outcome"]
 
 OUTCOMES = ("prospect", "not_prospect")
 CRITERIA_FIELDS = ("budget", "authority", "need", "timeline")
-FEEDBACK_REASONS = ("no_budget", "no_authority", "no_need", "bad_timing", "not_our_profile", "other")
 
 
 @dataclass(frozen=True)
@@ -47,12 +46,6 @@ class TableSpec:
     @property
     def timestamps(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns if c.kind == "timestamp")
-
-    def column(self, name: str) -> Column:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        raise KeyError(name)
 
 
 LEADS = TableSpec(

@@ -81,7 +81,6 @@ attributes_table = Table(
 )
 
 TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table}
-EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 def to_micros(ts: pd.Series) -> np.ndarray:

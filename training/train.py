@@ -64,10 +64,6 @@ class TrainResult:
     data_window: tuple[str, str]
     trained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
-    @property
-    def eval_mask(self) -> np.ndarray:
-        return self.split.eval
-
 
 @dataclass
 class Prepared:
