@@ -295,6 +295,73 @@ def rollback(home: HomeOpt = None) -> None:
 
 
 @app.command()
+def score(
+    lead_ids: Annotated[list[str], typer.Argument(help="Lead ids to score (or use --file).")] = [],  # noqa: B006
+    file: Annotated[Path | None, typer.Option(help="CSV with a lead_id column: score every lead in it.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the scores as CSV here instead of printing them.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Score as of this time (ISO 8601 with zone); default now.")] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Score leads of the store with the champion: probability, 0-100 score, tier and reasons."""
+    import pandas as pd
+
+    from features.dataset import load_frames
+    from serving.scoring import Scorer
+    from store.event_store import EventStore
+    from training.bundle import load_bundle
+
+    settings = _settings(home, store)
+    try:
+        scorer = Scorer(load_bundle(settings.models_dir / "champion"))
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
+        raise typer.Exit(2) from exc
+    try:
+        moment = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC")
+        if moment.tz is None:
+            raise ValueError("give a time zone, e.g. 2026-01-31T12:00:00Z")
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --as-of {as_of!r}: {exc}")
+        raise typer.Exit(2) from exc
+    ids = list(lead_ids)
+    if file is not None:
+        try:
+            ids += pd.read_csv(file, dtype=str)["lead_id"].dropna().tolist()
+        except (OSError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            err.print(f"[red]error:[/red] {file}: needs a readable CSV with a lead_id column ({exc})")
+            raise typer.Exit(2) from exc
+    if not ids:
+        err.print("[red]error:[/red] give lead ids or --file")
+        raise typer.Exit(2)
+    frames = load_frames(EventStore(settings.resolved_store_url))
+    known = set(frames.leads["lead_id"])
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        err.print(f"[yellow]not in the store, skipped:[/yellow] {len(unknown)} lead id(s), e.g. {unknown[0]}")
+    ids = [i for i in ids if i in known]
+    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": moment}), frames.leads, frames.events) \
+        if ids else []
+    rows = pd.DataFrame([{"lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
+                          "tier": s.tier, "reasons_for": " | ".join(r.text for r in s.reasons_for),
+                          "reasons_against": " | ".join(r.text for r in s.reasons_against),
+                          "model_version": s.model_version} for s in scored])
+    if out is not None:
+        rows.to_csv(out, index=False)
+        console.print(f"wrote {len(rows):,} scores to {out}")
+        return
+    for s in scored:
+        console.print(f"[bold]{s.lead_id}[/bold]: {s.probability:.1%} (score {s.score}, {s.tier}; "
+                      f"model v{s.model_version})")
+        for r in s.reasons_for:
+            console.print(f"  + {r.text}")
+        for r in s.reasons_against:
+            console.print(f"  - {r.text}")
+    if unknown and not scored:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=1)] = 20_000,
     home: HomeOpt = None,

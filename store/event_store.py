@@ -206,6 +206,15 @@ class EventStore:
         return LeadEvents(np.fromiter(ts, dtype=np.int64, count=len(ts)), np.array(types, dtype=object),
                           np.array(channels, dtype=object))
 
+    def lead(self, lead_id: str) -> dict | None:
+        """One lead as a dict: ``created_at_us``, ``source`` and its attributes by name; None if unknown."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_LEAD, {"lead_id": lead_id}).first()
+        if row is None:
+            return None
+        return {"lead_id": lead_id, "created_at_us": int(row.created_at), "source": row.source,
+                **json.loads(row.attributes)}
+
     def _lead_events_sql(self) -> tuple[str, bool]:
         if self._read_sql is None:
             compiled = _LEAD_EVENTS.compile(dialect=self.engine.dialect)
@@ -235,3 +244,6 @@ _LEAD_EVENTS = (
     .where(events_table.c.lead_id == bindparam("lead_id"))
     .order_by(events_table.c.ts)
 )
+
+_LEAD = select(leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes).where(
+    leads_table.c.lead_id == bindparam("lead_id"))

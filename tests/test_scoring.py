@@ -1,0 +1,85 @@
+"""Scoring with a trained bundle: one lead from the store equals the batch path; reasons are real."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from contract.mapping import load_mapping
+from features.dataset import load_frames
+from prospect.cli import app
+from serving.scoring import Scorer, describe_value
+from simulator.funnel import FunnelConfig, generate
+from store.ingest import ingest
+from tests.conftest import REPO
+from training.bundle import load_bundle, save_bundle
+from training.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
+    from store.event_store import EventStore
+
+    folder = tmp_path_factory.mktemp("scoring")
+    generate(FunnelConfig(n_leads=5000, seed=41), folder / "demo", taxonomy)
+    store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
+    ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
+    frames = load_frames(store)
+    config = TrainConfig(seed=2)
+    bundle_dir = save_bundle(train(frames, taxonomy, config), config, folder / "bundle", version="9")
+    yield store, frames, Scorer(load_bundle(bundle_dir))
+    store.close()
+
+
+def test_one_stored_lead_scores_like_the_batch_path(trained) -> None:  # noqa: ANN001
+    store, frames, scorer = trained
+    as_of = pd.Timestamp("2025-08-01T12:00:00Z")
+    ids = frames.leads.loc[frames.leads["created_at"] < as_of, "lead_id"].head(40).tolist()
+    batch = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events)
+    for expected in batch:
+        one = scorer.score_stored_lead(store, expected.lead_id, as_of)
+        assert one.probability == pytest.approx(expected.probability, abs=1e-12)
+        assert (one.score, one.tier) == (expected.score, expected.tier)
+        assert [r.text for r in one.reasons_for] == [r.text for r in expected.reasons_for]
+        assert one.model_version == "9"
+    with pytest.raises(KeyError):
+        scorer.score_stored_lead(store, "nobody", as_of)
+
+
+def test_reasons_are_the_largest_contributions_in_plain_words(trained) -> None:  # noqa: ANN001
+    _, frames, scorer = trained
+    as_of = pd.Timestamp("2025-10-01T00:00:00Z")
+    active = frames.events.groupby("lead_id")["ts"].max()
+    ids = active[(active < as_of) & (active > as_of - pd.Timedelta(days=10))].index[:20].tolist()
+    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events)
+    probabilities = np.array([s.probability for s in scored])
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    for s in scored:
+        assert 0 <= s.score <= 100 and s.tier in ("prospect-ready", "warming", "early lead")
+        assert len(s.reasons_for) <= 3 and all(r.impact > 0 for r in s.reasons_for)
+        assert all(r.impact < 0 for r in s.reasons_against)
+        impacts = [r.impact for r in s.reasons_for]
+        assert impacts == sorted(impacts, reverse=True)
+        assert all(":" in r.text and r.text.split(":")[1].strip() for r in s.reasons_for + s.reasons_against)
+    recent = [r.text for s in scored for r in s.reasons_for if r.feature == "days_since_last_event"]
+    assert recent and all(t.endswith(("days", "1 day", "less than a day")) for t in recent)
+
+
+def test_values_are_worded_by_unit() -> None:
+    from features.registry import FeatureSpec
+
+    days = FeatureSpec("d", "float", "recency", "Days since the last action", "days")
+    assert describe_value(days, 2.2, None) == "2 days" and describe_value(days, float("nan"), None) == "none yet"
+    assert describe_value(days, 0.7, None) == "1 day" and describe_value(days, 0.1, None) == "less than a day"
+    share = FeatureSpec("s", "float", "timing", "Share of actions at weekends", "share")
+    assert describe_value(share, 0.25, None) == "25%"
+    cat = FeatureSpec("c", "category", "profile", "Industry of the company", "")
+    assert describe_value(cat, 1.0, ("retail", "software")) == "software"
+
+
+def test_score_command_without_champion_and_with_unknown_ids(tmp_path) -> None:  # noqa: ANN001
+    runner = CliRunner()
+    result = runner.invoke(app, ["score", "L1", "--home", str(tmp_path)], env={"PROSPECT_MODELS_DIR": str(tmp_path)})
+    assert result.exit_code == 2 and "no champion model" in result.output
