@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -95,7 +96,7 @@ def ingest(
             progress.advance(tasks[label], n)
 
         summary = run(parsed, data_dir, event_store, taxonomy, settings.quarantine_dir, settings.chunk_rows,
-                      progress=advance)
+                      progress=advance, clock_skew=timedelta(minutes=settings.clock_skew_minutes))
     table = Table(title=f"ingest {parsed.name}")
     for col in ("file", "table", "read", "stored", "duplicates", "quarantined"):
         table.add_column(col, justify="left" if col in ("file", "table") else "right", overflow="fold")

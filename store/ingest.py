@@ -73,9 +73,13 @@ def ingest(
     chunk_rows: int = 200_000,
     now: datetime | None = None,
     progress: ProgressFn | None = None,
+    clock_skew: timedelta = timedelta(minutes=5),
 ) -> IngestSummary:
-    """Load every table of every source of ``mapping``: leads first, then events, then feedback."""
-    ctx = MapContext(taxonomy=taxonomy, now=now or datetime.now(UTC) + timedelta(minutes=5))
+    """Load every table of every source of ``mapping``: leads first, then events, then feedback.
+
+    Timestamps later than ``now`` plus ``clock_skew`` (drift between systems) are refused as future.
+    """
+    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     summary = IngestSummary()
     for table_name in INGEST_ORDER:

@@ -155,3 +155,22 @@ def test_row_numbers_continue_across_chunks(with_leads: Sources) -> None:
     q = quarantine_of(summary, "events")
     assert q["_row"].tolist() == ["8"] and q.loc[0, "event_id"] == "e7"
     assert summary.batches[0].stored == 9
+
+
+def test_clock_skew_tolerance_for_timestamps_just_ahead(with_leads: Sources) -> None:
+    from datetime import timedelta
+
+    from store.ingest import ingest
+    from tests.conftest import NOW, mapping_for
+
+    with_leads.write("events.csv", "event_id,lead_id,ts,type\n"
+                                   "e1,L1,2026-01-01T00:03:00Z,page_view\ne2,L1,2026-01-01T00:10:00Z,page_view\n")
+
+    def run(skew: timedelta):  # noqa: ANN202
+        return ingest(mapping_for({"events": "events.csv"}), with_leads.folder, with_leads.store, with_leads.taxonomy,
+                      with_leads.folder / "quarantine", now=NOW, clock_skew=skew)
+
+    strict = run(timedelta(0)).batches[0]
+    assert (strict.stored, strict.quarantined) == (0, 2)
+    tolerant = run(timedelta(minutes=5)).batches[0]
+    assert (tolerant.stored, tolerant.quarantined) == (1, 1), "3 minutes ahead is clock drift, 10 is the future"
