@@ -170,3 +170,24 @@ def test_promote_only_when_better_force_and_rollback(tmp_path, frames, taxonomy,
     assert rollback(models, work) == (weak, good) and champion_version() == good
     with pytest.raises(PromotionError, match="nothing to roll back to"):
         rollback(models, work)
+
+
+def test_an_allowed_leaky_feature_is_recorded_in_the_run_and_the_model_card(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
+    import mlflow
+
+    from training.bundle import save_bundle
+    from training.tracking import log_training, use_tracking
+
+    leaky = frames.leads.assign(won=frames.leads["lead_id"].isin(
+        frames.feedback.query("outcome == 'prospect'")["lead_id"]).astype(float))
+    attrs = (*frames.attributes, AttributeInfo("won", "numeric", description="Deal closed (written after the fact)"))
+    planted = type(frames)(leads=leaky, events=frames.events, feedback=frames.feedback, attributes=attrs)
+    with pytest.raises(TrainingStopped, match="attr_won"):
+        train(planted, taxonomy, TrainConfig(seed=3))
+    config = TrainConfig(seed=3, allow_leaky=("attr_won",))
+    result = train(planted, taxonomy, config)
+    assert "attr_won" in result.leaky_allowed
+    use_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    run_id, _ = log_training(result, config, save_bundle(result, config, tmp_path / "bundle"))
+    assert mlflow.get_run(run_id).data.params["leaky_allowed"] == "attr_won"
+    assert "Leakage guard overrides: attr_won" in (tmp_path / "bundle" / "MODEL_CARD.md").read_text()
