@@ -363,6 +363,35 @@ def score(
 
 
 @app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 3000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    insecure_dev: Annotated[bool, typer.Option("--insecure-dev", help="Run without PROSPECT_API_KEY (local demos "
+                                                                        "only: every endpoint is open).")] = False,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Start the HTTP scoring service (BentoML) with the champion model."""
+    import os
+    import subprocess
+    import sys
+
+    settings = _settings(home, store)
+    env = {**os.environ, "PROSPECT_HOME": str(settings.home), "PROSPECT_STORE_URL": settings.resolved_store_url,
+           "PROSPECT_MODELS_DIR": str(settings.models_dir.resolve())}
+    if insecure_dev:
+        env["PROSPECT_INSECURE_DEV"] = "1"
+    elif not env.get("PROSPECT_API_KEY"):
+        err.print("[red]error:[/red] set PROSPECT_API_KEY (clients send 'Authorization: Bearer <key>'), "
+                  "or pass --insecure-dev for a local demo")
+        raise typer.Exit(2)
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host", host,
+               "--port", str(port), "--working-dir", str(root)]
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+@app.command()
 def demo(
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=1)] = 20_000,
     home: HomeOpt = None,
