@@ -121,7 +121,7 @@ def main() -> None:
 
     # single lead, 200 events: the serving path
     rng = np.random.default_rng(5)
-    types = rng.choice([n for n, t in taxonomy.types.items() if t.direction == "inbound"], 200)
+    types = rng.choice(list(taxonomy.inbound_types), 200)
     base = pd.Timestamp("2025-03-01", tz="UTC").value // 1000
     ts = base + np.sort(rng.integers(0, 90 * 86_400_000_000, 200))
     lead = {"source": "referral", "created_at_us": base, **{c: leads[c].iloc[0] for c in leads.columns[3:]}}

@@ -55,6 +55,11 @@ class Taxonomy(BaseModel):
         return 0 if stage is None else self.stages.index(stage) + 1
 
     @property
+    def inbound_types(self) -> tuple[str, ...]:
+        """Types the lead does itself: the ones that count as its behaviour."""
+        return tuple(n for n, t in self.types.items() if t.direction == "inbound")
+
+    @property
     def outbound_types(self) -> tuple[str, ...]:
         return tuple(n for n, t in self.types.items() if t.direction == "outbound")
 

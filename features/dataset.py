@@ -38,8 +38,8 @@ class TrainingSet:
 
 def training_set(frames: StoreFrames, taxonomy: Taxonomy, config: SnapshotConfig = SnapshotConfig()) -> TrainingSet:
     """Labelled snapshots and their features, with the vectoriser fitted on them."""
-    inbound = {n for n, t in taxonomy.types.items() if t.direction == "inbound"}
-    snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config, inbound_types=inbound)
+    snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config,
+                                inbound_types=taxonomy.inbound_types)
     X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=frames.attributes).fit(X)
     return TrainingSet(snapshots=snapshots, features=vectorizer.transform(X), vectorizer=vectorizer)

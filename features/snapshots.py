@@ -13,6 +13,7 @@ snapshot per lead at its creation, labelled by its answer.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ class SnapshotConfig:
 
 def build_snapshots(leads: pd.DataFrame, events: pd.DataFrame, feedback: pd.DataFrame,
                     config: SnapshotConfig = SnapshotConfig(), observed_until: pd.Timestamp | None = None,
-                    inbound_types: set[str] | None = None) -> pd.DataFrame:
+                    inbound_types: Collection[str] | None = None) -> pd.DataFrame:
     """Return lead_id, as_of and label (0/1) for every labelled snapshot, ordered by lead then as_of.
 
     That order is the one the feature scan walks, so vectorising the result needs no sort.
@@ -41,7 +42,7 @@ def build_snapshots(leads: pd.DataFrame, events: pd.DataFrame, feedback: pd.Data
     lead_ids = pd.Index(leads["lead_id"])
     created = to_micros(leads["created_at"], "leads.created_at")
     first_touch = created.copy()
-    ev = events if inbound_types is None else events[events["type"].isin(inbound_types)]
+    ev = events if inbound_types is None else events[events["type"].isin(list(inbound_types))]
     if len(ev):
         codes = lead_ids.get_indexer(ev["lead_id"])
         ts = to_micros(ev["ts"], "events.ts")

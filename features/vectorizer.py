@@ -77,7 +77,7 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
     def fit(self, X: FeatureInput, y: object = None) -> FeatureVectorizer:  # noqa: ARG002 - sklearn signature
         taxonomy = self.taxonomy or load_taxonomy()
         attributes = tuple(self.attributes) if self.attributes is not None else infer_attributes(X.leads)
-        inbound_types = [n for n, t in taxonomy.types.items() if t.direction == "inbound"]
+        inbound_types = list(taxonomy.inbound_types)
         channels = list(dict.fromkeys(taxonomy.types[n].channel for n in inbound_types))
         if "channel" in X.events and len(X.events):
             seen = X.events.loc[X.events["type"].isin(inbound_types), "channel"].value_counts()

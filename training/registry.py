@@ -64,8 +64,8 @@ def _version_by_alias(alias: str) -> str | None:
 def latest_window_auc(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, snapshots_config: SnapshotConfig,
                       valid_share: float, seed: int) -> tuple[float, int, str]:
     """ROC AUC of a bundle on the most recent out-of-time window of the current data."""
-    inbound = {n for n, t in taxonomy.types.items() if t.direction == "inbound"}
-    snaps = build_snapshots(frames.leads, frames.events, frames.feedback, snapshots_config, inbound_types=inbound)
+    snaps = build_snapshots(frames.leads, frames.events, frames.feedback, snapshots_config,
+                                inbound_types=taxonomy.inbound_types)
     split = split_snapshots(snaps, snapshots_config.horizon_days, valid_share, seed)
     window = split.fit | split.eval
     X = FeatureInput(snaps.loc[window, ["lead_id", "as_of"]], frames.leads, frames.events)
