@@ -107,6 +107,18 @@ def with_leads(sources: Sources) -> Sources:
     return sources
 
 
+def generated_store(folder: Path, n_leads: int, seed: int, taxonomy: Taxonomy) -> EventStore:
+    """A store filled with a freshly simulated funnel, through the demo mapping (as `prospect demo` does)."""
+    from contract.mapping import load_mapping
+    from simulator.funnel import FunnelConfig, generate
+
+    generate(FunnelConfig(n_leads=n_leads, seed=seed), folder / "demo", taxonomy)
+    store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
+    summary = ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
+    assert summary.exit_code == 0, summary
+    return store
+
+
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path

@@ -9,24 +9,15 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from contract.mapping import load_mapping
 from features.dataset import load_frames, training_set
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from prospect.cli import app
-from simulator.funnel import FunnelConfig, generate
-from store.ingest import ingest
-from tests.conftest import REPO
+from tests.conftest import generated_store
 
 
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
-    from store.event_store import EventStore
-
-    folder = tmp_path_factory.mktemp("demo")
-    generate(FunnelConfig(n_leads=3000, seed=21), folder / "demo", taxonomy)
-    store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
-    summary = ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
-    assert summary.exit_code == 0
+    store = generated_store(tmp_path_factory.mktemp("demo"), 3000, 21, taxonomy)
     yield store
     store.close()
 

@@ -7,25 +7,18 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from contract.mapping import load_mapping
 from features.dataset import load_frames
 from prospect.cli import app
 from serving.scoring import Scorer, describe_value
-from simulator.funnel import FunnelConfig, generate
-from store.ingest import ingest
-from tests.conftest import REPO
+from tests.conftest import generated_store
 from training.bundle import load_bundle, save_bundle
 from training.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
-    from store.event_store import EventStore
-
     folder = tmp_path_factory.mktemp("scoring")
-    generate(FunnelConfig(n_leads=5000, seed=41), folder / "demo", taxonomy)
-    store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
-    ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
+    store = generated_store(folder, 5000, 41, taxonomy)
     frames = load_frames(store)
     config = TrainConfig(seed=2)
     bundle_dir = save_bundle(train(frames, taxonomy, config), config, folder / "bundle", version="9")

@@ -11,11 +11,8 @@ import time
 import httpx
 import pytest
 
-from contract.mapping import load_mapping
 from features.dataset import load_frames
-from simulator.funnel import FunnelConfig, generate
-from store.ingest import ingest
-from tests.conftest import REPO
+from tests.conftest import REPO, generated_store
 from training.bundle import save_bundle
 from training.train import TrainConfig, train
 
@@ -30,13 +27,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
-    from store.event_store import EventStore
-
     folder = tmp_path_factory.mktemp("service")
-    generate(FunnelConfig(n_leads=4000, seed=51), folder / "demo", taxonomy)
-    url = f"sqlite:///{folder / 'store.sqlite'}"
-    store = EventStore(url)
-    ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
+    store = generated_store(folder, 4000, 51, taxonomy)
+    url = store.url
     config = TrainConfig(seed=1)
     save_bundle(train(load_frames(store), taxonomy, config), config, folder / "models" / "champion", version="3")
     store.close()

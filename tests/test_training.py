@@ -6,14 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contract.mapping import load_mapping
 from features.dataset import load_frames
 from features.registry import AttributeInfo
 from features.snapshots import build_snapshots
 from features.vectorizer import FeatureInput, FeatureVectorizer
-from simulator.funnel import FunnelConfig, generate
-from store.ingest import ingest
-from tests.conftest import REPO
+from tests.conftest import REPO, generated_store
 from training.calibration import fit_calibrator
 from training.guards import Minimums, TrainingStopped, check_leakage, check_minimum_data
 from training.metrics import expected_calibration_error
@@ -23,12 +20,7 @@ from training.train import TrainConfig, train
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
-    from store.event_store import EventStore
-
-    folder = tmp_path_factory.mktemp("train")
-    generate(FunnelConfig(n_leads=6000, seed=31), folder / "demo", taxonomy)
-    store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
-    ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
+    store = generated_store(tmp_path_factory.mktemp("train"), 6000, 31, taxonomy)
     yield load_frames(store)
     store.close()
 
