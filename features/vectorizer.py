@@ -174,8 +174,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         return out
 
     def transform_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray | list, channels: list | None,
-                       as_of_us: int) -> np.ndarray:
-        """Features of one lead at one as-of time (a 1-row matrix), from plain arrays: the serving path.
+                       as_of_us: int | np.ndarray) -> np.ndarray:
+        """Features of one lead at one or more as-of times (one row each), from plain arrays: the serving path.
 
         ``lead`` holds ``created_at_us``, ``source`` and the attribute values by name.
         """
@@ -197,7 +197,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
                 values[name] = np.array([self._category_code[name].get(raw, -1)], dtype=np.int64)
             else:
                 values[name] = np.array([np.nan if raw is None else float(raw)])
-        return self._compute(np.zeros(1, np.int64), np.array([as_of_us], np.int64), np.zeros(n, np.int64),
+        as_of = np.atleast_1d(np.asarray(as_of_us, np.int64))
+        return self._compute(np.zeros(as_of.size, np.int64), as_of, np.zeros(n, np.int64),
                              np.asarray(ts_us, np.int64), level, inbound, channel, any_channel,
                              np.array([lead["created_at_us"]], np.int64), values)
 

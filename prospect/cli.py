@@ -307,14 +307,12 @@ def score(
     """Score leads of the store with the champion: probability, 0-100 score, tier and reasons."""
     import pandas as pd
 
-    from features.dataset import load_frames
-    from serving.scoring import Scorer
+    from serving.scoring import load_scorer
     from store.event_store import EventStore
-    from training.bundle import load_bundle
 
     settings = _settings(home, store)
     try:
-        scorer = Scorer(load_bundle(settings.models_dir / "champion"))
+        scorer = load_scorer(settings)
     except FileNotFoundError as exc:
         err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
         raise typer.Exit(2) from exc
@@ -335,29 +333,33 @@ def score(
     if not ids:
         err.print("[red]error:[/red] give lead ids or --file")
         raise typer.Exit(2)
-    frames = load_frames(EventStore(settings.resolved_store_url))
-    known = set(frames.leads["lead_id"])
-    unknown = [i for i in ids if i not in known]
+    event_store = EventStore(settings.resolved_store_url)
+    scored, unknown = [], []
+    for lo in range(0, len(ids), 1000):
+        part, missing = scorer.score_stored_leads(event_store, ids[lo:lo + 1000], moment)
+        scored += part
+        unknown += missing
     if unknown:
         err.print(f"[yellow]not in the store, skipped:[/yellow] {len(unknown)} lead id(s), e.g. {unknown[0]}")
-    ids = [i for i in ids if i in known]
-    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": moment}), frames.leads, frames.events) \
-        if ids else []
     rows = pd.DataFrame([{"lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
                           "tier": s.tier, "reasons_for": " | ".join(r.text for r in s.reasons_for),
                           "reasons_against": " | ".join(r.text for r in s.reasons_against),
+                          "trend": s.trend, "score_week_ago": s.score_week_ago,
+                          **{f"criterion_{c.name}": c.status for c in s.criteria},
                           "model_version": s.model_version} for s in scored])
     if out is not None:
         rows.to_csv(out, index=False)
         console.print(f"wrote {len(rows):,} scores to {out}")
         return
     for s in scored:
-        console.print(f"[bold]{s.lead_id}[/bold]: {s.probability:.1%} (score {s.score}, {s.tier}; "
+        console.print(f"[bold]{s.lead_id}[/bold]: {s.probability:.1%} (score {s.score}, {s.tier}, {s.trend}; "
                       f"model v{s.model_version})")
         for r in s.reasons_for:
             console.print(f"  + {r.text}")
         for r in s.reasons_against:
             console.print(f"  - {r.text}")
+        for c in s.criteria:
+            console.print(f"  {c.label}: {c.status.replace('_', ' ')} ({c.evidence})")
     if unknown and not scored:
         raise typer.Exit(1)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,12 @@ class Settings(BaseSettings):
         None, description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else SQLite in the home folder."
     )
     models_dir: Path = Field(Path("models"), description="Where the promoted champion bundle is exported.")
+    model_source: Literal["models", "mlflow"] = Field(
+        "models", description="Where serving loads the champion: the exported bundle in models_dir, or the "
+        "'champion' alias of the registry at the tracking URI.")
+    max_body_bytes: int = Field(2_000_000, gt=0, description="Larger HTTP request bodies are refused (413).")
+    max_payload_events: int = Field(5_000, gt=0, description="Events one /score_payload call may carry (more: 422).")
+    criteria: Path | None = Field(None, description="Explicit-criteria rule YAML; default: the packaged one.")
 
     @property
     def resolved_tracking_uri(self) -> str:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_BATCH = 1000
+MAX_POSTED_EVENTS = 1000
+REASON_CODES = ("no_budget", "no_authority", "no_need", "bad_timing", "not_our_profile", "other")
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{field} needs a time zone (for example 2026-01-31T12:00:00Z)")
+    return value
 
 
 class _AsOf(BaseModel):
@@ -14,10 +23,8 @@ class _AsOf(BaseModel):
 
     @field_validator("as_of")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("as_of needs a time zone (for example 2026-01-31T12:00:00Z)")
-        return value
+    def _as_of_aware(cls, value: datetime | None) -> datetime | None:
+        return _aware(value, "as_of")
 
 
 class ScoreRequest(_AsOf):
@@ -30,12 +37,92 @@ class BatchRequest(_AsOf):
     model_config = ConfigDict(extra="forbid")
 
     lead_ids: list[str] = Field(min_length=1, description=f"Up to {MAX_BATCH} lead ids (more: 422).")
+    reasons: bool = Field(True, description="Include the reasons; false skips the per-feature contributions, "
+                                            "which are most of the cost of a large batch.")
+
+
+class PayloadEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ts: datetime = Field(description="When it happened (with time zone).")
+    type: str = Field(min_length=1, max_length=100, description="Event type from the taxonomy.")
+    channel: str | None = Field(None, max_length=100, description="Channel; default: the taxonomy's for the type.")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_aware(cls, value: datetime) -> datetime:
+        return _aware(value, "ts")
+
+
+class PayloadLead(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: str = Field("payload", max_length=200, description="Echoed back; not looked up.")
+    created_at: datetime = Field(description="When the lead entered the funnel (with time zone).")
+    source: str | None = Field(None, max_length=100, description="Origin channel, e.g. paid_search.")
+    attributes: dict[str, str | float | None] = Field(
+        default_factory=dict, description="Profile and criteria attributes by name (industry, budget, ...).")
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_aware(cls, value: datetime) -> datetime:
+        return _aware(value, "created_at")
+
+
+class PayloadRequest(_AsOf):
+    """A lead the caller keeps itself: scored from the given data, nothing stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead: PayloadLead
+    events: list[PayloadEvent] = Field(default_factory=list, description="The lead's events, any order.")
+
+
+class EventIn(PayloadEvent):
+    event_id: str | None = Field(None, max_length=200, description="Id that makes resending safe; "
+                                                                   "default: a hash of the content.")
+    lead_id: str = Field(min_length=1, max_length=200, description="A lead the store knows.")
+
+
+class EventsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, description=f"Up to {MAX_POSTED_EVENTS} events a call (more: 422).")
+
+
+class StoredResponse(BaseModel):
+    stored: int = Field(description="New records stored.")
+    duplicates: int = Field(description="Records already stored with the same id and content (resends).")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: str = Field(min_length=1, max_length=200, description="The lead sales answered about.")
+    outcome: Literal["prospect", "not_prospect"] = Field(description="What sales decided.")
+    reason: Literal[REASON_CODES] | None = Field(  # type: ignore[valid-type]
+        None, description="Why not, for not_prospect: " + ", ".join(REASON_CODES) + ".")
+    ts: datetime | None = Field(None, description="When sales answered (with time zone); default: now.")
+    feedback_id: str | None = Field(None, max_length=200, description="Id that makes resending safe; "
+                                                                      "default: derived from lead and time.")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_aware(cls, value: datetime | None) -> datetime | None:
+        return _aware(value, "ts")
 
 
 class ReasonOut(BaseModel):
     feature: str = Field(description="Feature name in the model's feature set.")
     text: str = Field(description="The reason in plain words, with the value behind it.")
     impact: float = Field(description="Contribution to the log-odds; positive raises the probability.")
+
+
+class CriterionOut(BaseModel):
+    name: str = Field(description="budget, authority, need, timing or ideal_customer_fit (as the rule file names).")
+    label: str
+    status: Literal["met", "not_met", "unknown"]
+    evidence: str = Field(description="What decided it, e.g. 'budget is yes' or 'Requested a demo 2 days ago'.")
 
 
 class ScoreResponse(BaseModel):
@@ -47,6 +134,12 @@ class ScoreResponse(BaseModel):
     reasons_for: list[ReasonOut] = Field(description="The strongest reasons raising the probability.")
     reasons_against: list[ReasonOut] = Field(description="The strongest reasons lowering it.")
     model_version: str | None = Field(description="Registry version of the model that scored.")
+    score_week_ago: int | None = Field(description="The score as of seven days earlier (same events, same model).")
+    trend: Literal["improving", "steady", "fading", "new"] = Field(
+        description="Score against a week earlier: up or down 5 points or more, else steady; new when the lead "
+                    "is younger than a week.")
+    criteria: list[CriterionOut] = Field(description="Explicit criteria from the rule file, beside the score "
+                                                     "(they never change it).")
 
 
 class BatchResponse(BaseModel):

@@ -2,7 +2,9 @@
 
 Features come from the same vectoriser training used; the probability is the calibrated one; the
 reasons are LightGBM's per-feature contributions for this lead (in log-odds), worded through the
-feature registry so that a salesperson can read them.
+feature registry so that a salesperson can read them. Each lead is also scored as of a week earlier,
+from the same events, to say whether it is warming up or cooling down; the explicit criteria come
+from their own rule file and are reported beside the score, never mixed into it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import numpy as np
 import pandas as pd
 
 from features.registry import FeatureSpec
+from prospect.config import Settings
 from features.vectorizer import FeatureInput, to_micros
+from serving.criteria import Criteria, CriterionResult, LeadFacts
 from store.event_store import EventStore
-from training.bundle import Bundle
+from training.bundle import Bundle, load_bundle
 
 REASONS = 3
+TREND_LOOKBACK_US = 7 * 86_400_000_000
+TREND_POINTS = 5
+"""A score that moved at least this many points in a week is improving or fading; less is steady."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class Scored:
     reasons_for: list[Reason] = field(default_factory=list)
     reasons_against: list[Reason] = field(default_factory=list)
     model_version: str | None = None
+    score_week_ago: int | None = None
+    trend: str = "steady"  # improving, steady, fading, or new (the lead is younger than a week)
+    criteria: list[CriterionResult] = field(default_factory=list)
 
 
 def describe_value(spec: FeatureSpec, value: float, categories: tuple[str, ...] | None) -> str:
@@ -57,11 +67,28 @@ def describe_value(spec: FeatureSpec, value: float, categories: tuple[str, ...] 
     return f"{value:.2f}"
 
 
+def load_scorer(settings: Settings) -> Scorer:
+    """The champion with the explicit criteria, from the models folder or from the MLflow registry.
+
+    Raises FileNotFoundError when there is no champion to load.
+    """
+    if settings.model_source == "mlflow":
+        from training.registry import champion_bundle
+        from training.tracking import use_tracking
+
+        use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
+        bundle = champion_bundle(settings.home / "serving-cache")
+    else:
+        bundle = load_bundle(settings.models_dir / "champion")
+    return Scorer(bundle, Criteria.load(settings.criteria, bundle.vectorizer.taxonomy_))
+
+
 class Scorer:
     """Scores leads from the store or from given data with one loaded bundle."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, criteria: Criteria | None = None) -> None:
         self.bundle = bundle
+        self.criteria = criteria
         self.specs = bundle.vectorizer.feature_set_.specs
         self.categories = bundle.vectorizer.feature_set_.categories
 
@@ -69,21 +96,31 @@ class Scorer:
     def version(self) -> str | None:
         return self.bundle.metadata.get("version")
 
-    def score_matrix(self, matrix: np.ndarray, lead_ids: list[str], as_of: pd.DatetimeIndex) -> list[Scored]:
+    def score_matrix(self, matrix: np.ndarray, lead_ids: list[str], as_of: pd.DatetimeIndex,
+                     reasons: bool = True) -> list[Scored]:
         p = self.bundle.probability(matrix)
         scores = self.bundle.score(p)
         tiers = self.bundle.thresholds.tier(p)
+        moments = list(as_of)
+        if not reasons:
+            return [Scored(lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]),
+                           tier=str(tiers[i]), model_version=self.version) for i, lead_id in enumerate(lead_ids)]
         booster = self.bundle.booster
         contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)
+        # only the strongest few per side are worded: wording all 50-odd features per lead would
+        # cost more than the model itself in batch calls
+        k = min(REASONS, contributions.shape[1] - 1)
+        top = np.argpartition(-contributions[:, :-1], k - 1, axis=1)[:, :k] if k else np.zeros((len(p), 0), int)
+        bottom = np.argpartition(contributions[:, :-1], k - 1, axis=1)[:, :k] if k else top
         out = []
         for i, lead_id in enumerate(lead_ids):
             impact = contributions[i, :-1]  # the last column is the bias
-            order = np.argsort(impact)
-            reasons = [self._reason(j, matrix[i, j], impact[j]) for j in order]
+            ups = sorted(top[i], key=lambda j: -impact[j])
+            downs = sorted(bottom[i], key=lambda j: impact[j])
             out.append(Scored(
-                lead_id=lead_id, as_of=as_of[i], probability=float(p[i]), score=int(scores[i]), tier=str(tiers[i]),
-                reasons_for=[r for r in reversed(reasons) if r.impact > 0][:REASONS],
-                reasons_against=[r for r in reasons if r.impact < 0][:REASONS],
+                lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]), tier=str(tiers[i]),
+                reasons_for=[self._reason(j, matrix[i, j], impact[j]) for j in ups if impact[j] > 0],
+                reasons_against=[self._reason(j, matrix[i, j], impact[j]) for j in downs if impact[j] < 0],
                 model_version=self.version,
             ))
         return out
@@ -98,12 +135,72 @@ class Scorer:
         matrix = self.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, leads, events))
         return self.score_matrix(matrix, snapshots["lead_id"].tolist(), pd.DatetimeIndex(snapshots["as_of"]))
 
+    def score_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray, channels: list | None,
+                   as_of: pd.Timestamp) -> Scored:
+        """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``."""
+        as_of_us = int(to_micros(pd.DatetimeIndex([as_of]), "as_of")[0])
+        both = np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64)
+        matrix = self.bundle.vectorizer.transform_lead(lead, ts_us, types, channels, both)
+        scored = self.score_matrix(matrix[:1], [str(lead.get("lead_id", ""))], pd.DatetimeIndex([as_of]))[0]
+        self._add_trend([scored], matrix[1:], np.array([lead["created_at_us"]]), both[1:])
+        self._add_criteria([scored], [lead], [(np.asarray(ts_us, np.int64), np.asarray(types, dtype=object))],
+                           [as_of_us])
+        return scored
+
     def score_stored_lead(self, store: EventStore, lead_id: str, as_of: pd.Timestamp) -> Scored:
         """Score one lead of the store at ``as_of`` (its events read through the index)."""
         lead = store.lead(lead_id)
         if lead is None:
             raise KeyError(lead_id)
         events = store.lead_events(lead_id)
+        return self.score_lead(lead, events.ts_us, events.type, list(events.channel), as_of)
+
+    def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: bool = True
+                           ) -> tuple[list[Scored], list[str]]:
+        """Score many leads of the store in one pass; returns the scores and the unknown ids."""
+        leads, events = store.leads_with_events(lead_ids)
+        known = {lead["lead_id"] for lead in leads}
+        unknown = [i for i in dict.fromkeys(lead_ids) if i not in known]
+        if not leads:
+            return [], unknown
         as_of_us = int(to_micros(pd.DatetimeIndex([as_of]), "as_of")[0])
-        matrix = self.bundle.vectorizer.transform_lead(lead, events.ts_us, events.type, list(events.channel), as_of_us)
-        return self.score_matrix(matrix, [lead_id], pd.DatetimeIndex([as_of]))[0]
+        ids = [lead["lead_id"] for lead in leads]
+        n = len(ids)
+        frame = pd.DataFrame(leads)
+        frame["created_at"] = pd.to_datetime(frame.pop("created_at_us"), unit="us", utc=True)
+        snapshots = pd.DataFrame({
+            "lead_id": ids * 2,
+            "as_of": pd.to_datetime(np.repeat([as_of_us, as_of_us - TREND_LOOKBACK_US], n), unit="us", utc=True)})
+        event_frame = pd.DataFrame({"lead_id": events["lead_id"], "type": events["type"],
+                                    "channel": events["channel"],
+                                    "ts": pd.to_datetime(events["ts_us"], unit="us", utc=True)})
+        matrix = self.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, frame, event_frame))
+        out = self.score_matrix(matrix[:n], ids, pd.DatetimeIndex(snapshots["as_of"][:n]), reasons)
+        self._add_trend(out, matrix[n:], np.array([lead["created_at_us"] for lead in leads]),
+                        np.full(n, as_of_us - TREND_LOOKBACK_US))
+        if self.criteria is not None:
+            keys = events["lead_id"].to_numpy(dtype=object)  # the store returns them ordered by lead
+            starts = np.searchsorted(keys, ids, side="left") if len(keys) else np.zeros(n, int)
+            ends = np.searchsorted(keys, ids, side="right") if len(keys) else np.zeros(n, int)
+            ts, types = events["ts_us"].to_numpy(), events["type"].to_numpy(dtype=object)
+            self._add_criteria(out, leads, [(ts[a:b], types[a:b]) for a, b in zip(starts, ends, strict=True)],
+                               [as_of_us] * n)
+        return out, unknown
+
+    def _add_trend(self, scored: list[Scored], earlier: np.ndarray, created_us: np.ndarray,
+                   earlier_us: np.ndarray) -> None:
+        before = self.bundle.score(self.bundle.probability(earlier))
+        for s, then, created, moment in zip(scored, before, created_us, earlier_us, strict=True):
+            if created > moment:
+                s.trend = "new"
+                continue
+            s.score_week_ago = int(then)
+            change = s.score - s.score_week_ago
+            s.trend = "improving" if change >= TREND_POINTS else "fading" if change <= -TREND_POINTS else "steady"
+
+    def _add_criteria(self, scored: list[Scored], leads: list[dict], events: list[tuple[np.ndarray, np.ndarray]],
+                      as_of_us: list[int]) -> None:
+        if self.criteria is None:
+            return
+        for s, lead, (ts, types), moment in zip(scored, leads, events, as_of_us, strict=True):
+            s.criteria = self.criteria.evaluate(LeadFacts(lead, ts, types, moment))

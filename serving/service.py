@@ -1,25 +1,54 @@
-"""The BentoML service: thin HTTP over the same scoring the CLI uses.
+"""The BentoML service: thin HTTP over the same scoring and ingestion the CLI uses.
 
-It loads the champion bundle from the models folder and reads leads from the event store. The API
-key comes from ``PROSPECT_API_KEY``; without one the service refuses to start unless
+It loads the champion bundle (from the models folder, or from the MLflow registry when
+``PROSPECT_MODEL_SOURCE=mlflow``) and reads and writes leads through the event store. The API key
+comes from ``PROSPECT_API_KEY``; without one the service refuses to start unless
 ``PROSPECT_INSECURE_DEV=1`` (what ``prospect serve --insecure-dev`` sets for the demo).
+
+Error messages never repeat lead ids or attribute values: BentoML writes them to the server log,
+and lead data must not reach logs.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime
+from http import HTTPStatus
 
 import bentoml
+import numpy as np
 import pandas as pd
-from bentoml.exceptions import InvalidArgument, NotFound, UnprocessableEntity
+from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, UnprocessableEntity
 
+from contract.taxonomy import load_taxonomy
 from prospect.config import Settings
-from serving.api_models import MAX_BATCH, BatchRequest, BatchResponse, ModelInfo, ReasonOut, ScoreRequest, ScoreResponse
+from serving.api_models import (
+    MAX_BATCH,
+    MAX_POSTED_EVENTS,
+    BatchRequest,
+    BatchResponse,
+    CriterionOut,
+    EventsRequest,
+    FeedbackRequest,
+    ModelInfo,
+    PayloadRequest,
+    ReasonOut,
+    ScoreRequest,
+    ScoreResponse,
+    StoredResponse,
+)
 from serving.auth import ApiKeyMiddleware
-from serving.scoring import Scored, Scorer
+from serving.limits import BodyLimitMiddleware
+from serving.scoring import Scored, load_scorer
 from store.event_store import EventStore
-from training.bundle import load_bundle
+from store.ingest import RecordsRejected, ingest_records
+
+
+EVENT_COLUMNS = ("event_id", "lead_id", "ts", "type", "channel")
+
+
+class Conflict(BentoMLException):
+    error_code = HTTPStatus.CONFLICT
 
 
 def _response(s: Scored) -> ScoreResponse:
@@ -27,12 +56,14 @@ def _response(s: Scored) -> ScoreResponse:
         lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
         reasons_for=[ReasonOut(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_for],
         reasons_against=[ReasonOut(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_against],
-        model_version=s.model_version)
+        model_version=s.model_version, score_week_ago=s.score_week_ago, trend=s.trend,
+        criteria=[CriterionOut(name=c.name, label=c.label, status=c.status, evidence=c.evidence) for c in s.criteria])
 
 
 def _moment(as_of: datetime | None) -> pd.Timestamp:
-    moment = pd.Timestamp(as_of).tz_convert("UTC") if as_of else pd.Timestamp.now(tz="UTC")
-    if moment > pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=5):
+    now = pd.Timestamp.now(tz="UTC")
+    moment = pd.Timestamp(as_of).tz_convert("UTC") if as_of else now
+    if moment > now + pd.Timedelta(minutes=Settings().clock_skew_minutes):
         raise InvalidArgument("as_of is in the future: scores describe what is known now or earlier")
     return moment
 
@@ -44,35 +75,90 @@ def _api_key() -> str | None:
     return key or None
 
 
+def _rejected(exc: RecordsRejected, what: str) -> BentoMLException:
+    """A client-facing error for records the store refused: where (field) and why, without lead data."""
+    first = exc.issues.iloc[0]
+    where = f"{what}[{int(first['row'])}]." if what else ""
+    column, reason = str(first["column"]), str(first["reason"])
+    more = f" ({len(exc.issues) - 1} more problem(s) in this request)" if len(exc.issues) > 1 else ""
+    if column == "lead_id" and reason.startswith("unknown lead_id"):
+        return NotFound(f"{where}lead_id: unknown lead (no such lead in the store; create the lead first){more}")
+    if "different content" in reason:
+        return Conflict(f"{where}{column}: already stored with different content; an id names one record{more}")
+    return UnprocessableEntity(f"{where}{column}: {reason}{more}; nothing was stored")
+
+
 @bentoml.service(name="prospect-scorer", traffic={"timeout": 30})
 class ProspectService:
     def __init__(self) -> None:
-        settings = Settings()
-        self.store = EventStore(settings.resolved_store_url)
-        self.scorer = Scorer(load_bundle(settings.models_dir / "champion"))
+        self.settings = Settings()
+        self.store = EventStore(self.settings.resolved_store_url)
+        self.scorer = load_scorer(self.settings)
+        self.taxonomy = load_taxonomy(self.settings.taxonomy)
+        self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
 
     @bentoml.api(route="/score")
     def score(self, request: ScoreRequest, /) -> ScoreResponse:
-        """Score one lead of the store: probability, 0-100 score, tier and reasons."""
+        """Score one lead of the store: probability, 0-100 score, tier, reasons, trend and criteria."""
         try:
             return _response(self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of)))
         except KeyError:
-            # the id is not repeated here: error messages reach the server log, and lead data must not
             raise NotFound("unknown lead_id: no such lead in the store") from None
+
+    @bentoml.api(route="/score_payload")
+    def score_payload(self, request: PayloadRequest, /) -> ScoreResponse:
+        """Score a lead given as profile attributes and events (nothing is stored)."""
+        limit = self.settings.max_payload_events
+        if len(request.events) > limit:
+            raise UnprocessableEntity(f"events has {len(request.events)} items; at most {limit} a payload")
+        moment = _moment(request.as_of)
+        for i, e in enumerate(request.events):
+            if e.type not in self.model_taxonomy.types:
+                raise UnprocessableEntity(f"events[{i}].type: unknown event type (not in the model's taxonomy)")
+            if pd.Timestamp(e.ts) > pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=self.settings.clock_skew_minutes):
+                raise InvalidArgument(f"events[{i}].ts is in the future")
+        created = pd.Timestamp(request.lead.created_at).tz_convert("UTC")
+        lead = {**request.lead.attributes, "lead_id": request.lead.lead_id,
+                "created_at_us": int(created.as_unit("us").value), "source": request.lead.source}
+        events = sorted(request.events, key=lambda e: e.ts)
+        ts = np.array([pd.Timestamp(e.ts).tz_convert("UTC").as_unit("us").value for e in events], dtype=np.int64)
+        types = np.array([e.type for e in events], dtype=object)
+        return _response(self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment))
 
     @bentoml.api(route="/score_batch")
     def score_batch(self, request: BatchRequest, /) -> BatchResponse:
         """Score up to 1,000 leads of the store in one call."""
         if len(request.lead_ids) > MAX_BATCH:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
-        moment = _moment(request.as_of)
-        scores, unknown = [], []
-        for lead_id in request.lead_ids:
-            try:
-                scores.append(_response(self.scorer.score_stored_lead(self.store, lead_id, moment)))
-            except KeyError:
-                unknown.append(lead_id)
-        return BatchResponse(scores=scores, unknown_lead_ids=unknown)
+        scored, unknown = self.scorer.score_stored_leads(self.store, request.lead_ids, _moment(request.as_of),
+                                                         reasons=request.reasons)
+        return BatchResponse(scores=[_response(s) for s in scored], unknown_lead_ids=unknown)
+
+    @bentoml.api(route="/events")
+    def events(self, request: EventsRequest, /) -> StoredResponse:
+        """Store events of known leads; resending the same event_id with the same content is a no-op."""
+        if len(request.events) > MAX_POSTED_EVENTS:
+            raise UnprocessableEntity(f"events has {len(request.events)} items; at most {MAX_POSTED_EVENTS} a call")
+        frame = pd.DataFrame([e.model_dump() for e in request.events], columns=list(EVENT_COLUMNS))
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        return self._store("events", frame, "events")
+
+    @bentoml.api(route="/feedback")
+    def feedback(self, request: FeedbackRequest, /) -> StoredResponse:
+        """Store what sales decided about a lead; the next `prospect train` learns from it."""
+        record = request.model_dump()
+        record["ts"] = pd.Timestamp(record["ts"] or pd.Timestamp.now(tz="UTC"))
+        frame = pd.DataFrame([record], columns=["feedback_id", "lead_id", "ts", "outcome", "reason"])
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        return self._store("feedback", frame, "")
+
+    def _store(self, table: str, frame: pd.DataFrame, what: str) -> StoredResponse:
+        try:
+            outcome = ingest_records(self.store, table, frame, self.taxonomy,
+                                     clock_skew=pd.Timedelta(minutes=self.settings.clock_skew_minutes))
+        except RecordsRejected as exc:
+            raise _rejected(exc, what) from None
+        return StoredResponse(stored=outcome.stored, duplicates=outcome.duplicates)
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> ModelInfo:
@@ -87,3 +173,4 @@ class ProspectService:
 
 
 ProspectService.add_asgi_middleware(ApiKeyMiddleware, api_key=_api_key())
+ProspectService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=Settings().max_body_bytes)

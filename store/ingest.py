@@ -121,19 +121,10 @@ def _ingest_batch(
         stage = _stage_table(conn, spec)
         for raw in read_chunks(path, source, needed, chunk_rows):
             batch.read += len(raw)
-            mapped = map_chunk(raw, spec, tm, ctx)
-            rows = _prepare_rows(mapped.frame, spec)
-            issues = [mapped.issues]
-            rows, dup_issues, n_dup = _dedupe_within_chunk(rows, spec)
-            issues.append(dup_issues)
-            insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec)
-            issues.append(store_issues)
-            if len(insertable):
-                bulk_insert(conn, STORE_TABLES[spec.name], insertable.drop(columns=["_row"]))
-            batch.stored += len(insertable)
-            batch.duplicates += n_dup + n_known
-            bad = _quarantine_rows(raw, pd.concat([i for i in issues if len(i)]) if any(len(i) for i in issues)
-                                   else None, path, spec.name)
+            outcome = _store_chunk(conn, stage, raw, spec, tm, ctx)
+            batch.stored += outcome.stored
+            batch.duplicates += outcome.duplicates
+            bad = _quarantine_rows(raw, outcome.issues if len(outcome.issues) else None, path, spec.name)
             if bad is not None:
                 batch.quarantined += len(bad)
                 quarantined.append(bad)
@@ -141,6 +132,60 @@ def _ingest_batch(
                 progress(f"{path.name}:{spec.name}", len(raw))
         conn.execute(stage.delete())
     return quarantined
+
+
+@dataclass
+class ChunkOutcome:
+    stored: int
+    duplicates: int
+    issues: pd.DataFrame
+    """One row per problem: row (0-based), column, reason. Rows with an issue were not stored."""
+
+
+def _store_chunk(conn: Connection, stage: Table, raw: pd.DataFrame, spec: TableSpec, tm: TableMapping,
+                 ctx: MapContext) -> ChunkOutcome:
+    """Map, check and insert one chunk of source rows inside the caller's transaction."""
+    mapped = map_chunk(raw, spec, tm, ctx)
+    rows = _prepare_rows(mapped.frame, spec)
+    rows, dup_issues, n_dup = _dedupe_within_chunk(rows, spec)
+    insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec)
+    if len(insertable):
+        bulk_insert(conn, STORE_TABLES[spec.name], insertable.drop(columns=["_row"]))
+    issues = [i for i in (mapped.issues, dup_issues, store_issues) if len(i)]
+    return ChunkOutcome(stored=len(insertable), duplicates=n_dup + n_known,
+                        issues=pd.concat(issues, ignore_index=True) if issues else
+                        pd.DataFrame(columns=["row", "column", "reason"]))
+
+
+class RecordsRejected(ValueError):
+    """Some records could not be stored, so none were: ``issues`` says which, where and why."""
+
+    def __init__(self, issues: pd.DataFrame) -> None:
+        self.issues = issues.sort_values("row", kind="stable").reset_index(drop=True)
+        first = self.issues.iloc[0]
+        super().__init__(f"record {int(first['row'])}, field {first['column']}: {first['reason']}")
+
+
+def ingest_records(store: EventStore, table: str, records: pd.DataFrame, taxonomy: Taxonomy,
+                   now: datetime | None = None, clock_skew: timedelta = timedelta(minutes=5)) -> ChunkOutcome:
+    """Store records already in canonical columns (what the HTTP service receives), all or nothing.
+
+    Files go through :func:`ingest`, which quarantines bad rows and keeps the good ones; a caller of
+    the API is still holding its data, so a single bad record rejects the whole call with the reasons
+    (:class:`RecordsRejected`) and the client can fix and resend. Repeats of stored records with the
+    same content are counted as duplicates, which makes resending safe.
+    """
+    spec = TABLES[table]
+    tm = TableMapping(columns={c: c for c in spec.column_names if c in records.columns})
+    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew)
+    raw = records.reset_index(drop=True)
+    with store.transaction() as conn:
+        stage = _stage_table(conn, spec)
+        outcome = _store_chunk(conn, stage, raw, spec, tm, ctx)
+        if len(outcome.issues):
+            raise RecordsRejected(outcome.issues)  # rolls the transaction back
+        conn.execute(stage.delete())
+    return outcome
 
 
 def _record_attributes(conn: Connection, tm: TableMapping) -> None:

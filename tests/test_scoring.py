@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from features.dataset import load_frames
 from prospect.cli import app
+from serving.criteria import Criteria
 from serving.scoring import Scorer, describe_value
-from tests.conftest import generated_store
+from tests.conftest import generated_store, write_yaml
 from training.bundle import load_bundle, save_bundle
 from training.train import TrainConfig, train
 
@@ -22,7 +23,8 @@ def trained(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
     frames = load_frames(store)
     config = TrainConfig(seed=2)
     bundle_dir = save_bundle(train(frames, taxonomy, config), config, folder / "bundle", version="9")
-    yield store, frames, Scorer(load_bundle(bundle_dir))
+    bundle = load_bundle(bundle_dir)
+    yield store, frames, Scorer(bundle, Criteria.load(None, bundle.vectorizer.taxonomy_))
     store.close()
 
 
@@ -76,3 +78,53 @@ def test_score_command_without_champion_and_with_unknown_ids(tmp_path) -> None: 
     runner = CliRunner()
     result = runner.invoke(app, ["score", "L1", "--home", str(tmp_path)], env={"PROSPECT_MODELS_DIR": str(tmp_path)})
     assert result.exit_code == 2 and "no champion model" in result.output
+
+
+def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: ANN001
+    store, frames, scorer = trained
+    as_of = pd.Timestamp("2025-09-15T08:00:00Z")
+    ids = frames.leads["lead_id"].sample(60, random_state=3).tolist()
+    batch, unknown = scorer.score_stored_leads(store, [*ids, "nobody", ids[0]], as_of)
+    assert unknown == ["nobody"] and [s.lead_id for s in batch] == ids
+    trends = set()
+    for got in batch:
+        one = scorer.score_stored_lead(store, got.lead_id, as_of)
+        assert got.probability == pytest.approx(one.probability, abs=1e-12)
+        assert (got.score, got.tier, got.trend, got.score_week_ago) == (one.score, one.tier, one.trend,
+                                                                       one.score_week_ago)
+        assert got.reasons_for == one.reasons_for and got.criteria == one.criteria
+        trends.add(got.trend)
+    assert {"new", "steady"} <= trends or len(trends) >= 2
+    quick, _ = scorer.score_stored_leads(store, ids, as_of, reasons=False)
+    assert [q.probability for q in quick] == [b.probability for b in batch]
+    assert all(not q.reasons_for and not q.reasons_against for q in quick)
+
+
+def test_trend_compares_with_the_score_a_week_earlier(trained) -> None:  # noqa: ANN001
+    store, frames, scorer = trained
+    as_of = pd.Timestamp("2025-09-15T08:00:00Z")
+    old = frames.leads.loc[frames.leads["created_at"] < as_of - pd.Timedelta(days=30), "lead_id"].head(200).tolist()
+    for got in scorer.score_stored_leads(store, old, as_of)[0]:
+        earlier = scorer.score_stored_lead(store, got.lead_id, as_of - pd.Timedelta(days=7))
+        assert got.score_week_ago == earlier.score
+        change = got.score - earlier.score
+        assert got.trend == ("improving" if change >= 5 else "fading" if change <= -5 else "steady")
+    young = frames.leads.loc[frames.leads["created_at"] > as_of - pd.Timedelta(days=3), "lead_id"].head(5).tolist()
+    assert young and all(s.trend == "new" and s.score_week_ago is None
+                         for s in scorer.score_stored_leads(store, young, as_of)[0])
+
+
+def test_criteria_stand_beside_an_unchanged_score(trained, tmp_path, taxonomy) -> None:  # noqa: ANN001
+    store, frames, scorer = trained
+    as_of = pd.Timestamp("2025-09-15T08:00:00Z")
+    ids = frames.leads["lead_id"].head(50).tolist()
+    plain = Scorer(scorer.bundle)  # no criteria at all
+    strict = Scorer(scorer.bundle, Criteria.load(write_yaml(tmp_path / "strict.yaml", {"criteria": {
+        "budget": {"label": "Budget", "rules": [{"attribute": "budget", "met": ["never"]}]}}}), taxonomy))
+    runs = [s.score_stored_leads(store, ids, as_of)[0] for s in (scorer, plain, strict)]
+    for a, b, c in zip(*runs, strict=True):
+        assert a.probability == b.probability == c.probability and a.score == b.score == c.score
+        assert a.reasons_for == b.reasons_for and not b.criteria
+    packaged = {c.status for s in runs[0] for c in s.criteria if c.name == "budget"}
+    edited = {c.status for s in runs[2] for c in s.criteria}
+    assert "met" in packaged and edited <= {"not_met", "unknown"}

@@ -61,6 +61,16 @@ def _version_by_alias(alias: str) -> str | None:
         return None
 
 
+def champion_bundle(work_dir: Path) -> Bundle:
+    """The bundle behind the registry's ``champion`` alias (serving without the exported copy)."""
+    version = _version_by_alias("champion")
+    if version is None:
+        raise FileNotFoundError(f"the registry has no '{MODEL_NAME}@champion': run `prospect promote`")
+    bundle = _bundle_of(version, work_dir)
+    bundle.metadata["version"] = version
+    return bundle
+
+
 def latest_window_auc(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, snapshots_config: SnapshotConfig,
                       valid_share: float, seed: int) -> tuple[float, int, str]:
     """ROC AUC of a bundle on the most recent out-of-time window of the current data."""
