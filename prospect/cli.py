@@ -394,17 +394,51 @@ def serve(
 
 
 @app.command()
+def report(
+    out: Annotated[Path | None, typer.Option(help="Where to write the page; default: <home>/report/report.html.")]
+    = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write the marketing report for the champion (one HTML page) and log it to the champion's MLflow run."""
+    from contract.taxonomy import load_taxonomy
+    from features.dataset import load_frames
+    from report.figures import compute
+    from report.page import write
+    from store.event_store import EventStore
+    from training.bundle import load_bundle
+    from training.registry import log_report
+    from training.tracking import use_tracking
+
+    settings = _settings(home, store)
+    try:
+        bundle = load_bundle(settings.models_dir / "champion")
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
+        raise typer.Exit(2) from exc
+    frames = load_frames(EventStore(settings.resolved_store_url))
+    with err.status("measuring the champion on the latest held-out leads"):
+        figures = compute(bundle, frames, load_taxonomy(settings.taxonomy))
+    path = write(figures, out or settings.home / "report" / "report.html")
+    use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
+    run_id = log_report(bundle.metadata.get("version"), path)
+    logged = f"; logged to MLflow run {run_id}" if run_id else " (the champion is not in this MLflow registry)"
+    console.print(f"report written to {path.resolve()}{logged}")
+
+
+@app.command()
 def demo(
     leads: Annotated[int, typer.Option(help="Number of leads to simulate.", min=1)] = 20_000,
     home: HomeOpt = None,
 ) -> None:
-    """Run the whole loop on generated data: generate, ingest, build features, train, evaluate and promote."""
+    """Run the whole loop on generated data: generate, ingest, features, train, evaluate, promote and report."""
     generate(leads=leads, seed=7, start="2025-01-06", months=12, out=None, home=home)
     ingest(mapping=PACKAGED_MAPPINGS / "demo.yaml", data_dir=None, home=home, store=None)
     features(cadence=7.0, horizon=30.0, home=home, store=None)
     train(horizon=30.0, cadence=7.0, valid_share=0.25, seed=7, allow_leaky=[], drop_after_contact=False, home=home,
           store=None)
     promote(force=False, home=home, store=None)
+    report(out=None, home=home, store=None)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ from features.vectorizer import FeatureInput, to_micros
 from serving.criteria import Criteria, CriterionResult, LeadFacts
 from store.event_store import EventStore
 from training.bundle import Bundle, load_bundle
+from training.model import predict_threads
 
 REASONS = 3
+CONTRIBUTION_SMALL_ROWS = 16
 TREND_LOOKBACK_US = 7 * 86_400_000_000
 TREND_POINTS = 5
 """A score that moved at least this many points in a week is improving or fading; less is steady."""
@@ -106,7 +108,10 @@ class Scorer:
             return [Scored(lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]),
                            tier=str(tiers[i]), model_version=self.version) for i, lead_id in enumerate(lead_ids)]
         booster = self.bundle.booster
-        contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)
+        # contributions cost about 100 times a prediction per row: threads pay off from a handful of rows
+        threads = {"num_threads": 1} if len(matrix) < CONTRIBUTION_SMALL_ROWS else {}
+        contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None,
+                                        **threads)
         # only the strongest few per side are worded: wording all 50-odd features per lead would
         # cost more than the model itself in batch calls
         k = min(REASONS, contributions.shape[1] - 1)

@@ -88,7 +88,7 @@ def _rejected(exc: RecordsRejected, what: str) -> BentoMLException:
     return UnprocessableEntity(f"{where}{column}: {reason}{more}; nothing was stored")
 
 
-@bentoml.service(name="prospect-scorer", traffic={"timeout": 30})
+@bentoml.service(name="prospect-scorer", traffic={"timeout": 30}, workers=Settings().serve_workers)
 class ProspectService:
     def __init__(self) -> None:
         self.settings = Settings()

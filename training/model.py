@@ -67,5 +67,14 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.
                      callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
 
 
+SMALL_PREDICT_ROWS = 2_000
+"""Below this many rows one thread predicts faster than several: thread start-up costs more than the
+trees, and a multi-worker service must not have each worker spin up every core."""
+
+
+def predict_threads(n_rows: int) -> dict:
+    return {"num_threads": 1} if n_rows < SMALL_PREDICT_ROWS else {}
+
+
 def raw_scores(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
-    return booster.predict(X, num_iteration=booster.best_iteration or None)
+    return booster.predict(X, num_iteration=booster.best_iteration or None, **predict_threads(len(X)))

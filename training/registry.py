@@ -71,6 +71,23 @@ def champion_bundle(work_dir: Path) -> Bundle:
     return bundle
 
 
+def log_report(version: str | None, path: Path) -> str | None:
+    """Attach a report page to the MLflow run that produced ``version``; returns the run id, None if unknown."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if version is None:
+        return None
+    try:
+        run_id = MlflowClient().get_model_version(MODEL_NAME, version).run_id
+    except MlflowException:
+        return None
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_artifact(str(path), "report")
+    return run_id
+
+
 def latest_window_auc(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, snapshots_config: SnapshotConfig,
                       valid_share: float, seed: int) -> tuple[float, int, str]:
     """ROC AUC of a bundle on the most recent out-of-time window of the current data."""

@@ -1,0 +1,220 @@
+"""Speed of the HTTP service, side by side with the same scoring in-process, in one run.
+
+A generated store (leads topped up to about 50 events each) and a model trained on it; then the
+real service is started on 127.0.0.1 with an API key and measured:
+
+- p50_ms / p99_ms: /score for one lead by id, 2,000 sequential requests on one keep-alive connection;
+- rps_16: requests per second with 16 concurrent clients for 20 seconds (``failed`` counts every
+  non-200 answer or connection error over the whole run);
+- inprocess_p50_ms: the same scoring without HTTP (store read, features, model, reasons, trend,
+  criteria), so ``http_overhead_ratio`` shows what the service layer costs;
+- batch_leads_per_s: /score_batch with 1,000 leads in one call (with reasons), and
+  batch_no_reasons_leads_per_s with ``reasons: false``.
+
+The load generator runs on the same two cores as the service, so rps_16 is a floor.
+Usage: python benchmarks/serving.py [--leads 20000] [--workers 2] [--seconds 20]. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, where benchmarks/features.py would
+# shadow the project's features package; drop the folder before importing the project.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from contract.mapping import load_mapping  # noqa: E402
+from contract.taxonomy import load_taxonomy  # noqa: E402
+from features.dataset import load_frames  # noqa: E402
+from prospect.config import Settings  # noqa: E402
+from serving.scoring import load_scorer  # noqa: E402
+from simulator.funnel import FunnelConfig, generate  # noqa: E402
+from store.event_store import EventStore  # noqa: E402
+from store.ingest import ingest, ingest_records  # noqa: E402
+from training.bundle import save_bundle  # noqa: E402
+from training.train import TrainConfig, train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench-key"
+AS_OF = "2025-12-01T00:00:00Z"
+TARGET_EVENTS = 50
+TOP_UP_TYPES = ("page_view", "email_open", "return_visit", "email_click", "webinar_attendance", "pricing_page_view")
+
+
+def _top_up(store: EventStore, lead_ids: list[str], taxonomy, seed: int = 0) -> None:  # noqa: ANN001
+    """Give each lead about TARGET_EVENTS events in the 90 days before the as-of time."""
+    rng = np.random.default_rng(seed)
+    end = pd.Timestamp(AS_OF)
+    rows = []
+    for lead_id in lead_ids:
+        have = len(store.lead_events(lead_id).ts_us)
+        for k in range(max(0, TARGET_EVENTS - have)):
+            rows.append({"event_id": f"bench-{lead_id}-{k}", "lead_id": lead_id,
+                         "ts": end - pd.Timedelta(minutes=int(rng.integers(60, 90 * 24 * 60))),
+                         "type": str(rng.choice(TOP_UP_TYPES)), "channel": None})
+    frame = pd.DataFrame(rows)
+    for lo in range(0, len(frame), 20_000):
+        ingest_records(store, "events", frame.iloc[lo:lo + 20_000], taxonomy)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(env: dict, port: int, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host",
+                             "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT)], env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(log.read_text()[-3000:])
+        time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("service did not become ready in 120 s")
+
+
+def _post(conn: http.client.HTTPConnection, path: str, body: dict) -> tuple[int, bytes]:
+    conn.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {KEY}",
+                                                  "Content-Type": "application/json"})
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+async def _load(port: int, ids: list[str], clients: int, seconds: float) -> tuple[int, int]:
+    import aiohttp
+
+    done, failed = 0, 0
+    stop = time.perf_counter() + seconds
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    async def client(k: int) -> None:
+        nonlocal done, failed
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as session:
+            i = k
+            while time.perf_counter() < stop:
+                try:
+                    async with session.post("/score", json={"lead_id": ids[i % len(ids)], "as_of": AS_OF}) as r:
+                        await r.read()
+                        done += 1
+                        failed += r.status != 200
+                except aiohttp.ClientError:
+                    failed += 1
+                i += clients
+
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return done, failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=20_000, help="Leads to generate.")
+    parser.add_argument("--workers", type=int, default=2, help="Service worker processes.")
+    parser.add_argument("--seconds", type=float, default=20.0, help="Length of the concurrent load.")
+    parser.add_argument("--requests", type=int, default=2000, help="Sequential requests for the latencies.")
+    args = parser.parse_args()
+    taxonomy = load_taxonomy()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        generate(FunnelConfig(n_leads=args.leads, seed=11), folder / "demo", taxonomy)
+        store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
+        ingest(load_mapping(ROOT / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
+        frames = load_frames(store)
+        early = frames.leads.loc[frames.leads["created_at"] < pd.Timestamp("2025-09-01", tz="UTC"), "lead_id"]
+        ids = early.sample(1000, random_state=1).tolist()
+        _top_up(store, ids, taxonomy)
+        config = TrainConfig(seed=3)
+        save_bundle(train(load_frames(store), taxonomy, config), config, folder / "models" / "champion", version="1")
+        n_events = np.mean([len(store.lead_events(i).ts_us) for i in ids[:200]])
+
+        env = {**os.environ, "PROSPECT_STORE_URL": store.url, "PROSPECT_MODELS_DIR": str(folder / "models"),
+               "PROSPECT_HOME": str(folder), "PROSPECT_API_KEY": KEY, "PROSPECT_SERVE_WORKERS": str(args.workers)}
+        settings = Settings(store_url=store.url, models_dir=folder / "models", home=folder)
+        scorer = load_scorer(settings)
+        moment = pd.Timestamp(AS_OF)
+        for i in ids[:50]:
+            scorer.score_stored_lead(store, i, moment)  # warm up the compiled scan
+        inprocess = []
+        for k in range(args.requests):
+            t0 = time.perf_counter()
+            scorer.score_stored_lead(store, ids[k % len(ids)], moment)
+            inprocess.append((time.perf_counter() - t0) * 1e3)
+
+        port = _free_port()
+        proc = _start(env, port, folder / "serve.log")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            failed = 0
+            for i in ids[:100]:  # warm every worker
+                failed += _post(conn, "/score", {"lead_id": i, "as_of": AS_OF})[0] != 200
+            latencies = []
+            for k in range(args.requests):
+                t0 = time.perf_counter()
+                status, _ = _post(conn, "/score", {"lead_id": ids[k % len(ids)], "as_of": AS_OF})
+                latencies.append((time.perf_counter() - t0) * 1e3)
+                failed += status != 200
+            conn.close()
+            done, load_failed = asyncio.run(_load(port, ids, 16, args.seconds))
+            failed += load_failed
+            conn = http.client.HTTPConnection("127.0.0.1", port)  # the idle one was closed by the server
+            batch_s, quick_s = [], []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                status, body = _post(conn, "/score_batch", {"lead_ids": ids, "as_of": AS_OF})
+                batch_s.append(time.perf_counter() - t0)
+                failed += status != 200 or len(json.loads(body)["scores"]) != len(ids)
+                t0 = time.perf_counter()
+                status, body = _post(conn, "/score_batch", {"lead_ids": ids, "as_of": AS_OF, "reasons": False})
+                quick_s.append(time.perf_counter() - t0)
+                failed += status != 200
+            conn.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        store.close()
+
+    p50 = float(np.median(latencies))
+    result = {
+        "workers": args.workers,
+        "events_per_scored_lead": round(float(n_events), 1),
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
+        "rps_16": round(done / args.seconds, 1),
+        "failed": int(failed),
+        "inprocess_p50_ms": round(float(np.median(inprocess)), 3),
+        "inprocess_p99_ms": round(float(np.percentile(inprocess, 99)), 3),
+        "http_overhead_ratio": round(p50 / float(np.median(inprocess)), 2),
+        "batch_leads_per_s": round(len(ids) / float(np.median(batch_s))),
+        "batch_no_reasons_leads_per_s": round(len(ids) / float(np.median(quick_s))),
+    }
+    print(f"one lead by id over HTTP: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; in-process p50 "
+          f"{result['inprocess_p50_ms']} ms; 16 clients: {result['rps_16']} req/s; batch of 1,000: "
+          f"{result['batch_leads_per_s']:,} leads/s ({result['batch_no_reasons_leads_per_s']:,} without reasons)")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

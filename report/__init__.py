@@ -1,0 +1,1 @@
+"""The marketing report: what drives conversion, in one HTML page that opens from disk."""
