@@ -122,3 +122,21 @@ def generated_store(folder: Path, n_leads: int, seed: int, taxonomy: Taxonomy) -
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, str]:  # noqa: ANN001
+    """`prospect demo` on 4,000 generated leads in its own home: (home, printed output)."""
+    from typer.testing import CliRunner
+
+    from prospect.cli import app
+
+    home = tmp_path_factory.mktemp("demo-run")
+    result = CliRunner().invoke(app, ["demo", "--leads", "4000", "--home", str(home)], env=demo_env(home))
+    assert result.exit_code == 0, result.output
+    return home, result.output
+
+
+def demo_env(home: Path) -> dict[str, str]:
+    """The environment that points the CLI, notebooks and service at a demo home."""
+    return {"PROSPECT_HOME": str(home), "PROSPECT_MODELS_DIR": str(home / "models"), "MLFLOW_TRACKING_URI": ""}

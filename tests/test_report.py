@@ -12,9 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from prospect.cli import app
 from tests.conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,17 +37,8 @@ def _chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="module")
-def demo_report(tmp_path_factory) -> tuple[Path, str]:  # noqa: ANN001
-    home = tmp_path_factory.mktemp("report-demo")
-    env = {"PROSPECT_MODELS_DIR": str(home / "models"), "MLFLOW_TRACKING_URI": ""}
-    result = CliRunner().invoke(app, ["demo", "--leads", "4000", "--home", str(home)], env=env)
-    assert result.exit_code == 0, result.output
-    return home, result.output
-
-
-def test_demo_ends_by_writing_the_report_and_printing_its_path(demo_report) -> None:  # noqa: ANN001
-    home, output = demo_report
+def test_demo_ends_by_writing_the_report_and_printing_its_path(demo_run) -> None:  # noqa: ANN001
+    home, output = demo_run
     flat = " ".join(output.split())  # rich wraps long lines
     match = re.search(r"report written to (\S+report\.html); logged to MLflow run ([0-9a-f]{32})", flat)
     assert match, output[-2000:]
@@ -61,10 +50,10 @@ def test_demo_ends_by_writing_the_report_and_printing_its_path(demo_report) -> N
     assert len(logged) == 1 and logged[0].read_text() == html
 
 
-def test_the_report_renders_every_section_and_chart_in_chromium(demo_report) -> None:  # noqa: ANN001
+def test_the_report_renders_every_section_and_chart_in_chromium(demo_run) -> None:  # noqa: ANN001
     from playwright.sync_api import sync_playwright
 
-    home, _ = demo_report
+    home, _ = demo_run
     page_path = home / "report" / "report.html"
     problems: list[str] = []
     with sync_playwright() as pw:
