@@ -48,6 +48,14 @@ def to_micros(values: pd.Series | pd.DatetimeIndex, what: str) -> np.ndarray:
     return out
 
 
+def timestamp_micros(moment: pd.Timestamp | object, what: str) -> int:
+    """One timezone-aware moment -> int UTC microseconds (``Timestamp.value`` is nanoseconds whatever the unit)."""
+    stamp = pd.Timestamp(moment)
+    if stamp.tz is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC or with an offset)")
+    return int(stamp.tz_convert("UTC").as_unit("us").asm8.astype(np.int64))
+
+
 def infer_attributes(leads: pd.DataFrame) -> tuple[AttributeInfo, ...]:
     """Attribute specs from column types, for callers without the store's attribute table."""
     out = []

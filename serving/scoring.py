@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.registry import FeatureSpec
 from prospect.config import Settings
-from features.vectorizer import FeatureInput, to_micros
+from features.vectorizer import FeatureInput, timestamp_micros
 from serving.criteria import Criteria, CriterionResult, LeadFacts
 from store.event_store import EventStore
 from training.bundle import Bundle, load_bundle
@@ -99,8 +99,8 @@ class Scorer:
         return self.bundle.metadata.get("version")
 
     def score_matrix(self, matrix: np.ndarray, lead_ids: list[str], as_of: pd.DatetimeIndex,
-                     reasons: bool = True) -> list[Scored]:
-        p = self.bundle.probability(matrix)
+                     reasons: bool = True, probabilities: np.ndarray | None = None) -> list[Scored]:
+        p = self.bundle.probability(matrix) if probabilities is None else probabilities
         scores = self.bundle.score(p)
         tiers = self.bundle.thresholds.tier(p)
         moments = list(as_of)
@@ -143,11 +143,13 @@ class Scorer:
     def score_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray, channels: list | None,
                    as_of: pd.Timestamp) -> Scored:
         """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``."""
-        as_of_us = int(to_micros(pd.DatetimeIndex([as_of]), "as_of")[0])
+        as_of_us = timestamp_micros(as_of, "as_of")
         both = np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64)
         matrix = self.bundle.vectorizer.transform_lead(lead, ts_us, types, channels, both)
-        scored = self.score_matrix(matrix[:1], [str(lead.get("lead_id", ""))], pd.DatetimeIndex([as_of]))[0]
-        self._add_trend([scored], matrix[1:], np.array([lead["created_at_us"]]), both[1:])
+        p = self.bundle.probability(matrix)  # now and a week earlier in one call
+        scored = self.score_matrix(matrix[:1], [str(lead.get("lead_id", ""))], pd.DatetimeIndex([as_of]),
+                                   probabilities=p[:1])[0]
+        self._add_trend([scored], p[1:], np.array([lead["created_at_us"]]), both[1:])
         self._add_criteria([scored], [lead], [(np.asarray(ts_us, np.int64), np.asarray(types, dtype=object))],
                            [as_of_us])
         return scored
@@ -168,7 +170,7 @@ class Scorer:
         unknown = [i for i in dict.fromkeys(lead_ids) if i not in known]
         if not leads:
             return [], unknown
-        as_of_us = int(to_micros(pd.DatetimeIndex([as_of]), "as_of")[0])
+        as_of_us = timestamp_micros(as_of, "as_of")
         ids = [lead["lead_id"] for lead in leads]
         n = len(ids)
         frame = pd.DataFrame(leads)
@@ -180,8 +182,9 @@ class Scorer:
                                     "channel": events["channel"],
                                     "ts": pd.to_datetime(events["ts_us"], unit="us", utc=True)})
         matrix = self.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, frame, event_frame))
-        out = self.score_matrix(matrix[:n], ids, pd.DatetimeIndex(snapshots["as_of"][:n]), reasons)
-        self._add_trend(out, matrix[n:], np.array([lead["created_at_us"] for lead in leads]),
+        p = self.bundle.probability(matrix)
+        out = self.score_matrix(matrix[:n], ids, pd.DatetimeIndex(snapshots["as_of"][:n]), reasons, p[:n])
+        self._add_trend(out, p[n:], np.array([lead["created_at_us"] for lead in leads]),
                         np.full(n, as_of_us - TREND_LOOKBACK_US))
         if self.criteria is not None:
             keys = events["lead_id"].to_numpy(dtype=object)  # the store returns them ordered by lead
@@ -192,9 +195,9 @@ class Scorer:
                                [as_of_us] * n)
         return out, unknown
 
-    def _add_trend(self, scored: list[Scored], earlier: np.ndarray, created_us: np.ndarray,
+    def _add_trend(self, scored: list[Scored], earlier_p: np.ndarray, created_us: np.ndarray,
                    earlier_us: np.ndarray) -> None:
-        before = self.bundle.score(self.bundle.probability(earlier))
+        before = self.bundle.score(earlier_p)
         for s, then, created, moment in zip(scored, before, created_us, earlier_us, strict=True):
             if created > moment:
                 s.trend = "new"

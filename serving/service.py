@@ -21,6 +21,7 @@ import pandas as pd
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, UnprocessableEntity
 
 from contract.taxonomy import load_taxonomy
+from features.vectorizer import timestamp_micros
 from prospect.config import Settings
 from serving.api_models import (
     MAX_BATCH,
@@ -60,10 +61,10 @@ def _response(s: Scored) -> ScoreResponse:
         criteria=[CriterionOut(name=c.name, label=c.label, status=c.status, evidence=c.evidence) for c in s.criteria])
 
 
-def _moment(as_of: datetime | None) -> pd.Timestamp:
+def _moment(as_of: datetime | None, skew_minutes: int) -> pd.Timestamp:
     now = pd.Timestamp.now(tz="UTC")
     moment = pd.Timestamp(as_of).tz_convert("UTC") if as_of else now
-    if moment > now + pd.Timedelta(minutes=Settings().clock_skew_minutes):
+    if moment > now + pd.Timedelta(minutes=skew_minutes):
         raise InvalidArgument("as_of is in the future: scores describe what is known now or earlier")
     return moment
 
@@ -101,7 +102,7 @@ class ProspectService:
     def score(self, request: ScoreRequest, /) -> ScoreResponse:
         """Score one lead of the store: probability, 0-100 score, tier, reasons, trend and criteria."""
         try:
-            return _response(self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of)))
+            return _response(self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes)))
         except KeyError:
             raise NotFound("unknown lead_id: no such lead in the store") from None
 
@@ -111,7 +112,7 @@ class ProspectService:
         limit = self.settings.max_payload_events
         if len(request.events) > limit:
             raise UnprocessableEntity(f"events has {len(request.events)} items; at most {limit} a payload")
-        moment = _moment(request.as_of)
+        moment = _moment(request.as_of, self.settings.clock_skew_minutes)
         for i, e in enumerate(request.events):
             if e.type not in self.model_taxonomy.types:
                 raise UnprocessableEntity(f"events[{i}].type: unknown event type (not in the model's taxonomy)")
@@ -119,9 +120,9 @@ class ProspectService:
                 raise InvalidArgument(f"events[{i}].ts is in the future")
         created = pd.Timestamp(request.lead.created_at).tz_convert("UTC")
         lead = {**request.lead.attributes, "lead_id": request.lead.lead_id,
-                "created_at_us": int(created.as_unit("us").value), "source": request.lead.source}
+                "created_at_us": timestamp_micros(created, "lead.created_at"), "source": request.lead.source}
         events = sorted(request.events, key=lambda e: e.ts)
-        ts = np.array([pd.Timestamp(e.ts).tz_convert("UTC").as_unit("us").value for e in events], dtype=np.int64)
+        ts = np.array([timestamp_micros(e.ts, "events.ts") for e in events], dtype=np.int64)
         types = np.array([e.type for e in events], dtype=object)
         return _response(self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment))
 
@@ -130,7 +131,7 @@ class ProspectService:
         """Score up to 1,000 leads of the store in one call."""
         if len(request.lead_ids) > MAX_BATCH:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
-        scored, unknown = self.scorer.score_stored_leads(self.store, request.lead_ids, _moment(request.as_of),
+        scored, unknown = self.scorer.score_stored_leads(self.store, request.lead_ids, _moment(request.as_of, self.settings.clock_skew_minutes),
                                                          reasons=request.reasons)
         return BatchResponse(scores=[_response(s) for s in scored], unknown_lead_ids=unknown)
 

@@ -137,15 +137,24 @@ def _stored_lead(url: str, lead_id: str) -> tuple[dict, list[dict]]:
 
 def test_score_payload_scores_like_the_stored_lead(service) -> None:  # noqa: ANN001
     client, _, url = service
-    lead, events = _stored_lead(url, "L0000011")
+    as_of = pd.Timestamp("2025-09-01T00:00:00Z")
+    for k in range(1, 200):  # a lead older than a week with some history before the as-of time
+        lead, events = _stored_lead(url, f"L{k:07d}")
+        before = [e for e in events if pd.Timestamp(e["ts"]) < as_of]
+        if len(before) >= 5 and lead["created_at_us"] < (as_of - pd.Timedelta(days=14)).value // 1000:
+            break
     attributes = {k: v for k, v in lead.items() if k not in ("lead_id", "created_at_us", "source")}
-    payload = {"lead": {"lead_id": "L0000011", "source": lead["source"], "attributes": attributes,
+    payload = {"lead": {"lead_id": lead["lead_id"], "source": lead["source"], "attributes": attributes,
                         "created_at": pd.Timestamp(lead["created_at_us"], unit="us", tz="UTC").isoformat()},
-               "events": events[::-1], "as_of": "2025-09-01T00:00:00Z"}
+               "events": events[::-1], "as_of": as_of.isoformat()}
     given = client.post("/score_payload", json=payload)
-    stored = client.post("/score", json={"lead_id": "L0000011", "as_of": "2025-09-01T00:00:00Z"})
+    stored = client.post("/score", json={"lead_id": lead["lead_id"], "as_of": as_of.isoformat()})
     assert given.status_code == 200, given.text
     assert given.json() == stored.json()
+    assert given.json()["trend"] != "new"
+    # the events count: without them the same lead scores differently
+    bare = client.post("/score_payload", json={**payload, "events": []}).json()
+    assert bare["probability"] != given.json()["probability"]
 
 
 @pytest.mark.parametrize("change, status, words", [
