@@ -228,15 +228,16 @@ class EventStore:
                        leads_table.c.attributes).where(leads_table.c.lead_id.in_(ids)))}
             rows = conn.execute(
                 select(events_table.c.lead_id, events_table.c.ts, events_table.c.type, events_table.c.channel)
-                .where(events_table.c.lead_id.in_(list(found))).order_by(events_table.c.lead_id, events_table.c.ts)
-            ).all()
+                .where(events_table.c.lead_id.in_(list(found)))).all()
         leads = [{"lead_id": i, "created_at_us": int(found[i][1]), "source": found[i][2], **json.loads(found[i][3])}
                  for i in ids if i in found]
         columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
         frame = pd.DataFrame({
             "lead_id": np.array(columns[0], dtype=object), "ts_us": np.array(columns[1], dtype=np.int64),
             "type": np.array(columns[2], dtype=object), "channel": np.array(columns[3], dtype=object)})
-        return leads, frame
+        # sorted here, not in SQL: with ORDER BY, SQLite walks the whole (lead_id, ts) index instead of
+        # looking up each id, which made a 1,000-lead read five times slower
+        return leads, frame.sort_values(["lead_id", "ts_us"], kind="stable", ignore_index=True)
 
     def _lead_events_sql(self) -> tuple[str, bool]:
         if self._read_sql is None:
