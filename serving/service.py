@@ -97,6 +97,16 @@ class ProspectService:
         self.scorer = load_scorer(self.settings)
         self.taxonomy = load_taxonomy(self.settings.taxonomy)
         self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile the feature scan now (a few seconds), so the first caller does not wait for it."""
+        now = pd.Timestamp.now(tz="UTC")
+        moment = timestamp_micros(now, "now")
+        kind = next(iter(self.model_taxonomy.types))
+        self.scorer.score_lead({"lead_id": "warm-up", "created_at_us": moment - 86_400_000_000, "source": None},
+                               np.array([moment - 3_600_000_000], dtype=np.int64), np.array([kind], dtype=object),
+                               None, now)
 
     @bentoml.api(route="/score")
     def score(self, request: ScoreRequest, /) -> ScoreResponse:
