@@ -21,7 +21,6 @@ from features.vectorizer import FeatureInput, timestamp_micros
 from serving.criteria import Criteria, CriterionResult, LeadFacts
 from store.event_store import EventStore
 from training.bundle import Bundle, load_bundle
-from training.model import predict_threads
 
 REASONS = 3
 CONTRIBUTION_SMALL_ROWS = 16

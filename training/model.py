@@ -72,9 +72,6 @@ SMALL_PREDICT_ROWS = 2_000
 trees, and a multi-worker service must not have each worker spin up every core."""
 
 
-def predict_threads(n_rows: int) -> dict:
-    return {"num_threads": 1} if n_rows < SMALL_PREDICT_ROWS else {}
-
-
 def raw_scores(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
-    return booster.predict(X, num_iteration=booster.best_iteration or None, **predict_threads(len(X)))
+    threads = {"num_threads": 1} if len(X) < SMALL_PREDICT_ROWS else {}
+    return booster.predict(X, num_iteration=booster.best_iteration or None, **threads)
