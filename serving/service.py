@@ -82,17 +82,21 @@ def _rejected(exc: RecordsRejected, what: str) -> BentoMLException:
     where = f"{what}[{int(first['row'])}]." if what else ""
     column, reason = str(first["column"]), str(first["reason"])
     more = f" ({len(exc.issues) - 1} more problem(s) in this request)" if len(exc.issues) > 1 else ""
-    if column == "lead_id" and reason.startswith("unknown lead_id"):
+    if first["kind"] == "unknown_lead":
         return NotFound(f"{where}lead_id: unknown lead (no such lead in the store; create the lead first){more}")
-    if "different content" in reason:
+    if first["kind"] == "conflict":
         return Conflict(f"{where}{column}: already stored with different content; an id names one record{more}")
     return UnprocessableEntity(f"{where}{column}: {reason}{more}; nothing was stored")
 
 
-@bentoml.service(name="prospect-scorer", traffic={"timeout": 30}, workers=Settings().serve_workers)
+SETTINGS = Settings()
+"""Read once: the decorator and the middleware need it at import, the service when it starts."""
+
+
+@bentoml.service(name="prospect-scorer", traffic={"timeout": 30}, workers=SETTINGS.serve_workers)
 class ProspectService:
     def __init__(self) -> None:
-        self.settings = Settings()
+        self.settings = SETTINGS
         self.store = EventStore(self.settings.resolved_store_url)
         self.scorer = load_scorer(self.settings)
         self.taxonomy = load_taxonomy(self.settings.taxonomy)
@@ -184,4 +188,4 @@ class ProspectService:
 
 
 ProspectService.add_asgi_middleware(ApiKeyMiddleware, api_key=_api_key())
-ProspectService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=Settings().max_body_bytes)
+ProspectService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)

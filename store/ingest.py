@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -151,10 +152,10 @@ def _store_chunk(conn: Connection, stage: Table, raw: pd.DataFrame, spec: TableS
     insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec)
     if len(insertable):
         bulk_insert(conn, STORE_TABLES[spec.name], insertable.drop(columns=["_row"]))
-    issues = [i for i in (mapped.issues, dup_issues, store_issues) if len(i)]
+    issues = [i for i in (mapped.issues.assign(kind="invalid"), dup_issues, store_issues) if len(i)]
     return ChunkOutcome(stored=len(insertable), duplicates=n_dup + n_known,
                         issues=pd.concat(issues, ignore_index=True) if issues else
-                        pd.DataFrame(columns=["row", "column", "reason"]))
+                        pd.DataFrame(columns=["row", "column", "reason", "kind"]))
 
 
 class RecordsRejected(ValueError):
@@ -224,8 +225,12 @@ def _prepare_rows(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     return rows
 
 
-def _issue(rows: pd.DataFrame, column: str, reasons: list[str] | pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({"row": rows["_row"].to_numpy(), "column": column, "reason": list(reasons)})
+IssueKind = Literal["invalid", "conflict", "unknown_lead"]
+"""What an issue is, for callers that answer differently (the HTTP service: 422, 409, 404)."""
+
+
+def _issue(rows: pd.DataFrame, column: str, reasons: list[str] | pd.Series, kind: IssueKind) -> pd.DataFrame:
+    return pd.DataFrame({"row": rows["_row"].to_numpy(), "column": column, "reason": list(reasons), "kind": kind})
 
 
 def _dedupe_within_chunk(rows: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -241,7 +246,7 @@ def _dedupe_within_chunk(rows: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFr
     bad = again[conflict]
     reasons = [f"duplicate {spec.key} '{k}' with different content (first seen at row {r + 1})"
                for k, r in zip(bad[spec.key], first_row[conflict], strict=True)]
-    return rows[~repeat], _issue(bad, spec.key, reasons), int((~conflict).sum())
+    return rows[~repeat], _issue(bad, spec.key, reasons, "conflict"), int((~conflict).sum())
 
 
 def _stage_table(conn: Connection, spec: TableSpec) -> Table:
@@ -294,7 +299,7 @@ def _check_against_store(
     if conflicts:
         bad = by_row.loc[conflicts]
         issues.append(_issue(bad, spec.key, [f"duplicate {spec.key} '{k}' with different content than the "
-                                            "stored row" for k in bad[spec.key]]))
+                                            "stored row" for k in bad[spec.key]], "conflict"))
     if spec.name != "leads":
         unknown = conn.execute(
             select(stage.c._row).where(~select(leads_table.c.lead_id)
@@ -304,7 +309,7 @@ def _check_against_store(
         if unknown:
             bad = by_row.loc[unknown]
             issues.append(_issue(bad, "lead_id", [f"unknown lead_id '{lead}' (no such lead in the store; "
-                                                 "ingest its lead first)" for lead in bad["lead_id"]]))
+                                                 "ingest its lead first)" for lead in bad["lead_id"]], "unknown_lead"))
             drop.update(unknown)
     keep = ~rows["_row"].isin(drop)
     return rows[keep], pd.concat([i for i in issues if len(i)] or [empty]), n_known
