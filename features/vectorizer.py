@@ -198,17 +198,25 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         channel = np.fromiter((code.get(c, -1) for c in channels), dtype=np.int16, count=n)
         seen: dict[str, int] = {}
         any_channel = np.fromiter((seen.setdefault(c, len(seen)) for c in channels), dtype=np.int32, count=n)
-        values = {}
-        for name, column in self._profile_columns:
-            raw = lead.get(column)
-            if name in self._category_code:
-                values[name] = np.array([self._category_code[name].get(raw, -1)], dtype=np.int64)
-            else:
-                values[name] = np.array([np.nan if raw is None else float(raw)])
         as_of = np.atleast_1d(np.asarray(as_of_us, np.int64))
         return self._compute(np.zeros(as_of.size, np.int64), as_of, np.zeros(n, np.int64),
                              np.asarray(ts_us, np.int64), level, inbound, channel, any_channel,
-                             np.array([lead["created_at_us"]], np.int64), values)
+                             np.array([lead["created_at_us"]], np.int64), self._record_values([lead]))
+
+    def transform_leads(self, leads: list[dict], event_lead: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
+                        channels: np.ndarray | None, snapshot_lead: np.ndarray, as_of_us: np.ndarray) -> np.ndarray:
+        """Features of many leads from plain arrays: the batch-serving path, without DataFrames.
+
+        ``leads`` are dicts as in :meth:`transform_lead`; ``event_lead`` and ``snapshot_lead`` give,
+        for each event and each requested row, the position of its lead in ``leads``.
+        """
+        if len(leads) > MAX_LEADS:
+            raise ValueError(f"at most {MAX_LEADS:,} leads a call")
+        level, inbound, channel, any_channel = self._event_codes(types, channels)
+        return self._compute(np.asarray(snapshot_lead, np.int64), np.asarray(as_of_us, np.int64),
+                             np.asarray(event_lead, np.int64), np.asarray(ts_us, np.int64), level, inbound, channel,
+                             any_channel, np.array([lead["created_at_us"] for lead in leads], np.int64),
+                             self._record_values(leads))
 
     # ------------------------------------------------------------------ internals
     def _event_codes(self, types: pd.Series, channels: pd.Series | None
@@ -235,6 +243,19 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         # the same channel name may appear both in the data and as a default: give both one code
         canonical = np.array([vocabulary.index(c) for c in vocabulary], dtype=np.int64)
         return level, inbound, to_feature[any_channel], canonical[any_channel].astype(np.int32)
+
+    def _record_values(self, leads: list[dict]) -> dict[str, np.ndarray]:
+        """Profile values of leads given as dicts, coded as :meth:`_lead_values` codes a DataFrame."""
+        values: dict[str, np.ndarray] = {}
+        for name, column in self._profile_columns:
+            raw = [lead.get(column) for lead in leads]
+            if name in self._category_code:
+                code = self._category_code[name]  # keyed by text, as training read them (astype string)
+                values[name] = np.array([-1 if v is None or v != v else code.get(str(v), -1) for v in raw],
+                                        dtype=np.int64)
+            else:
+                values[name] = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
+        return values
 
     def _lead_values(self, leads: pd.DataFrame) -> dict[str, np.ndarray]:
         values: dict[str, np.ndarray] = {}

@@ -96,7 +96,7 @@ class LeadFacts:
     """What criteria look at: the lead's attributes and its events strictly before the as-of time."""
 
     attributes: dict
-    ts_us: np.ndarray
+    ts_us: np.ndarray  # usually ascending (the store's order); sorted here when not
     types: np.ndarray
     as_of_us: int
 
@@ -123,6 +123,9 @@ class Criteria:
         return cls(rules, taxonomy)
 
     def evaluate(self, facts: LeadFacts) -> list[CriterionResult]:
+        if facts.ts_us.size > 1 and bool(np.any(facts.ts_us[1:] < facts.ts_us[:-1])):
+            order = np.argsort(facts.ts_us, kind="stable")
+            facts = LeadFacts(facts.attributes, facts.ts_us[order], np.asarray(facts.types)[order], facts.as_of_us)
         return [self._criterion(name, c, facts) for name, c in self.rules.criteria.items()]
 
     def _criterion(self, name: str, criterion: Criterion, facts: LeadFacts) -> CriterionResult:
@@ -147,13 +150,13 @@ class Criteria:
             return rule.decide(facts.attributes.get(rule.attribute))
         since = facts.as_of_us - rule.within_days * DAY_US
         wanted = set(rule.events)
-        last, last_ts = -1, since - 1
-        for i, (ts, kind) in enumerate(zip(facts.ts_us.tolist(), facts.types, strict=True)):
-            if last_ts <= ts < facts.as_of_us and kind in wanted:
-                last, last_ts = i, ts
+        # events are in time order: walk back from the as-of time to the window's start, latest first
+        lo = int(np.searchsorted(facts.ts_us, since, side="left"))
+        hi = int(np.searchsorted(facts.ts_us, facts.as_of_us, side="left"))
+        last = next((i for i in range(hi - 1, lo - 1, -1) if facts.types[i] in wanted), -1)
         if last < 0:
             return None
-        days = (facts.as_of_us - last_ts) / DAY_US
+        days = (facts.as_of_us - int(facts.ts_us[last])) / DAY_US
         ago = "today" if days < 1 else ("1 day ago" if days < 2 else f"{days:.0f} days ago")
         return "met", f"{self.taxonomy.types[str(facts.types[last])].description} {ago}"
 
