@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         "models", description="Where serving loads the champion: the exported bundle in models_dir, or the "
         "'champion' alias of the registry at the tracking URI.")
     serve_workers: int = Field(1, ge=1, le=16, description="Worker processes of the HTTP service.")
+    keepalive_requests: int = Field(
+        50, ge=1, description="Requests one keep-alive connection may carry before the service closes it, so "
+        "that long-lived client connections spread over the worker processes.")
     max_body_bytes: int = Field(2_000_000, gt=0, description="Larger HTTP request bodies are refused (413).")
     max_payload_events: int = Field(5_000, gt=0, description="Events one /score_payload call may carry (more: 422).")
     criteria: Path | None = Field(None, description="Explicit-criteria rule YAML; default: the packaged one.")

@@ -52,3 +52,42 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class KeepAliveLimitMiddleware:
+    """Close a keep-alive connection after ``max_requests`` requests (like nginx's ``keepalive_requests``).
+
+    BentoML's workers share one listening socket, and the first worker to wake takes every
+    connection that is waiting: 16 clients that connect at once often all land on one worker and
+    stay there, leaving the other core idle (measured: half the runs at 180-330 requests a second
+    with one worker at 0% CPU, the other half at 490-590). Asking clients to reconnect now and then
+    lets the idle worker pick connections up, at the cost of one local handshake per ``max_requests``.
+    """
+
+    def __init__(self, app, max_requests: int) -> None:  # noqa: ANN001 - an ASGI app
+        self.app = app
+        self.max_requests = max_requests
+        self.served: dict[tuple, int] = {}  # requests so far per client (host, port): one connection
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        client = scope.get("client")
+        if scope["type"] != "http" or not client:
+            await self.app(scope, receive, send)
+            return
+        key = tuple(client)
+        count = self.served.get(key, 0) + 1
+        if count < self.max_requests:
+            if len(self.served) > 10_000:  # entries of connections the clients closed themselves
+                self.served.clear()
+            self.served[key] = count
+            await self.app(scope, receive, send)
+            return
+        self.served.pop(key, None)
+
+        async def closing(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing)

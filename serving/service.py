@@ -39,7 +39,7 @@ from serving.api_models import (
     StoredResponse,
 )
 from serving.auth import ApiKeyMiddleware
-from serving.limits import BodyLimitMiddleware
+from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
 from serving.scoring import Scored, load_scorer
 from store.event_store import EventStore
 from store.ingest import RecordsRejected, ingest_records
@@ -195,3 +195,4 @@ class ProspectService:
 
 ProspectService.add_asgi_middleware(ApiKeyMiddleware, api_key=_api_key())
 ProspectService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
+ProspectService.add_asgi_middleware(KeepAliveLimitMiddleware, max_requests=SETTINGS.keepalive_requests)

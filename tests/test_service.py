@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -38,7 +39,7 @@ def service(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
     port = _free_port()
     env = {**os.environ, "PROSPECT_STORE_URL": url, "PROSPECT_MODELS_DIR": str(folder / "models"),
            "PROSPECT_HOME": str(folder), "PROSPECT_API_KEY": KEY, "PROSPECT_MAX_BODY_BYTES": "300000",
-           "PROSPECT_MAX_PAYLOAD_EVENTS": "500"}
+           "PROSPECT_MAX_PAYLOAD_EVENTS": "500", "PROSPECT_KEEPALIVE_REQUESTS": "5"}
     log = open(folder / "serve.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host",
                              "127.0.0.1", "--port", str(port), "--working-dir", str(REPO)], env=env, stdout=log,
@@ -180,6 +181,23 @@ def test_oversized_bodies_are_refused_with_413(service) -> None:  # noqa: ANN001
     events = [{"ts": "2025-05-01T00:00:00Z", "type": "page_view", "channel": "web" * 10}] * 4000
     r = client.post("/score_payload", json={"lead": {"created_at": "2025-03-01T00:00:00Z"}, "events": events})
     assert r.status_code == 413 and "limit is 300,000 bytes" in r.text
+
+
+def test_keep_alive_connections_are_closed_after_the_configured_requests(service) -> None:  # noqa: ANN001
+    client, *_ = service
+    conn = http.client.HTTPConnection(client.base_url.host, client.base_url.port)
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    seen = []
+    for _ in range(6):
+        conn.request("POST", "/model_info", "{}", headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        seen.append(response.getheader("connection"))
+    conn.close()
+    # the fifth request of a connection is answered and then the connection closed; the client
+    # opens a new one, which is counted afresh
+    assert seen == [None, None, None, None, "close", None]
 
 
 def test_a_posted_event_changes_the_next_score_and_resending_is_safe(service) -> None:  # noqa: ANN001
