@@ -11,6 +11,7 @@ and lead data must not reach logs.
 
 from __future__ import annotations
 
+import gc
 import os
 from datetime import datetime
 from http import HTTPStatus
@@ -108,6 +109,9 @@ class ProspectService:
         self.taxonomy = load_taxonomy(self.settings.taxonomy)
         self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
         self._warm_up()
+        # what is loaded now lives as long as the worker: keep the cycle collector from walking it
+        # again on every full collection (a 1,000-lead batch response paused 0.2-0.3 s on them)
+        gc.freeze()
 
     def _warm_up(self) -> None:
         """Compile the feature scan now (a few seconds), so the first caller does not wait for it."""
