@@ -190,13 +190,14 @@ class EventStore:
 
     def lead_events(self, lead_id: str) -> LeadEvents:
         """Return one lead's events in time order, read through the (lead_id, ts) index."""
-        return self.lead_with_events(lead_id)[1]
+        return self.lead_with_events(lead_id, lead=False)[1]
 
     def lead(self, lead_id: str) -> dict | None:
         """One lead as a dict: ``created_at_us``, ``source`` and its attributes by name; None if unknown."""
         return self.lead_with_events(lead_id, events=False)[0]
 
-    def lead_with_events(self, lead_id: str, events: bool = True) -> tuple[dict | None, LeadEvents]:
+    def lead_with_events(self, lead_id: str, lead: bool = True, events: bool = True
+                         ) -> tuple[dict | None, LeadEvents]:
         """One lead (as :meth:`lead` gives it) and its events (as :meth:`lead_events`) in one visit.
 
         This is the serving hot path, so it takes one pooled connection and uses the driver's cursor
@@ -206,21 +207,21 @@ class EventStore:
         with self.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()
             try:
-                cursor.execute(lead_sql, (lead_id,) if lead_positional else {"lead_id": lead_id})
-                row = cursor.fetchone()
-                rows = []
+                row, rows = None, []
+                if lead:
+                    cursor.execute(lead_sql, (lead_id,) if lead_positional else {"lead_id": lead_id})
+                    row = cursor.fetchone()
                 if events:
                     cursor.execute(events_sql, (lead_id,) if events_positional else {"lead_id": lead_id})
                     rows = cursor.fetchall()
             finally:
                 cursor.close()
-        lead = None if row is None else {"lead_id": lead_id, "created_at_us": int(row[0]), "source": row[1],
-                                         **json.loads(row[2])}
+        found = None if row is None else _lead_dict(lead_id, *row)
         if not rows:
-            return lead, LeadEvents(np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
+            return found, LeadEvents(np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
         ts, types, channels = zip(*rows, strict=True)
-        return lead, LeadEvents(np.fromiter(ts, dtype=np.int64, count=len(ts)), np.array(types, dtype=object),
-                                np.array(channels, dtype=object))
+        return found, LeadEvents(np.fromiter(ts, dtype=np.int64, count=len(ts)), np.array(types, dtype=object),
+                                 np.array(channels, dtype=object))
 
     def leads_with_events(self, lead_ids: list[str]) -> tuple[list[dict], np.ndarray, LeadEvents]:
         """Many leads and their events in two indexed queries: the batch-scoring path.
@@ -239,8 +240,7 @@ class EventStore:
                 rows = _fetch_tuples(conn, select(events_table.c.lead_id, events_table.c.ts, events_table.c.type,
                                                   events_table.c.channel).where(events_table.c.lead_id.in_(list(found))))
                 columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
-        leads = [{"lead_id": i, "created_at_us": int(found[i][1]), "source": found[i][2], **json.loads(found[i][3])}
-                 for i in ids if i in found]
+        leads = [_lead_dict(*found[i]) for i in ids if i in found]
         position = {lead["lead_id"]: k for k, lead in enumerate(leads)}
         owner = np.fromiter((position[i] for i in columns[0]), dtype=np.int64, count=len(rows))
         ts = np.fromiter(columns[1], dtype=np.int64, count=len(rows))
@@ -280,6 +280,11 @@ _LEAD_EVENTS = (
     .where(events_table.c.lead_id == bindparam("lead_id"))
     .order_by(events_table.c.ts)
 )
+
+def _lead_dict(lead_id: str, created_at: int, source: str | None, attributes: str) -> dict:
+    """A lead row as serving uses it: id, ``created_at_us``, ``source`` and the attributes by name."""
+    return {"lead_id": lead_id, "created_at_us": int(created_at), "source": source, **json.loads(attributes)}
+
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
