@@ -25,6 +25,10 @@ DAY_US = 86_400_000_000
 Status = Literal["met", "not_met", "unknown"]
 
 
+def _recorded(value: object) -> bool:
+    return not (value is None or (isinstance(value, float) and math.isnan(value)) or value == "")
+
+
 class AttributeRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -41,7 +45,7 @@ class AttributeRule(BaseModel):
         return self
 
     def decide(self, value: object) -> tuple[Status, str] | None:
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        if not _recorded(value):
             return None
         if self.min is not None or self.max is not None:
             try:
@@ -134,16 +138,28 @@ class Criteria:
             for decision in decisions:
                 if decision is not None:
                     return CriterionResult(name, criterion.label, *decision)
-            return CriterionResult(name, criterion.label, "unknown", "not recorded: " + self._looked_for(criterion))
+            return CriterionResult(name, criterion.label, "unknown", self._undecided(criterion, decisions, facts))
         decided = [d for d in decisions if d is not None]
         failing = [e for s, e in decided if s == "not_met"]
         if failing:
             return CriterionResult(name, criterion.label, "not_met", "; ".join(failing))
         if len(decided) == len(decisions):
             return CriterionResult(name, criterion.label, "met", "; ".join(e for _, e in decided))
-        missing = [self._looked_for_rule(r) for r, d in zip(criterion.rules, decisions, strict=True) if d is None]
-        evidence = "; ".join([*(e for _, e in decided), "not recorded: " + ", ".join(missing)])
+        evidence = "; ".join([*(e for _, e in decided), self._undecided(criterion, decisions, facts)])
         return CriterionResult(name, criterion.label, "unknown", evidence)
+
+    def _undecided(self, criterion: Criterion, decisions: list, facts: LeadFacts) -> str:
+        """Why the rules that decided nothing did not: a value no rule lists, or nothing recorded."""
+        neither, missing = [], []
+        for rule, decision in zip(criterion.rules, decisions, strict=True):
+            if decision is not None:
+                continue
+            value = facts.attributes.get(rule.attribute) if isinstance(rule, AttributeRule) else None
+            if _recorded(value):
+                neither.append(f"{rule.attribute} is {value}, which decides neither way")
+            else:
+                missing.append(self._looked_for_rule(rule))
+        return "; ".join([*neither, *(["not recorded: " + ", ".join(missing)] if missing else [])])
 
     def _rule(self, rule: AttributeRule | EventRule, facts: LeadFacts) -> tuple[Status, str] | None:
         if isinstance(rule, AttributeRule):
@@ -159,9 +175,6 @@ class Criteria:
         days = (facts.as_of_us - int(facts.ts_us[last])) / DAY_US
         ago = "today" if days < 1 else ("1 day ago" if days < 2 else f"{days:.0f} days ago")
         return "met", f"{self.taxonomy.types[str(facts.types[last])].description} {ago}"
-
-    def _looked_for(self, criterion: Criterion) -> str:
-        return ", ".join(self._looked_for_rule(r) for r in criterion.rules)
 
     @staticmethod
     def _looked_for_rule(rule: AttributeRule | EventRule) -> str:

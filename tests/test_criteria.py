@@ -45,6 +45,13 @@ def test_behaviour_decides_when_attributes_are_missing(taxonomy) -> None:  # noq
     assert status == "not_met" and evidence == "industry is retail"
 
 
+def test_a_recorded_value_no_rule_lists_is_named_not_called_missing(taxonomy) -> None:  # noqa: ANN001
+    criteria = Criteria.load(None, taxonomy)
+    status, evidence = by_name(criteria, facts({"role": "director"}))["authority"]
+    assert status == "unknown"
+    assert evidence == "role is director, which decides neither way; not recorded: authority"
+
+
 def test_all_combination_is_unknown_until_every_part_is_known(taxonomy) -> None:  # noqa: ANN001
     criteria = Criteria.load(None, taxonomy)
     status, evidence = by_name(criteria, facts({"industry": "finance", "company_size": "201-1000"}))["ideal_customer_fit"]
