@@ -334,13 +334,16 @@ def score(
         err.print("[red]error:[/red] give lead ids or --file")
         raise typer.Exit(2)
     event_store = EventStore(settings.resolved_store_url)
-    scored, unknown = [], []
+    scored, unknown, later = [], [], []
     for lo in range(0, len(ids), 1000):
-        part, missing = scorer.score_stored_leads(event_store, ids[lo:lo + 1000], moment)
-        scored += part
-        unknown += missing
+        part = scorer.score_stored_leads(event_store, ids[lo:lo + 1000], moment)
+        scored += part.scored
+        unknown += part.unknown
+        later += part.created_later
     if unknown:
         err.print(f"[yellow]not in the store, skipped:[/yellow] {len(unknown)} lead id(s), e.g. {unknown[0]}")
+    if later:
+        err.print(f"[yellow]created after --as-of, skipped:[/yellow] {len(later)} lead id(s), e.g. {later[0]}")
     rows = pd.DataFrame([{"lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
                           "tier": s.tier, "reasons_for": " | ".join(r.text for r in s.reasons_for),
                           "reasons_against": " | ".join(r.text for r in s.reasons_against),
@@ -360,7 +363,7 @@ def score(
             console.print(f"  - {r.text}")
         for c in s.criteria:
             console.print(f"  {c.label}: {c.status.replace('_', ' ')} ({c.evidence})")
-    if unknown and not scored:
+    if (unknown or later) and not scored:
         raise typer.Exit(1)
 
 

@@ -79,7 +79,7 @@ class PayloadRequest(_AsOf):
 
 
 class EventIn(PayloadEvent):
-    event_id: str | None = Field(None, max_length=200, description="Id that makes resending safe; "
+    event_id: str | None = Field(None, min_length=1, max_length=200, description="Id that makes resending safe; "
                                                                    "default: a hash of the content.")
     lead_id: str = Field(min_length=1, max_length=200, description="A lead the store knows.")
 
@@ -103,7 +103,7 @@ class FeedbackRequest(BaseModel):
     reason: Literal[REASON_CODES] | None = Field(  # type: ignore[valid-type]
         None, description="Why not, for not_prospect: " + ", ".join(REASON_CODES) + ".")
     ts: datetime | None = Field(None, description="When sales answered (with time zone); default: now.")
-    feedback_id: str | None = Field(None, max_length=200, description="Id that makes resending safe; "
+    feedback_id: str | None = Field(None, min_length=1, max_length=200, description="Id that makes resending safe; "
                                                                       "default: derived from lead and time.")
 
     @field_validator("ts")
@@ -145,6 +145,8 @@ class ScoreResponse(BaseModel):
 class BatchResponse(BaseModel):
     scores: list[ScoreResponse]
     unknown_lead_ids: list[str] = Field(description="Requested ids the store does not know (not scored).")
+    created_after_as_of: list[str] = Field(description="Requested ids of leads created after as_of: nothing was "
+                                                       "known about them then (not scored).")
 
 
 class ModelInfo(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from features.registry import FeatureSpec
 from prospect.config import Settings
 from features.vectorizer import FeatureInput, timestamp_micros
 from serving.criteria import Criteria, CriterionResult, LeadFacts
-from store.event_store import EventStore
+from store.event_store import EventStore, LeadEvents
 from training.bundle import Bundle, load_bundle
 
 REASONS = 3
@@ -49,6 +50,16 @@ class Scored:
     score_week_ago: int | None = None
     trend: str = "steady"  # improving, steady, fading, or new (the lead is younger than a week)
     criteria: list[CriterionResult] = field(default_factory=list)
+
+
+class CreatedAfterAsOf(ValueError):
+    """The lead entered the funnel after the as-of time: nothing was known about it then, so no score."""
+
+
+class BatchScores(NamedTuple):
+    scored: list[Scored]  # in request order, each id once
+    unknown: list[str]  # ids the store does not know
+    created_later: list[str]  # ids of leads created after the as-of time
 
 
 def describe_value(spec: FeatureSpec, value: float, categories: tuple[str, ...] | None) -> str:
@@ -145,6 +156,8 @@ class Scorer:
                    as_of: pd.Timestamp) -> Scored:
         """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``."""
         as_of_us = timestamp_micros(as_of, "as_of")
+        if lead["created_at_us"] > as_of_us:
+            raise CreatedAfterAsOf("the lead was created after as_of: nothing was known about it then")
         both = np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64)
         matrix = self.bundle.vectorizer.transform_lead(lead, ts_us, types, channels, both)
         p = self.bundle.probability(matrix)  # now and a week earlier in one call
@@ -163,14 +176,23 @@ class Scorer:
         return self.score_lead(lead, events.ts_us, events.type, list(events.channel), as_of)
 
     def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: bool = True
-                           ) -> tuple[list[Scored], list[str]]:
-        """Score many leads of the store in one pass; returns the scores and the unknown ids."""
+                           ) -> BatchScores:
+        """Score many leads of the store in one pass, with the ids it could not score and why."""
         leads, owner, events = store.leads_with_events(lead_ids)
         known = {lead["lead_id"] for lead in leads}
         unknown = [i for i in dict.fromkeys(lead_ids) if i not in known]
-        if not leads:
-            return [], unknown
         as_of_us = timestamp_micros(as_of, "as_of")
+        exists = np.array([lead["created_at_us"] <= as_of_us for lead in leads], dtype=bool)
+        later = [lead["lead_id"] for lead, ok in zip(leads, exists, strict=True) if not ok]
+        if later:
+            # renumber the remaining leads so that the events still point at their owner
+            position = np.cumsum(exists) - 1
+            keep = exists[owner]
+            leads = [lead for lead, ok in zip(leads, exists, strict=True) if ok]
+            owner = position[owner[keep]]
+            events = LeadEvents(events.ts_us[keep], events.type[keep], events.channel[keep])
+        if not leads:
+            return BatchScores([], unknown, later)
         n = len(leads)
         # each lead now and a week earlier, from the same events
         rows = np.tile(np.arange(n), 2)
@@ -185,7 +207,7 @@ class Scorer:
             bounds = np.searchsorted(owner, np.arange(n + 1), side="left")
             self._add_criteria(out, leads, [(events.ts_us[a:b], events.type[a:b]) for a, b in zip(bounds, bounds[1:])],
                                [as_of_us] * n)
-        return out, unknown
+        return BatchScores(out, unknown, later)
 
     def _add_trend(self, scored: list[Scored], earlier_p: np.ndarray, created_us: np.ndarray,
                    earlier_us: np.ndarray) -> None:

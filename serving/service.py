@@ -41,7 +41,7 @@ from serving.api_models import (
 )
 from serving.auth import ApiKeyMiddleware
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
-from serving.scoring import Scored, load_scorer
+from serving.scoring import CreatedAfterAsOf, Scored, load_scorer
 from store.event_store import EventStore
 from store.ingest import RecordsRejected, ingest_records
 
@@ -129,6 +129,9 @@ class ProspectService:
             return _response(self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes)))
         except KeyError:
             raise NotFound("unknown lead_id: no such lead in the store") from None
+        except CreatedAfterAsOf:
+            raise UnprocessableEntity("as_of: the lead was created after this moment; nothing was known about it "
+                                      "then") from None
 
     @bentoml.api(route="/score_payload")
     async def score_payload(self, request: PayloadRequest, /) -> ScoreResponse:
@@ -143,6 +146,9 @@ class ProspectService:
             if pd.Timestamp(e.ts) > pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=self.settings.clock_skew_minutes):
                 raise InvalidArgument(f"events[{i}].ts is in the future")
         created = pd.Timestamp(request.lead.created_at).tz_convert("UTC")
+        if created > moment:
+            raise UnprocessableEntity("lead.created_at is after as_of (default: now): nothing was known about the "
+                                      "lead then")
         lead = {**request.lead.attributes, "lead_id": request.lead.lead_id,
                 "created_at_us": timestamp_micros(created, "lead.created_at"), "source": request.lead.source}
         events = sorted(request.events, key=lambda e: e.ts)
@@ -155,9 +161,10 @@ class ProspectService:
         """Score up to 1,000 leads of the store in one call."""
         if len(request.lead_ids) > MAX_BATCH:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
-        scored, unknown = self.scorer.score_stored_leads(self.store, request.lead_ids, _moment(request.as_of, self.settings.clock_skew_minutes),
-                                                         reasons=request.reasons)
-        return BatchResponse(scores=[_response(s) for s in scored], unknown_lead_ids=unknown)
+        moment = _moment(request.as_of, self.settings.clock_skew_minutes)
+        result = self.scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
+        return BatchResponse(scores=[_response(s) for s in result.scored], unknown_lead_ids=result.unknown,
+                             created_after_as_of=result.created_later)
 
     @bentoml.api(route="/events")
     def events(self, request: EventsRequest, /) -> StoredResponse:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from features.dataset import load_frames
 from prospect.cli import app
 from serving.criteria import Criteria
-from serving.scoring import Scorer, describe_value
+from serving.scoring import CreatedAfterAsOf, Scorer, describe_value
 from tests.conftest import generated_store, write_yaml
 from training.bundle import load_bundle, save_bundle
 from training.train import TrainConfig, train
@@ -41,6 +41,10 @@ def test_one_stored_lead_scores_like_the_batch_path(trained) -> None:  # noqa: A
         assert one.model_version == "9"
     with pytest.raises(KeyError):
         scorer.score_stored_lead(store, "nobody", as_of)
+    # a lead is not scored as of a moment before it existed: nothing was known about it then
+    later = frames.leads.loc[frames.leads["created_at"] > as_of, "lead_id"].iloc[0]
+    with pytest.raises(CreatedAfterAsOf, match="created after as_of"):
+        scorer.score_stored_lead(store, later, as_of)
 
 
 def test_reasons_are_the_largest_contributions_in_plain_words(trained) -> None:  # noqa: ANN001
@@ -83,9 +87,12 @@ def test_score_command_without_champion_and_with_unknown_ids(tmp_path) -> None: 
 def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: ANN001
     store, frames, scorer = trained
     as_of = pd.Timestamp("2025-09-15T08:00:00Z")
-    ids = frames.leads["lead_id"].sample(60, random_state=3).tolist()
-    batch, unknown = scorer.score_stored_leads(store, [*ids, "nobody", ids[0]], as_of)
-    assert unknown == ["nobody"] and [s.lead_id for s in batch] == ids
+    created = frames.leads.set_index("lead_id")["created_at"]
+    ids = created[created <= as_of].sample(60, random_state=3).index.tolist()
+    later = created[created > as_of].index[:2].tolist()
+    batch, unknown, created_later = scorer.score_stored_leads(store, [*ids, "nobody", later[0], ids[0], later[1]],
+                                                              as_of)
+    assert unknown == ["nobody"] and [s.lead_id for s in batch] == ids and created_later == later
     trends = set()
     for got in batch:
         one = scorer.score_stored_lead(store, got.lead_id, as_of)
@@ -95,7 +102,7 @@ def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: A
         assert got.reasons_for == one.reasons_for and got.criteria == one.criteria
         trends.add(got.trend)
     assert {"new", "steady"} <= trends or len(trends) >= 2
-    quick, _ = scorer.score_stored_leads(store, ids, as_of, reasons=False)
+    quick = scorer.score_stored_leads(store, ids, as_of, reasons=False).scored
     assert [q.probability for q in quick] == [b.probability for b in batch]
     assert all(not q.reasons_for and not q.reasons_against for q in quick)
 
@@ -109,7 +116,8 @@ def test_trend_compares_with_the_score_a_week_earlier(trained) -> None:  # noqa:
         assert got.score_week_ago == earlier.score
         change = got.score - earlier.score
         assert got.trend == ("improving" if change >= 5 else "fading" if change <= -5 else "steady")
-    young = frames.leads.loc[frames.leads["created_at"] > as_of - pd.Timedelta(days=3), "lead_id"].head(5).tolist()
+    young = frames.leads.loc[frames.leads["created_at"].between(as_of - pd.Timedelta(days=3), as_of), "lead_id"]
+    young = young.head(5).tolist()
     assert young and all(s.trend == "new" and s.score_week_ago is None
                          for s in scorer.score_stored_leads(store, young, as_of)[0])
 

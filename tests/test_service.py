@@ -87,7 +87,11 @@ def test_batch_and_model_info(service) -> None:  # noqa: ANN001
     r = client.post("/score_batch", json={"lead_ids": ["L0000001", "L0000002", "NOPE"],
                                           "as_of": "2025-09-01T00:00:00Z"})
     assert r.status_code == 200 and [s["lead_id"] for s in r.json()["scores"]] == ["L0000001", "L0000002"]
-    assert r.json()["unknown_lead_ids"] == ["NOPE"]
+    assert r.json()["unknown_lead_ids"] == ["NOPE"] and r.json()["created_after_as_of"] == []
+    # leads that did not exist yet at as_of are named, not scored as if they had
+    early = client.post("/score_batch", json={"lead_ids": ["L0000001", "NOPE"], "as_of": "2000-01-01T00:00:00Z"})
+    assert early.status_code == 200 and early.json() == {"scores": [], "unknown_lead_ids": ["NOPE"],
+                                                         "created_after_as_of": ["L0000001"]}
     too_many = client.post("/score_batch", json={"lead_ids": [f"L{i:07d}" for i in range(1001)]})
     assert too_many.status_code == 422 and "at most 1000" in too_many.text
     info = client.post("/model_info", json={}).json()
@@ -113,6 +117,7 @@ def test_auth_is_required_except_for_health(service) -> None:  # noqa: ANN001
     ('{"lead_id": "L0000001", "as_of": "2099-01-01T00:00:00Z"}', 400, "as_of is in the future"),
     ('{"lead_id": ["L0000001"]}', 400, "lead_id"),
     ('{"lead_id": "L0000001", "colour": "red"}', 400, "colour"),
+    ('{"lead_id": "L0000001", "as_of": "2000-01-01T00:00:00Z"}', 422, "as_of: the lead was created after"),
 ])
 def test_bad_requests_get_a_4xx_that_names_the_field(service, body: str, status: int, words: str) -> None:  # noqa: ANN001
     client, *_ = service
@@ -164,6 +169,8 @@ def test_score_payload_scores_like_the_stored_lead(service) -> None:  # noqa: AN
     (lambda p: p["events"].append({"ts": "2025-05-01T00:00:00", "type": "page_view"}), 400, "ts needs a time zone"),
     (lambda p: p["events"].append({"ts": "2099-05-01T00:00:00Z", "type": "page_view"}), 400, "events[1].ts is in the future"),
     (lambda p: p["lead"].pop("created_at"), 400, "created_at"),
+    (lambda p: p["lead"].update(created_at="2099-01-01T00:00:00Z"), 422, "lead.created_at is after as_of"),
+    (lambda p: p.update(as_of="2025-02-01T00:00:00Z"), 422, "lead.created_at is after as_of"),
     (lambda p: p["events"].extend([{"ts": "2025-05-01T00:00:00Z", "type": "page_view"}] * 600), 422, "at most 500"),
 ])
 def test_bad_payloads_get_a_4xx_that_names_the_field(service, change, status: int, words: str) -> None:  # noqa: ANN001
@@ -223,6 +230,7 @@ def test_a_posted_event_changes_the_next_score_and_resending_is_safe(service) ->
     ({"lead_id": "L0000023", "ts": "2099-12-18T10:00:00Z", "type": "page_view"}, 422, "events[0].ts: timestamp"),
     ({"lead_id": "L0000023", "ts": "2025-12-18T10:00:00", "type": "page_view"}, 400, "ts needs a time zone"),
     ({"lead_id": "L0000023", "type": "page_view"}, 400, "ts"),
+    ({"event_id": "", "lead_id": "L0000023", "ts": "2025-12-18T10:00:00Z", "type": "page_view"}, 400, "event_id"),
 ])
 def test_bad_events_are_refused_and_nothing_is_stored(service, event: dict, status: int, words: str) -> None:  # noqa: ANN001
     client, _, url = service
@@ -258,6 +266,8 @@ def test_posted_feedback_is_stored_and_used_by_the_next_training(service, taxono
     bad = client.post("/feedback", json={"lead_id": lead_id, "outcome": "not_prospect", "reason": "too_cheap"})
     assert bad.status_code == 400 and "reason" in bad.text
     assert client.post("/feedback", json={"lead_id": "NOBODY", "outcome": "prospect"}).status_code == 404
+    bad = client.post("/feedback", json={"lead_id": lead_id, "outcome": "prospect", "feedback_id": ""})
+    assert bad.status_code == 400 and "feedback_id" in bad.text
     body = {"lead_id": lead_id, "outcome": "prospect", "ts": when, "feedback_id": "api-f1"}
     r = client.post("/feedback", json=body)
     assert r.status_code == 200 and r.json() == {"stored": 1, "duplicates": 0}
