@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,7 +24,7 @@ def trained(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
     store = generated_store(folder, 5000, 41, taxonomy)
     frames = load_frames(store)
     config = TrainConfig(seed=2)
-    bundle_dir = save_bundle(train(frames, taxonomy, config), config, folder / "bundle", version="9")
+    bundle_dir = save_bundle(train(frames, taxonomy, config), config, folder / "models" / "champion", version="9")
     bundle = load_bundle(bundle_dir)
     yield store, frames, Scorer(bundle, Criteria.load(None, bundle.vectorizer.taxonomy_))
     store.close()
@@ -82,6 +84,22 @@ def test_score_command_without_champion_and_with_unknown_ids(tmp_path) -> None: 
     runner = CliRunner()
     result = runner.invoke(app, ["score", "L1", "--home", str(tmp_path)], env={"PROSPECT_MODELS_DIR": str(tmp_path)})
     assert result.exit_code == 2 and "no champion model" in result.output
+
+
+def test_cli_scores_stored_leads_and_names_the_ones_it_skips(trained, tmp_path) -> None:  # noqa: ANN001
+    store, frames, scorer = trained
+    folder = Path(store.url.removeprefix("sqlite:///")).parent
+    as_of = pd.Timestamp("2025-09-15T08:00:00Z")
+    created = frames.leads.set_index("lead_id")["created_at"]
+    old, later = created[created <= as_of].index[0], created[created > as_of].index[0]
+    result = CliRunner().invoke(app, ["score", old, later, "nobody", "--as-of", as_of.isoformat(), "--out",
+                                      str(tmp_path / "scores.csv"), "--store", store.url, "--home", str(folder)],
+                                env={"PROSPECT_MODELS_DIR": str(folder / "models")})
+    assert result.exit_code == 0, result.output
+    assert "not in the store, skipped: 1" in result.output and "created after --as-of, skipped: 1" in result.output
+    rows = pd.read_csv(tmp_path / "scores.csv")
+    assert rows["lead_id"].tolist() == [old]
+    assert rows["probability"].iloc[0] == round(scorer.score_stored_lead(store, old, as_of).probability, 4)
 
 
 def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: ANN001
