@@ -146,15 +146,16 @@ class ProspectService:
             if pd.Timestamp(e.ts) > pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=self.settings.clock_skew_minutes):
                 raise InvalidArgument(f"events[{i}].ts is in the future")
         created = pd.Timestamp(request.lead.created_at).tz_convert("UTC")
-        if created > moment:
-            raise UnprocessableEntity("lead.created_at is after as_of (default: now): nothing was known about the "
-                                      "lead then")
         lead = {**request.lead.attributes, "lead_id": request.lead.lead_id,
                 "created_at_us": timestamp_micros(created, "lead.created_at"), "source": request.lead.source}
         events = sorted(request.events, key=lambda e: e.ts)
         ts = np.array([timestamp_micros(e.ts, "events.ts") for e in events], dtype=np.int64)
         types = np.array([e.type for e in events], dtype=object)
-        return _response(self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment))
+        try:
+            return _response(self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment))
+        except CreatedAfterAsOf:
+            raise UnprocessableEntity("lead.created_at is after as_of (default: now): nothing was known about the "
+                                      "lead then") from None
 
     @bentoml.api(route="/score_batch")
     async def score_batch(self, request: BatchRequest, /) -> BatchResponse:
