@@ -355,7 +355,8 @@ def score(
         console.print(f"wrote {len(rows):,} scores to {out}")
         return
     for s in scored:
-        console.print(f"[bold]{s.lead_id}[/bold]: {s.probability:.1%} (score {s.score}, {s.tier}, {s.trend}; "
+        chance = f"{s.probability:.1%}" if s.probability >= 0.001 else "<0.1%"  # "0.0%" reads as impossible
+        console.print(f"[bold]{s.lead_id}[/bold]: {chance} (score {s.score}, {s.tier}, {s.trend}; "
                       f"model v{s.model_version})")
         for r in s.reasons_for:
             console.print(f"  + {r.text}")
