@@ -73,10 +73,11 @@ def _oracles_without_windows(truth: pd.DataFrame, ev: pd.DataFrame) -> tuple[flo
     days = ((pd.DatetimeIndex(ev["as_of"]).as_unit("us") - pd.DatetimeIndex(rows["day0"]).as_unit("us"))
             / pd.Timedelta(days=1)).to_numpy(dtype=np.float64)
     ahead = (rows["peak"] - 2 * rows["width"]).to_numpy() > days
-    figures = []
-    for told in (rows.assign(amp=np.where(ahead, 0.0, rows["amp"])), rows.assign(amp=0.0)):
-        figures.append(roc_auc_score(ev["label"], prospect_probability(told, told["lead_id"], ev["as_of"], 30)))
-    return figures[0], figures[1]
+
+    def auc(told: pd.DataFrame) -> float:
+        return roc_auc_score(ev["label"], prospect_probability(told, told["lead_id"], ev["as_of"], 30))
+
+    return auc(rows.assign(amp=np.where(ahead, 0.0, rows["amp"]))), auc(rows.assign(amp=0.0))
 
 
 def synthetic(n_leads: int, folder: Path) -> dict:
