@@ -11,15 +11,73 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib.resources import files
 from typing import Literal
 
 from contract.taxonomy import Taxonomy
-from features.scan import FIXED, columns
 
 FAMILIES = ("recency", "repetition", "channel_depth", "momentum", "responsiveness", "origin_timing", "profile")
 UNDESCRIBED = "(lead attribute; its mapping gives no description)"
-CODE_VERSION = 1
-"""Bump when a feature's definition changes, so saved feature sets from older code no longer match."""
+
+
+@dataclass(frozen=True)
+class BehaviourFeature:
+    """One fixed behaviour column. ``description`` may name ``{deep}`` (the deep stages) and ``{levels}``."""
+
+    name: str
+    family: str
+    description: str
+    unit: str
+
+
+BEHAVIOUR = (
+    BehaviourFeature("days_since_last_event", "recency", "Days since the lead's last action", "days"),
+    BehaviourFeature("days_since_first_event", "recency", "Days since the lead's first action", "days"),
+    BehaviourFeature("days_since_created", "recency", "Days since the lead entered the funnel", "days"),
+    BehaviourFeature("events_total", "repetition", "Actions so far", "count"),
+    BehaviourFeature("events_7d", "repetition", "Actions in the last 7 days", "count"),
+    BehaviourFeature("events_30d", "repetition", "Actions in the last 30 days", "count"),
+    BehaviourFeature("events_90d", "repetition", "Actions in the last 90 days", "count"),
+    BehaviourFeature("active_days", "repetition", "Distinct days with activity so far", "count"),
+    BehaviourFeature("active_days_30d", "repetition", "Distinct days with activity in the last 30 days", "count"),
+    BehaviourFeature("sessions", "repetition", "Visits (activity separated by 30 minutes or more)", "count"),
+    BehaviourFeature("return_visits", "repetition", "Times the lead came back after the first visit", "count"),
+    BehaviourFeature("visit_gap_mean_days", "repetition", "Average days between visits", "days"),
+    BehaviourFeature("visit_gap_cv", "repetition",
+                     "How irregular the visits are (spread of the gaps relative to their average)", "ratio"),
+    BehaviourFeature("deepest_stage", "channel_depth", "Deepest stage reached ({levels})", "level"),
+    BehaviourFeature("days_since_deepest_stage_reached", "channel_depth",
+                     "Days since the lead first reached its deepest stage", "days"),
+    BehaviourFeature("distinct_channels", "channel_depth", "Different channels the lead has used", "count"),
+    BehaviourFeature("days_first_touch_to_deep", "channel_depth",
+                     "Days from the first action to the first {deep} action", "days"),
+    BehaviourFeature("share_deep_30d", "channel_depth", "Share of the last 30 days' actions at the {deep} stage",
+                     "share"),
+    BehaviourFeature("momentum_7d", "momentum",
+                     "Activity in the last 7 days against the lead's earlier pace (above 0: speeding up)", "ratio"),
+    BehaviourFeature("momentum_14d", "momentum",
+                     "Activity in the last 14 days against the lead's earlier pace (above 0: speeding up)", "ratio"),
+    BehaviourFeature("days_since_deep_action", "momentum", "Days since the last {deep} action", "days"),
+    BehaviourFeature("outbound_touches", "responsiveness", "Emails, calls and messages we sent the lead", "count"),
+    BehaviourFeature("answered_share", "responsiveness", "Share of our outreach the lead answered", "share"),
+    BehaviourFeature("answer_hours_mean", "responsiveness", "Average hours the lead took to answer us", "hours"),
+    BehaviourFeature("touches_since_last_answer", "responsiveness", "Outreach since the lead last answered us",
+                     "count"),
+    BehaviourFeature("share_business_hours", "origin_timing", "Share of actions in business hours (Mon-Fri 08-18 UTC)",
+                     "share"),
+    BehaviourFeature("share_weekend", "origin_timing", "Share of actions at weekends", "share"),
+)
+"""The fixed behaviour features, in the order of the scan's columns: the one list. Adding a feature is an
+entry here, the line in ``features.scan`` that writes it by name (``row[COL.name]``, under its family)
+and a line in the tests' reference; the feature-set version follows by itself. The per-stage and
+per-channel columns that follow them are made from the vocabulary."""
+
+
+@cache
+def _kernel_digest() -> str:
+    """A digest of the scan's source: any change to how features are computed changes the feature-set version."""
+    return hashlib.sha256(files("features").joinpath("scan.py").read_bytes()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -67,7 +125,7 @@ class FeatureSet:
 
     @property
     def version(self) -> str:
-        payload = json.dumps({"code": CODE_VERSION, **self.to_dict()}, sort_keys=True).encode()
+        payload = json.dumps({"code": _kernel_digest(), **self.to_dict()}, sort_keys=True).encode()
         return "fs-" + hashlib.sha256(payload).hexdigest()[:12]
 
     def spec(self, name: str) -> FeatureSpec:
@@ -91,43 +149,9 @@ def _stage_examples(taxonomy: Taxonomy, stage: str) -> str:
 
 def behaviour_specs(vocab: Vocabulary, taxonomy: Taxonomy) -> list[FeatureSpec]:
     """Specs of the behaviour features, in the order ``features.scan`` writes them."""
-    deep = " or ".join(vocab.stages[vocab.deep_level - 1:])
-    levels = ", ".join(f"{i} = {n}" for i, n in enumerate(vocab.stages, 1))
-    fixed = {
-        "days_since_last_event": ("recency", "Days since the lead's last action", "days"),
-        "days_since_first_event": ("recency", "Days since the lead's first action", "days"),
-        "days_since_created": ("recency", "Days since the lead entered the funnel", "days"),
-        "events_total": ("repetition", "Actions so far", "count"),
-        "events_7d": ("repetition", "Actions in the last 7 days", "count"),
-        "events_30d": ("repetition", "Actions in the last 30 days", "count"),
-        "events_90d": ("repetition", "Actions in the last 90 days", "count"),
-        "active_days": ("repetition", "Distinct days with activity so far", "count"),
-        "active_days_30d": ("repetition", "Distinct days with activity in the last 30 days", "count"),
-        "sessions": ("repetition", "Visits (activity separated by 30 minutes or more)", "count"),
-        "return_visits": ("repetition", "Times the lead came back after the first visit", "count"),
-        "visit_gap_mean_days": ("repetition", "Average days between visits", "days"),
-        "visit_gap_cv": ("repetition", "How irregular the visits are (spread of the gaps relative to their average)",
-                         "ratio"),
-        "deepest_stage": ("channel_depth", f"Deepest stage reached ({levels})", "level"),
-        "days_since_deepest_stage_reached": ("channel_depth", "Days since the lead first reached its deepest stage",
-                                             "days"),
-        "distinct_channels": ("channel_depth", "Different channels the lead has used", "count"),
-        "days_first_touch_to_deep": ("channel_depth", f"Days from the first action to the first {deep} action",
-                                     "days"),
-        "share_deep_30d": ("channel_depth", f"Share of the last 30 days' actions at the {deep} stage", "share"),
-        "momentum_7d": ("momentum", "Activity in the last 7 days against the lead's earlier pace "
-                                    "(above 0: speeding up)", "ratio"),
-        "momentum_14d": ("momentum", "Activity in the last 14 days against the lead's earlier pace "
-                                     "(above 0: speeding up)", "ratio"),
-        "days_since_deep_action": ("momentum", f"Days since the last {deep} action", "days"),
-        "outbound_touches": ("responsiveness", "Emails, calls and messages we sent the lead", "count"),
-        "answered_share": ("responsiveness", "Share of our outreach the lead answered", "share"),
-        "answer_hours_mean": ("responsiveness", "Average hours the lead took to answer us", "hours"),
-        "touches_since_last_answer": ("responsiveness", "Outreach since the lead last answered us", "count"),
-        "share_business_hours": ("origin_timing", "Share of actions in business hours (Mon-Fri 08-18 UTC)", "share"),
-        "share_weekend": ("origin_timing", "Share of actions at weekends", "share"),
-    }
-    specs = [FeatureSpec(name, "float", *fixed[name]) for name in FIXED]
+    words = {"deep": " or ".join(vocab.stages[vocab.deep_level - 1:]),
+             "levels": ", ".join(f"{i} = {n}" for i, n in enumerate(vocab.stages, 1))}
+    specs = [FeatureSpec(f.name, "float", f.family, f.description.format(**words), f.unit) for f in BEHAVIOUR]
     for stage in vocab.stages:
         specs.append(FeatureSpec(f"days_since_{stage}", "float", "recency",
                                  f"Days since the last {stage}-stage action ({_stage_examples(taxonomy, stage)})",
