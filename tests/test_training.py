@@ -38,6 +38,41 @@ def test_out_of_time_split_keeps_leads_apart_and_the_gap(frames, taxonomy) -> No
     assert not (split.train & valid).any() and split.train.sum() > valid.sum() / 2
 
 
+def test_the_validation_share_is_a_share_of_leads_on_day_granular_data() -> None:
+    """Whole-day timestamps, busy early days and sparse late ones: the cutoff counts leads, not days."""
+    rng = np.random.default_rng(3)
+    days = np.r_[np.repeat(np.arange(60), 150), np.arange(60, 400, 4)]  # 9,000 leads early, 85 late
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    snaps = pd.DataFrame({"lead_id": [f"L{i}" for i in range(days.size)], "as_of": t0 + pd.to_timedelta(days, "D"),
+                          "label": (rng.random(days.size) < 0.2).astype(int)})
+    split = split_snapshots(snaps, horizon_days=30, valid_share=0.25, seed=0)
+    valid = snaps.loc[split.fit | split.eval]
+    share = valid["lead_id"].nunique() / snaps["lead_id"].nunique()
+    assert 0.25 <= share < 0.25 + 150 / days.size + 1e-9, f"{share:.3f} of leads held out"
+    day_of_cutoff = (snaps["as_of"] == split.cutoff)
+    assert day_of_cutoff.sum() == 150 and split.fit[day_of_cutoff].sum() + split.eval[day_of_cutoff].sum() == 150, \
+        "leads arriving at the cutoff moment stay together on the validation side"
+    n_valid, n_train = valid["lead_id"].nunique(), int(split.train.sum())
+    assert f"validate on {n_valid:,} leads ({n_valid:,} snapshots)" in split.description
+    assert f"train on {n_train:,} leads ({n_train:,} snapshots)" in split.description
+
+
+def test_every_answer_at_arrival_stops_with_the_reason_before_any_split(taxonomy) -> None:  # noqa: ANN001
+    """The call that created the lead also decided it: no snapshot, and a message instead of a traceback."""
+    from features.dataset import StoreFrames
+
+    n = 500
+    created = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "D")
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(n)], "created_at": created, "source": "phone"})
+    events = pd.DataFrame({"event_id": [f"E{i}" for i in range(n)], "lead_id": leads["lead_id"], "ts": created,
+                           "type": "form_submission", "channel": "web"})
+    feedback = pd.DataFrame({"lead_id": leads["lead_id"], "ts": created,
+                             "outcome": np.where(np.arange(n) % 4 == 0, "prospect", "not_prospect"), "reason": None})
+    with pytest.raises(TrainingStopped, match=r"500 leads, all answered at the moment they arrived: there is no "
+                                              r"moment before the answer to learn from.*stamp it after the contact"):
+        train(StoreFrames(leads, events, feedback, ()), taxonomy)
+
+
 def test_untimed_data_gets_a_stratified_split_that_says_so() -> None:
     t = pd.Timestamp("2019-01-01", tz="UTC")
     snaps = pd.DataFrame({"lead_id": [f"L{i}" for i in range(400)], "as_of": t, "label": [i % 3 == 0 for i in

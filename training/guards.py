@@ -48,6 +48,37 @@ def check_minimum_data(y_train: np.ndarray, y_valid: np.ndarray, need: Minimums 
                               + ". Ingest more feedback, widen the horizon, or lower the minimums.")
 
 
+def check_snapshots(snapshots: pd.DataFrame, leads: pd.DataFrame, feedback: pd.DataFrame,
+                    need: Minimums = Minimums()) -> None:
+    """Stop before any split when the snapshots cannot make a training run, saying what was found.
+
+    The usual cause of none at all is an export that stamps every answer at the moment the lead
+    arrived (the call that created the lead also decided it): there is no moment before the answer
+    to learn from.
+    """
+    positives = int(snapshots["label"].sum()) if len(snapshots) else 0
+    if len(snapshots) >= need.snapshots and positives >= need.positives + need.valid_positives:
+        return
+    found = f"{len(leads):,} leads gave {len(snapshots):,} labelled snapshots with {positives:,} prospects"
+    created = leads.set_index("lead_id")["created_at"]
+    first_answer = feedback.groupby("lead_id")["ts"].min() if len(feedback) else pd.Series(dtype=object)
+    at_arrival = int((first_answer <= created.reindex(first_answer.index)).sum()) if len(first_answer) else 0
+    if len(leads) and at_arrival == len(leads):
+        raise TrainingStopped(
+            f"not enough labelled data to train: {len(leads):,} leads, all answered at the moment they arrived: "
+            "there is no moment before the answer to learn from. If the answer comes from the first contact, "
+            "stamp it after the contact (or map the lead's creation to an earlier moment, such as the first "
+            "visit or form), so that each lead has a time before sales decided about it.")
+    why = f" ({at_arrival:,} of them answered at the moment they arrived)" if at_arrival else ""
+    censored = snapshots.attrs.get("censored", 0)
+    left = f"; {censored:,} snapshots left out because their horizon runs past the end of the data" if censored \
+        else ""
+    raise TrainingStopped(
+        f"not enough labelled data to train: {found}{why}{left} (need {need.snapshots} snapshots and "
+        f"{need.positives + need.valid_positives} prospects). Ingest more feedback, widen the horizon, or lower "
+        "the minimums.")
+
+
 def _oof_category_scores(codes: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """Out-of-fold positive rate of each row's category, so rare categories cannot memorise labels."""
     scores = np.full(len(y), y.mean())

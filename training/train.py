@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from contract.taxonomy import Taxonomy
-from features.dataset import StoreFrames
-from features.snapshots import SnapshotConfig, build_snapshots
+from features.dataset import StoreFrames, store_snapshots
+from features.snapshots import SnapshotConfig
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from training.baselines import logistic_baseline, logistic_scores, rule_score
 from training.calibration import Calibrator, fit_calibrator
-from training.guards import Minimums, check_leakage, check_minimum_data
+from training.guards import Minimums, check_leakage, check_minimum_data, check_snapshots
 from training.metrics import by_group, evaluate, gains_curve
 from training.model import ModelParams, fit_lightgbm, raw_scores
 from training.split import Split, split_snapshots
@@ -77,8 +77,8 @@ class Prepared:
 
 def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> Prepared:
     attributes = tuple(a for a in frames.attributes if not (config.drop_after_contact and a.role == "after_contact"))
-    snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config.snapshots,
-                                inbound_types=taxonomy.inbound_types)
+    snapshots = store_snapshots(frames, taxonomy, config.snapshots)
+    check_snapshots(snapshots, frames.leads, frames.feedback, config.minimums)
     X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=attributes).fit(X)
     return Prepared(snapshots, vectorizer.transform_matrix(X), snapshots["label"].to_numpy().astype(np.int64),
