@@ -265,17 +265,22 @@ def promote(
     frames = load_frames(EventStore(settings.resolved_store_url))
     try:
         with err.status("scoring challenger and champion on the latest window"):
-            c = run(frames, load_taxonomy(settings.taxonomy), settings.models_dir, settings.home / "registry", force)
+            c = run(frames, load_taxonomy(settings.taxonomy), settings.models_dir, settings.home / "registry", force,
+                    settings.promotion_margin)
     except PromotionError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    console.print(c.window)
+    console.print(f"comparison window: {c.window}")
     champion = "no champion yet" if c.champion is None else f"champion v{c.champion} ROC AUC {c.champion_auc:.4f}"
     console.print(f"challenger v{c.challenger} ROC AUC {c.challenger_auc:.4f} vs {champion} on {c.n:,} snapshots")
+    if c.difference is not None:
+        console.print(f"AUC(challenger) - AUC(champion), paired bootstrap by lead: {c.difference.describe()}")
+        console.print(f"rule: {c.rule}")
     if c.promoted:
         console.print(f"promoted v{c.challenger} to champion; bundle exported to {settings.models_dir / 'champion'}")
     else:
-        console.print(f"kept v{c.champion}: the challenger is not better (use --force to promote anyway)")
+        console.print(f"kept v{c.champion}: the challenger may be worse than the champion by more than the margin "
+                      "(use --force to promote anyway)")
 
 
 @app.command()

@@ -164,35 +164,72 @@ def test_train_command_prints_the_table_and_stops_on_leakage(tmp_path) -> None: 
         assert ok.exit_code == 0 and "NOT out of time" in ok.output
 
 
-def test_promote_only_when_better_force_and_rollback(tmp_path, frames, taxonomy, monkeypatch) -> None:  # noqa: ANN001
+def test_the_evaluation_window_is_rebuilt_from_the_bundle_not_from_defaults(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
+    """Promotion, the report and the model card measure the leads the run held out with *its* share and seed."""
+    from report.figures import compute
+    from training.bundle import load_bundle, save_bundle
+    from training.evaluation import SplitParams, evaluation_window
+
+    config = TrainConfig(seed=13, valid_share=0.4)
+    result = train(frames, taxonomy, config)
+    bundle = load_bundle(save_bundle(result, config, tmp_path / "b"))
+    params = SplitParams.from_metadata(bundle.metadata)
+    assert (params.valid_share, params.seed) == (0.4, 13) and params.cutoff == result.split.cutoff.isoformat()
+    window = evaluation_window(params, frames, taxonomy)
+    trained_eval = build_snapshots(frames.leads, frames.events, frames.feedback,
+                                   inbound_types=taxonomy.inbound_types).loc[result.split.eval]
+    assert set(window.snapshots["lead_id"]) == set(trained_eval["lead_id"]) and len(window.snapshots) == len(trained_eval)
+    figures = compute(bundle, frames, taxonomy)
+    assert figures.n_snapshots == result.metrics["model"]["n"], "the report describes the run's own eval half"
+    assert "validation share\n0.4, seed 13" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+
+
+def test_promote_only_when_not_worse_on_unseen_leads_force_and_rollback(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
     import json
+
+    import mlflow
 
     from training.bundle import save_bundle
     from training.model import ModelParams
     from training.registry import PromotionError, promote, rollback
+    from training.split import in_fit_half
     from training.tracking import log_training, use_tracking
 
     use_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
     models, work = tmp_path / "models", tmp_path / "work"
 
-    def train_and_log(config: TrainConfig, name: str) -> str:
+    def train_and_log(config: TrainConfig, name: str) -> tuple[str, str]:
         result = train(frames, taxonomy, config)
-        return log_training(result, config, save_bundle(result, config, tmp_path / name))[1]
+        run_id, version = log_training(result, config, save_bundle(result, config, tmp_path / name))
+        return version, run_id
 
     def champion_version() -> str:
         return json.loads((models / "champion" / "metadata.json").read_text())["version"]
 
     with pytest.raises(PromotionError, match="no challenger"):
         promote(frames, taxonomy, models, work)
-    good = train_and_log(TrainConfig(seed=3), "good")
-    first = promote(frames, taxonomy, models, work)
+    good, _ = train_and_log(TrainConfig(seed=3, valid_share=0.35), "good")
+    first = promote(frames, taxonomy, models, work, replicates=200)
     assert first.promoted and first.champion is None and champion_version() == good
-    # a deliberately weak challenger (stumps, one round) must not replace the champion
-    weak = train_and_log(TrainConfig(seed=3, model=ModelParams(num_leaves=2, max_rounds=1)), "weak")
-    kept = promote(frames, taxonomy, models, work)
+    # a deliberately weak challenger (stumps, one round), split with another seed and share
+    weak, weak_run = train_and_log(TrainConfig(seed=11, valid_share=0.3, model=ModelParams(num_leaves=2,
+                                                                                            max_rounds=1)), "weak")
+    kept = promote(frames, taxonomy, models, work, replicates=200)
     assert not kept.promoted and kept.champion == good and kept.challenger_auc < kept.champion_auc
+    assert kept.difference.high < 0 and kept.difference.low <= kept.difference.diff <= kept.difference.high
     assert champion_version() == good
-    forced = promote(frames, taxonomy, models, work, force=True)
+    # the window: the weak model's eval half (its seed), none of the champion's train or fit leads
+    snaps = build_snapshots(frames.leads, frames.events, frames.feedback, inbound_types=taxonomy.inbound_types)
+    arrival = snaps.groupby("lead_id")["as_of"].min()
+    window = pd.Series(sorted(kept.window_leads))
+    weak_cutoff = json.loads((tmp_path / "weak" / "metadata.json").read_text())["split_params"]["cutoff"]
+    assert (arrival.loc[window] >= pd.Timestamp(weak_cutoff)).all(), "only leads held out from the challenger"
+    assert not in_fit_half(window, 11).any(), "none of the challenger's own fit half"
+    assert not in_fit_half(window, 3).any(), "none of the champion's fit half"
+    logged = mlflow.get_run(weak_run).data
+    assert logged.metrics["promotion_ci95_high"] == pytest.approx(kept.difference.high)
+    assert logged.tags["promotion_decision"] == "kept the champion" and "lower bound" in logged.tags["promotion_rule"]
+    forced = promote(frames, taxonomy, models, work, force=True, replicates=200)
     assert forced.promoted and champion_version() == weak
     assert rollback(models, work) == (weak, good) and champion_version() == good
     with pytest.raises(PromotionError, match="nothing to roll back to"):

@@ -68,6 +68,10 @@ def save_bundle(result, config, folder: Path, version: str | None = None) -> Pat
         "metrics": result.metrics,
         "leaky_allowed": result.leaky_allowed,
         "seed": config.seed,
+        # what training/evaluation.py needs to rebuild this run's evaluation window on later data
+        "split_params": {"cadence_days": config.snapshots.cadence_days, "horizon_days": config.snapshots.horizon_days,
+                         "valid_share": config.valid_share, "seed": config.seed,
+                         "cutoff": result.split.cutoff.isoformat() if result.split.cutoff is not None else None},
     }
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
     (folder / "MODEL_CARD.md").write_text(model_card(result, metadata))
@@ -109,6 +113,12 @@ Trained {metadata['trained_at']} on snapshots from {metadata['data_window'][0]} 
 
 ## Validation
 {metadata['split']}.
+
+The figures below are on the *eval* half of the held-out leads (validation share
+{metadata['split_params']['valid_share']:g}, seed {metadata['split_params']['seed']}, cutoff
+{metadata['split_params']['cutoff'] or 'none: not out of time'}); the other half stopped training and
+calibrated the probabilities. `training/evaluation.py` rebuilds this window from these saved
+parameters for promotion and the report.
 
 | model | ROC AUC | PR AUC | Brier | ECE | lift top 10% |
 |---|---|---|---|---|---|
