@@ -214,6 +214,10 @@ def train(
             err.print(f"[red]stopped:[/red] {exc}")
             raise typer.Exit(2) from exc
     console.print(result.split.description)
+    console.print(result.drift_line)
+    r = result.robust
+    console.print(f"fitted with recency half-life {'none' if r.half_life_days is None else f'{r.half_life_days:g} days'}"
+                  f" and LightGBM weight {r.weight:g} in the blend with the logistic regression (chosen on the fit half)")
     console.print(_metrics_table(result))
     for title, frame in (("per origin channel", result.per_channel), ("per segment", result.per_segment)):
         if frame.empty:
@@ -235,6 +239,8 @@ def train(
             f"{k} ({v})" for k, v in result.leaky_allowed.items()))
     top = result.importance.head(8)
     console.print("strongest features: " + ", ".join(top["feature"]))
+    for note in result.dominance:
+        console.print(f"[yellow]dominant feature:[/yellow] {note}")
     from training.bundle import save_bundle
     from training.tracking import MODEL_NAME, log_training, use_tracking
 

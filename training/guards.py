@@ -125,3 +125,37 @@ def check_leakage(matrix: np.ndarray, y: np.ndarray, feature_set: FeatureSet, al
                               "Drop these columns from the mapping, or allow them explicitly "
                               "(--allow-leaky NAME) if you are sure they are known before contact.")
     return {k: v for k, v in reasons.items() if k in allow}
+
+
+DOMINANT_SHARE = 0.3
+"""A feature carrying this share of the model's total contribution (mean |TreeSHAP|) is named for review."""
+
+
+def dominant_features(booster, matrix: np.ndarray, feature_set: FeatureSet,  # noqa: ANN001 - lgb.Booster
+                      share: float = DOMINANT_SHARE) -> dict[str, float]:
+    """{feature: share of the total mean absolute contribution} for every feature at or above ``share``.
+
+    No statistic can tell when a column was written: a "duration of the call" recorded during the
+    call that decides the outcome separates prospects only moderately on its own (far under the
+    leakage guard's limit) yet becomes the model's strongest feature. Naming a feature that carries
+    a dominant share, with the question whether it is known before contact, lets a person decide.
+    """
+    if len(matrix) == 0:
+        return {}
+    contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)[:, :-1]
+    mean_abs = np.abs(contributions).mean(axis=0)
+    shares = mean_abs / max(mean_abs.sum(), 1e-12)
+    return {feature_set.specs[i].name: float(shares[i]) for i in np.argsort(-shares) if shares[i] >= share}
+
+
+def dominance_notes(shares: dict[str, float], feature_set: FeatureSet) -> list[str]:
+    """The question to ask about each dominant feature, in plain words."""
+    specs = {s.name: s for s in feature_set.specs}
+    notes = []
+    for name, share in shares.items():
+        origin = ("a profile attribute from the mapping" if specs[name].family == "profile"
+                  else "computed from events before the as-of time")
+        notes.append(f"{name} carries {share:.0%} of the model's total contribution ({origin}): is it known before "
+                     "contact? If it is written during or after the contact that decides the outcome (a call's "
+                     "duration, a sales note), mark it after_contact in the mapping and retrain.")
+    return notes
