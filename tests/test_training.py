@@ -236,6 +236,34 @@ def test_promote_only_when_not_worse_on_unseen_leads_force_and_rollback(tmp_path
         rollback(models, work)
 
 
+def test_a_dominant_feature_the_guard_lets_through_is_named_with_the_question(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
+    """A 'duration of the deciding call': moderate alone (far under the 0.95 guard), yet it carries the model."""
+    from training.bundle import save_bundle
+    from training.guards import single_feature_auc
+
+    rng = np.random.default_rng(5)
+    won = frames.leads["lead_id"].isin(frames.feedback.query("outcome == 'prospect'")["lead_id"]).to_numpy()
+    duration = np.where(won, rng.gamma(4.5, 60.0, won.size), rng.gamma(2.0, 60.0, won.size))
+    attrs = (*frames.attributes, AttributeInfo("call_duration", "numeric", description="Length of the sales call"))
+    planted = type(frames)(leads=frames.leads.assign(call_duration=duration), events=frames.events,
+                           feedback=frames.feedback, attributes=attrs)
+    config = TrainConfig(seed=3)
+    result = train(planted, taxonomy, config)
+    fs = result.vectorizer.feature_set_
+    col = fs.names.index("attr_call_duration")
+    snaps = build_snapshots(planted.leads, planted.events, planted.feedback, inbound_types=taxonomy.inbound_types)
+    matrix = result.vectorizer.transform_matrix(FeatureInput(snaps[["lead_id", "as_of"]], planted.leads,
+                                                             planted.events))
+    alone = single_feature_auc(matrix[:, [col]], snaps["label"].to_numpy(), type(fs)(
+        vocab=fs.vocab, specs=(fs.specs[col],), categories=fs.categories))
+    assert 0.75 < alone["attr_call_duration"] < 0.9, "moderate alone: the leakage guard cannot see it"
+    assert len(result.dominance) == 1 and result.dominance[0].startswith("attr_call_duration carries")
+    assert "is it known before contact?" in result.dominance[0]
+    save_bundle(result, config, tmp_path / "b")
+    assert "Dominant features: attr_call_duration carries" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    assert train(frames, taxonomy, config).dominance == [], "generated behaviour alone has no dominant feature"
+
+
 def test_an_allowed_leaky_feature_is_recorded_in_the_run_and_the_model_card(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
     import mlflow
 

@@ -167,7 +167,7 @@ calibrated on the fit half, the most recent labelled leads.
 
 ## Caveats
 - Leakage guard overrides: {', '.join(result.leaky_allowed) or 'none'}.
-- Dominant features: {' '.join(result.dominance) or 'none carries 30% or more of the model on its own'}
+- Dominant features: {' '.join(result.dominance) or 'none'}
 - Probabilities are calibrated on held-out leads from the validation window; recalibrate after large
   changes in lead sources or sales process.
 """

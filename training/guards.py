@@ -127,13 +127,19 @@ def check_leakage(matrix: np.ndarray, y: np.ndarray, feature_set: FeatureSet, al
     return {k: v for k, v in reasons.items() if k in allow}
 
 
-DOMINANT_SHARE = 0.3
-"""A feature carrying this share of the model's total contribution (mean |TreeSHAP|) is named for review."""
+DOMINANT_SHARE = 0.2
+"""A profile attribute carrying this share of the model's total contribution (mean |TreeSHAP|) is named."""
+DOMINANT_ANY_SHARE = 0.4
+"""Any feature carrying this share is named (behaviour features are point-in-time by construction, so
+only a larger share is worth a question)."""
 
 
 def dominant_features(booster, matrix: np.ndarray, feature_set: FeatureSet,  # noqa: ANN001 - lgb.Booster
-                      share: float = DOMINANT_SHARE) -> dict[str, float]:
-    """{feature: share of the total mean absolute contribution} for every feature at or above ``share``.
+                      share: float = DOMINANT_SHARE, any_share: float = DOMINANT_ANY_SHARE) -> dict[str, float]:
+    """{feature: share of the total mean absolute contribution} for each dominant feature, largest first.
+
+    Dominant: a profile attribute (a column of the export) at or above ``share``, any feature at or
+    above ``any_share``.
 
     No statistic can tell when a column was written: a "duration of the call" recorded during the
     call that decides the outcome separates prospects only moderately on its own (far under the
@@ -145,7 +151,9 @@ def dominant_features(booster, matrix: np.ndarray, feature_set: FeatureSet,  # n
     contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)[:, :-1]
     mean_abs = np.abs(contributions).mean(axis=0)
     shares = mean_abs / max(mean_abs.sum(), 1e-12)
-    return {feature_set.specs[i].name: float(shares[i]) for i in np.argsort(-shares) if shares[i] >= share}
+    specs = feature_set.specs
+    return {specs[i].name: float(shares[i]) for i in np.argsort(-shares)
+            if shares[i] >= (share if specs[i].family == "profile" else any_share)}
 
 
 def dominance_notes(shares: dict[str, float], feature_set: FeatureSet) -> list[str]:
