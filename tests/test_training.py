@@ -264,6 +264,22 @@ def test_a_dominant_feature_the_guard_lets_through_is_named_with_the_question(tm
     assert train(frames, taxonomy, config).dominance == [], "generated behaviour alone has no dominant feature"
 
 
+def test_on_a_drifting_funnel_the_shipped_model_holds_against_its_baseline_and_stays_calibrated(tmp_path,
+                                                                                                 taxonomy) -> None:  # noqa: ANN001
+    """The simulator's drift scenario: the base rate and channel mix change part-way (known truth)."""
+    store = generated_store(tmp_path, 8000, 23, taxonomy, drift_at=0.6)
+    result = train(load_frames(store), taxonomy, TrainConfig(seed=3))
+    store.close()
+    assert "the base rate moved" in result.drift_line
+    train_rate = result.drift[result.drift["part"] == "training"]
+    valid_rate = result.drift[result.drift["part"] == "validation"]
+    assert valid_rate["base_rate"].mean() > 1.5 * train_rate["base_rate"].mean()
+    model, logistic = result.metrics["model"], result.metrics["logistic"]
+    assert model["roc_auc"] >= logistic["roc_auc"], "the shipped model does not lose to its own baseline"
+    assert model["ece"] <= 0.03
+    assert set(result.robust.choices) >= {"half_life_none", "half_life_60", "lightgbm_weight_0.5"}
+
+
 def test_an_allowed_leaky_feature_is_recorded_in_the_run_and_the_model_card(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
     import mlflow
 

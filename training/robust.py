@@ -94,7 +94,7 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
         w = recency_weights(as_of[train], half_life)
         booster = fit_lightgbm(matrix[train], y[train], matrix[fit], y[fit], categorical, params, seed, weight=w)
         auc = _auc(y[fit], raw_scores(booster, matrix[fit]))
-        choices[f"half_life_{half_life or 'none'}"] = auc
+        choices["half_life_" + ("none" if half_life is None else f"{half_life:g}")] = auc
         if best is None or auc > best[0] + MIN_GAIN:
             best = (auc, half_life, booster, w)
     _, half_life, booster, w = best
