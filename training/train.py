@@ -70,6 +70,7 @@ class TrainResult:
     drift: pd.DataFrame  # part, month, snapshots, base_rate
     drift_line: str
     dominance: list[str]  # features carrying a dominant share of the model, with the question to ask
+    baseline_scores: dict[str, np.ndarray]  # rule_score / logistic -> their scores on the eval half
     trained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -128,11 +129,13 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
     thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
     y_eval = y[split.eval]
     logistic, cats = logistic_baseline(frame[split.train], y[split.train], fs, config.seed)
+    baselines = {"rule_score": rule_score(frame[split.eval], fs),
+                 "logistic": logistic_scores(logistic, frame[split.eval], cats)}
     metrics = {
         "model": evaluate(y_eval, p_eval),
         # a points score ranks but is no probability: its calibration figures are not applicable
-        "rule_score": evaluate(y_eval, rule_score(frame[split.eval], fs), probability=False),
-        "logistic": evaluate(y_eval, logistic_scores(logistic, frame[split.eval], cats)),
+        "rule_score": evaluate(y_eval, baselines["rule_score"], probability=False),
+        "logistic": evaluate(y_eval, baselines["logistic"]),
     }
     eval_frame = frame[split.eval]
     segment = config.segment or next((s.name.removeprefix("attr_") for s in fs.specs
@@ -154,6 +157,6 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
         gains=gains_curve(y_eval, p_eval), importance=importance, eval_labels=y_eval, eval_probabilities=p_eval,
         example_matrix=matrix[split.eval][:5], calibration_losses=model.calibration_losses, leaky_allowed=allowed,
         data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"), robust=model, drift=drift,
-        drift_line=drift_line(drift, y[split.train], y[split.fit | split.eval]),
+        drift_line=drift_line(drift, y[split.train], y[split.fit | split.eval]), baseline_scores=baselines,
         dominance=dominance_notes(dominant_features(booster, matrix[fit_rows], fs), fs),
     )
