@@ -211,9 +211,9 @@ def test_promote_only_when_not_worse_on_unseen_leads_force_and_rollback(tmp_path
     good, _ = train_and_log(TrainConfig(seed=3, valid_share=0.35), "good")
     first = promote(frames, taxonomy, models, work, replicates=200)
     assert first.promoted and first.champion is None and champion_version() == good
-    # a deliberately weak challenger (stumps, one round), split with another seed and share
-    weak, weak_run = train_and_log(TrainConfig(seed=11, valid_share=0.3, model=ModelParams(num_leaves=2,
-                                                                                            max_rounds=1)), "weak")
+    # a deliberately weak challenger (stumps, one round, no blend), split with another seed and share
+    weak, weak_run = train_and_log(TrainConfig(seed=11, valid_share=0.3, blend_weights=(1.0,),
+                                               model=ModelParams(num_leaves=2, max_rounds=1)), "weak")
     kept = promote(frames, taxonomy, models, work, replicates=200)
     assert not kept.promoted and kept.champion == good and kept.challenger_auc < kept.champion_auc
     assert kept.difference.high < 0 and kept.difference.low <= kept.difference.diff <= kept.difference.high

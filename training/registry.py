@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
@@ -49,7 +49,7 @@ class Comparison:
     promoted: bool
     difference: PairedDifference | None = None  # challenger - champion, None without a champion
     margin: float = MARGIN
-    window_leads: frozenset[str] = frozenset()
+    window_leads: frozenset[str] = field(default=frozenset(), repr=False)  # ids: kept out of any printed form
 
     @property
     def rule(self) -> str:

@@ -84,7 +84,8 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
                fit: np.ndarray, feature_set: FeatureSet, params: ModelParams, seed: int,
-               half_lives: tuple[float | None, ...] = HALF_LIVES) -> RobustModel:
+               half_lives: tuple[float | None, ...] = HALF_LIVES,
+               blend_weights: tuple[float, ...] = BLEND_WEIGHTS) -> RobustModel:
     """Fit LightGBM per candidate half-life, pick one, blend with the logistic regression, calibrate (fit half)."""
     categorical = [i for i, s in enumerate(feature_set.specs) if s.dtype == "category"]
     timed = pd.DatetimeIndex(as_of[train]).nunique() > 1
@@ -101,8 +102,8 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
     tree_fit = raw_scores(booster, matrix[fit])
     linear, cats = logistic_baseline(frame[train], y[train], feature_set, seed, sample_weight=w)
     linear_fit = logistic_scores(linear, frame[fit], cats)
-    weight, top = BLEND_WEIGHTS[0], -1.0
-    for candidate in BLEND_WEIGHTS:
+    weight, top = blend_weights[0], -1.0
+    for candidate in blend_weights:
         auc = _auc(y[fit], blend(tree_fit, linear_fit, candidate))
         choices[f"lightgbm_weight_{candidate:g}"] = auc
         if auc > top + MIN_GAIN:

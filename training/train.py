@@ -22,7 +22,7 @@ from training.guards import (Minimums, check_leakage, check_minimum_data, check_
                              dominant_features)
 from training.metrics import by_group, evaluate, gains_curve
 from training.model import ModelParams
-from training.robust import HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_robust
+from training.robust import BLEND_WEIGHTS, HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_robust
 from training.split import Split, split_snapshots
 from training.tiers import Thresholds, choose_thresholds
 
@@ -45,6 +45,8 @@ class TrainConfig:
     """Attribute to break the evaluation down by (default: the first categorical profile attribute)."""
     half_lives: tuple[float | None, ...] = HALF_LIVES
     """Candidate half-lives (days) of the recency weights; the fit half chooses (None: equal weights)."""
+    blend_weights: tuple[float, ...] = BLEND_WEIGHTS
+    """Candidate weights of LightGBM in the blend with the logistic regression ((1.0,): LightGBM alone)."""
 
 
 @dataclass
@@ -122,7 +124,7 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
     allowed = _guard(prepared, split, config)
     frame = vectorizer.to_frame(matrix)
     model = fit_robust(matrix, frame, y, snapshots["as_of"], split.train, split.fit, fs, config.model, config.seed,
-                       config.half_lives)
+                       config.half_lives, config.blend_weights)
     booster = model.booster
     p_fit = model.probability(matrix[split.fit], frame[split.fit])
     p_eval = model.probability(matrix[split.eval], frame[split.eval])
