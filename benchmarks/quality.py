@@ -1,15 +1,20 @@
 """Model quality on generated data (against the known ceiling) and on the two real data sets.
 
-- synthetic: out-of-time ROC AUC and expected calibration error on generated leads, beside the
-  ceiling (the AUC of the simulator's true probabilities on the same snapshots) and a random split.
-  Beside the ceiling, two weaker oracles show where its edge comes from: one that ignores buying
-  windows not yet under way (as-of time before the peak minus two widths), one that ignores them all.
-- x_education: stratified 5-fold (seeded), without the columns sales records after contact, against
-  a plain LightGBM with default parameters on the same folds; and whether the leakage guard stops
-  training when those columns are included.
-- olist: out of time (the latest 25% of leads by first contact), against plain LightGBM, logistic
-  regression and a segment conversion-rate table (origin x landing page) on the same snapshots,
-  with a paired bootstrap interval for the AUC difference to the best of them; a random split beside.
+For every data set the shipped model (drift-robust blend, calibrated), a plain LightGBM with
+default parameters, the logistic regression and the points rule score, side by side on the same
+snapshots (ROC AUC; PR AUC and calibration error where they apply).
+
+- synthetic: out of time on generated leads (converted leads keep acting until sales answers),
+  beside the ceiling (the AUC of the simulator's true probabilities on the same snapshots) and two
+  weaker oracles (one that ignores buying windows not yet under way, one that ignores them all),
+  with the ratio to each; a random split beside.
+- drift: the simulator's drift scenario (base rate and channel mix change 60% of the way through
+  the arrival period), out of time.
+- x_education: stratified 5-fold (seeded) on the before-contact columns only; and whether the
+  leakage guard stops training when the after-contact columns are included.
+- olist: out of time (the latest 25% of leads), against plain LightGBM, logistic regression, the
+  rule score and a segment conversion-rate table (origin x landing page) on the same snapshots, with
+  a paired bootstrap interval (by lead) for the AUC difference to the best of them; a random split beside.
 
 Usage: python benchmarks/quality.py [--leads 30000]. The last line is a JSON object.
 """
@@ -30,7 +35,7 @@ import tempfile  # noqa: E402
 import lightgbm as lgb  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, train_test_split  # noqa: E402
 
 from contract.mapping import load_mapping  # noqa: E402
@@ -41,8 +46,9 @@ from simulator.truth import prospect_probability  # noqa: E402
 from store.event_store import EventStore  # noqa: E402
 from store.ingest import ingest  # noqa: E402
 from training.guards import TrainingStopped  # noqa: E402
+from training.metrics import paired_bootstrap_auc  # noqa: E402
 from training.split import Split, split_snapshots  # noqa: E402
-from training.train import Prepared, TrainConfig, fit, prepare  # noqa: E402
+from training.train import Prepared, TrainConfig, TrainResult, fit, prepare  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "real"
@@ -59,6 +65,20 @@ def _plain_lightgbm(prepared: Prepared, train: np.ndarray, test: np.ndarray) -> 
     frame = prepared.vectorizer.to_frame(prepared.matrix)
     model = lgb.LGBMClassifier(verbose=-1, random_state=0, n_jobs=2).fit(frame[train], prepared.y[train])
     return model.predict_proba(frame[test])[:, 1]
+
+
+def _side_by_side(prefix: str, prepared: Prepared, result: TrainResult) -> tuple[dict, dict[str, np.ndarray]]:
+    """The shipped model, plain LightGBM, logistic regression and rule score on the same eval snapshots."""
+    split, y = result.split, result.eval_labels
+    scores = {"plain_lgbm": _plain_lightgbm(prepared, split.train | split.fit, split.eval), **result.baseline_scores}
+    m = result.metrics["model"]
+    out = {f"{prefix}_auc": m["roc_auc"], f"{prefix}_pr_auc": m["pr_auc"], f"{prefix}_ece": m["ece"],
+           **{f"{prefix}_{k}_auc": float(roc_auc_score(y, v)) for k, v in scores.items()},
+           f"{prefix}_logistic_ece": result.metrics["logistic"]["ece"],
+           f"{prefix}_plain_lgbm_pr_auc": float(average_precision_score(y, scores["plain_lgbm"])),
+           f"{prefix}_lightgbm_weight": result.robust.weight,
+           f"{prefix}_half_life_days": result.robust.half_life_days or 0.0}
+    return out, scores
 
 
 def _oracles_without_windows(truth: pd.DataFrame, ev: pd.DataFrame) -> tuple[float, float]:
@@ -80,46 +100,45 @@ def _oracles_without_windows(truth: pd.DataFrame, ev: pd.DataFrame) -> tuple[flo
     return auc(rows.assign(amp=np.where(ahead, 0.0, rows["amp"]))), auc(rows.assign(amp=0.0))
 
 
-def synthetic(n_leads: int, folder: Path) -> dict:
+def _generated(n_leads: int, folder: Path, prefix: str, **scenario) -> dict:  # noqa: ANN003
     taxonomy = load_taxonomy()
-    generate(FunnelConfig(n_leads=n_leads, seed=101), folder / "demo", taxonomy)
-    frames, taxonomy = _frames("demo", folder / "demo", folder)
+    generate(FunnelConfig(n_leads=n_leads, seed=101, **scenario), folder / prefix, taxonomy)
+    frames, taxonomy = _frames("demo", folder / prefix, folder / prefix)
     config = TrainConfig()
     prepared = prepare(frames, taxonomy, config)
     oot = fit(prepared, split_snapshots(prepared.snapshots, 30, 0.25, config.seed), config)
+    out, _ = _side_by_side(prefix, prepared, oot)
     ev = prepared.snapshots[oot.split.eval]
-    truth = pd.read_parquet(folder / "demo" / "truth.parquet")
-    oracle = roc_auc_score(ev["label"], prospect_probability(truth, ev["lead_id"], ev["as_of"], 30))
-    started, none = _oracles_without_windows(truth, ev)
-    rnd = fit(prepared, split_snapshots(prepared.snapshots, 30, 0.25, config.seed, random=True), config)
-    return {"synthetic_auc": oot.metrics["model"]["roc_auc"], "synthetic_oracle_auc": oracle,
-            "synthetic_auc_ratio": oot.metrics["model"]["roc_auc"] / oracle, "synthetic_ece": oot.metrics["model"]["ece"],
-            "synthetic_oracle_started_windows_auc": started, "synthetic_oracle_no_windows_auc": none,
-            "synthetic_random_split_auc": rnd.metrics["model"]["roc_auc"],
-            "synthetic_rule_score_auc": oot.metrics["rule_score"]["roc_auc"],
-            "synthetic_logistic_auc": oot.metrics["logistic"]["roc_auc"]}
+    truth = pd.read_parquet(folder / prefix / "truth.parquet")
+    oracles = {"oracle": roc_auc_score(ev["label"], prospect_probability(truth, ev["lead_id"], ev["as_of"], 30))}
+    oracles["oracle_started_windows"], oracles["oracle_no_windows"] = _oracles_without_windows(truth, ev)
+    for name, auc in oracles.items():
+        out[f"{prefix}_{name}_auc"] = auc
+        out[f"{prefix}_auc_ratio_to_{name}"] = out[f"{prefix}_auc"] / auc
+    if not scenario:
+        rnd = fit(prepared, split_snapshots(prepared.snapshots, 30, 0.25, config.seed, random=True), config)
+        out[f"{prefix}_random_split_auc"] = rnd.metrics["model"]["roc_auc"]
+    return out
 
 
 def x_education(folder: Path, config: TrainConfig = TrainConfig(drop_after_contact=True)) -> dict:
     frames, taxonomy = _frames("x_education", REAL, folder)
     prepared = prepare(frames, taxonomy, config)
     y = prepared.y
-    ours, ours_pr, plain = [], [], []
+    folds: list[dict] = []
     for fold, (rest, test) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y)):
         train_idx, fit_idx = train_test_split(rest, test_size=0.2, random_state=fold, stratify=y[rest])
         masks = [np.isin(np.arange(len(y)), idx) for idx in (train_idx, fit_idx, test)]
         result = fit(prepared, Split(*masks, False, None, "stratified 5-fold"), config)
-        ours.append(result.metrics["model"]["roc_auc"])
-        ours_pr.append(result.metrics["model"]["pr_auc"])
-        plain.append(roc_auc_score(y[test], _plain_lightgbm(prepared, masks[0] | masks[1], masks[2])))
+        folds.append(_side_by_side("xedu", prepared, result)[0])
+    out = {k: float(np.mean([f[k] for f in folds])) for k in folds[0]}
     leaky = prepare(frames, taxonomy, TrainConfig())
     try:
         fit(leaky, split_snapshots(leaky.snapshots, seed=0), TrainConfig())
         stopped = False
     except TrainingStopped:
         stopped = True
-    return {"xedu_auc": float(np.mean(ours)), "xedu_pr_auc": float(np.mean(ours_pr)),
-            "xedu_plain_lgbm_auc": float(np.mean(plain)), "xedu_leaky_guard_stopped": stopped}
+    return {**out, "xedu_folds_auc": [round(f["xedu_auc"], 4) for f in folds], "xedu_leaky_guard_stopped": stopped}
 
 
 def olist(folder: Path) -> dict:
@@ -128,55 +147,46 @@ def olist(folder: Path) -> dict:
     prepared = prepare(frames, taxonomy, config)
     split = split_snapshots(prepared.snapshots, 30, 0.25, config.seed)
     result = fit(prepared, split, config)
+    out, scores = _side_by_side("olist", prepared, result)
     y, ev = prepared.y, split.eval
-    p_model = result.eval_probabilities
     frame = prepared.vectorizer.to_frame(prepared.matrix)
     segment = frame["origin"].astype(str) + "|" + frame["attr_landing_page_id"].astype(str)
     rates = pd.Series(y[split.train]).groupby(segment[split.train].to_numpy()).agg(["sum", "count"])
     prior = y[split.train].mean()
     smoothed = (rates["sum"] + 20 * prior) / (rates["count"] + 20)
-    baselines = {
-        "plain_lightgbm": _plain_lightgbm(prepared, split.train | split.fit, ev),
-        "segment_table": segment[ev].map(smoothed).fillna(prior).to_numpy(),
-    }
-    aucs = {k: roc_auc_score(y[ev], v) for k, v in baselines.items()}
-    aucs["logistic"] = result.metrics["logistic"]["roc_auc"]
-    best = max(aucs, key=aucs.get)
-    best_scores = baselines.get(best)
-    diffs = []
-    if best_scores is not None:
-        leads = prepared.snapshots.loc[ev, "lead_id"].to_numpy()
-        unique = np.unique(leads)
-        position = {lead: i for i, lead in enumerate(unique)}
-        rows_of = pd.Series(np.arange(leads.size)).groupby([position[x] for x in leads]).apply(list).to_list()
-        rng = np.random.default_rng(0)
-        for _ in range(200):
-            pick = np.concatenate([rows_of[i] for i in rng.integers(0, unique.size, unique.size)])
-            if len(np.unique(y[ev][pick])) == 2:
-                diffs.append(roc_auc_score(y[ev][pick], p_model[pick]) - roc_auc_score(y[ev][pick], best_scores[pick]))
+    scores["segment_table"] = segment[ev].map(smoothed).fillna(prior).to_numpy()
+    out["olist_segment_table_auc"] = float(roc_auc_score(y[ev], scores["segment_table"]))
+    best = max(scores, key=lambda k: out[f"olist_{k}_auc"])
+    diff = paired_bootstrap_auc(y[ev], result.eval_probabilities, scores[best],
+                                prepared.snapshots.loc[ev, "lead_id"].to_numpy(), replicates=1000, seed=0)
     rnd = fit(prepared, split_snapshots(prepared.snapshots, 30, 0.25, config.seed, random=True), config)
-    out = {"olist_auc": result.metrics["model"]["roc_auc"], "olist_best_baseline_auc": aucs[best],
-           "olist_best_baseline": best, "olist_random_split_auc": rnd.metrics["model"]["roc_auc"],
-           **{f"olist_{k}_auc": v for k, v in aucs.items()}}
-    if diffs:
-        out["olist_diff_ci95"] = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
-    return out
+    return {**out, "olist_best_baseline_auc": out[f"olist_{best}_auc"], "olist_best_baseline": best,
+            "olist_diff_to_best": diff.diff, "olist_diff_ci95": [diff.low, diff.high],
+            "olist_censored_snapshots": int(prepared.snapshots.attrs.get("censored", 0)),
+            "olist_eval_snapshots": int(ev.sum()), "olist_random_split_auc": rnd.metrics["model"]["roc_auc"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=30_000, help="Generated leads for the synthetic part.")
+    parser.add_argument("--drift-leads", type=int, default=20_000, help="Generated leads for the drift scenario.")
     args = parser.parse_args()
     result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        result.update(synthetic(args.leads, Path(tmp)))
+        result.update(_generated(args.leads, Path(tmp), "synthetic"))
         print({k: round(v, 4) for k, v in result.items()}, flush=True)
+        result.update(_generated(args.drift_leads, Path(tmp), "drift", drift_at=0.6))
+        print({k: round(v, 4) for k, v in result.items() if k.startswith("drift")}, flush=True)
         if REAL.is_dir():
             result.update(x_education(Path(tmp)))
+            print({k: v for k, v in result.items() if k.startswith("xedu")}, flush=True)
             result.update(olist(Path(tmp)))
         else:
             print(f"real data sets not found at {REAL}; only the synthetic part ran")
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+    def rounded(v: object) -> object:
+        return round(v, 4) if isinstance(v, float) else [rounded(x) for x in v] if isinstance(v, list) else v
+
+    print(json.dumps({k: rounded(v) for k, v in result.items()}))
 
 
 if __name__ == "__main__":

@@ -36,10 +36,14 @@ class TrainingSet:
     vectorizer: FeatureVectorizer
 
 
+def store_snapshots(frames: StoreFrames, taxonomy: Taxonomy, config: SnapshotConfig = SnapshotConfig()) -> pd.DataFrame:
+    """The labelled (lead, as-of) snapshots of the store's data: what training, evaluation and promotion share."""
+    return build_snapshots(frames.leads, frames.events, frames.feedback, config, inbound_types=taxonomy.inbound_types)
+
+
 def training_set(frames: StoreFrames, taxonomy: Taxonomy, config: SnapshotConfig = SnapshotConfig()) -> TrainingSet:
     """Labelled snapshots and their features, with the vectoriser fitted on them."""
-    snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config,
-                                inbound_types=taxonomy.inbound_types)
+    snapshots = store_snapshots(frames, taxonomy, config)
     X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=frames.attributes).fit(X)
     return TrainingSet(snapshots=snapshots, features=vectorizer.transform(X), vectorizer=vectorizer)

@@ -3,12 +3,14 @@
 As-of times run on a cadence from the lead's first touch until its outcome (sales' first answer
 about it) or the end of the observed data. The label is 1 when sales marked the lead ``prospect``
 within the horizon after the as-of time. A ``not_prospect`` answer, or a whole horizon observed
-without an answer, is a 0. A snapshot whose horizon reaches past the observed data with no answer
-yet is *censored* and left out: its label is not known, and calling it negative would teach the
-model that recent leads never convert.
+without an answer, is a 0. A snapshot whose horizon reaches past the observed data is *censored*
+and left out, whatever sales has said so far: calling the unanswered ones negative would teach the
+model that recent leads never convert, and keeping only the answered ones would add positives
+exactly in the most recent (out-of-time) window. How many were left out is in
+``snapshots.attrs["censored"]``.
 
-Data without timestamps (one row a lead, creation and answer at a nominal time) gets exactly one
-snapshot per lead at its creation, labelled by its answer.
+Data without timestamps (one row a lead, every lead created at the same nominal moment) has no
+horizon to observe: it gets exactly one snapshot per lead at its creation, labelled by its answer.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ def build_snapshots(leads: pd.DataFrame, events: pd.DataFrame, feedback: pd.Data
     horizon_end = as_of + horizon
     prospect = first_prospect[lead_code] <= horizon_end
     answered = first_answer[lead_code] <= horizon_end
-    labelled = prospect | answered | (horizon_end <= end_of_data)
+    observed = horizon_end <= end_of_data
+    untimed = len(leads) > 0 and created.min() == created.max() and end_of_data - created.min() < horizon
+    labelled = observed | (answered if untimed else False)
     out = pd.DataFrame({
         "lead_id": lead_ids.to_numpy()[lead_code[labelled]],
         "as_of": pd.to_datetime(as_of[labelled], unit="us", utc=True),
         "label": prospect[labelled].astype(np.int8),
     })
+    out.attrs["censored"] = int((~labelled).sum())
     return out

@@ -37,6 +37,10 @@ class FeatureInput:
     events: pd.DataFrame  # lead_id, ts (tz-aware), type, optional channel
 
 
+class UnknownEventType(ValueError):
+    """An event's type is not in the taxonomy the features were built with (e.g. a model trained before it existed)."""
+
+
 def to_micros(values: pd.Series | pd.DatetimeIndex, what: str) -> np.ndarray:
     """Timezone-aware timestamps -> int64 UTC microseconds; naive timestamps are refused, never guessed."""
     index = pd.DatetimeIndex(values)
@@ -188,6 +192,9 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         ``lead`` holds ``created_at_us``, ``source`` and the attribute values by name.
         """
         n = len(ts_us)
+        unknown = [t for t in dict.fromkeys(types) if t not in self._level]
+        if unknown:
+            raise UnknownEventType(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5]))}")
         level = np.fromiter((self._level[t] for t in types), dtype=np.int8, count=n)
         inbound = np.fromiter((self._inbound[t] for t in types), dtype=np.bool_, count=n)
         if channels is None:
@@ -225,7 +232,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         seen_codes, seen_types = factorize(types) if len(types) else (np.zeros(0, np.int64), [])
         unknown = [t for t in seen_types if t not in self.taxonomy_.types]
         if unknown or (seen_codes < 0).any():
-            raise ValueError(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5] or ['(empty)']))}")
+            raise UnknownEventType(
+                f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5] or ['(empty)']))}")
         type_code = np.array([names.index(t) for t in seen_types], dtype=np.int64)[seen_codes] if len(types) \
             else seen_codes
         level = np.array([self._level[t] for t in names], dtype=np.int8)[type_code]

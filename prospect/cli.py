@@ -214,6 +214,10 @@ def train(
             err.print(f"[red]stopped:[/red] {exc}")
             raise typer.Exit(2) from exc
     console.print(result.split.description)
+    console.print(result.drift_line)
+    r = result.robust
+    console.print(f"fitted with recency half-life {'none' if r.half_life_days is None else f'{r.half_life_days:g} days'}"
+                  f" and LightGBM weight {r.weight:g} in the blend with the logistic regression (chosen on the fit half)")
     console.print(_metrics_table(result))
     for title, frame in (("per origin channel", result.per_channel), ("per segment", result.per_segment)):
         if frame.empty:
@@ -235,6 +239,8 @@ def train(
             f"{k} ({v})" for k, v in result.leaky_allowed.items()))
     top = result.importance.head(8)
     console.print("strongest features: " + ", ".join(top["feature"]))
+    for note in result.dominance:
+        console.print(f"[yellow]dominant feature:[/yellow] {note}")
     from training.bundle import save_bundle
     from training.tracking import MODEL_NAME, log_training, use_tracking
 
@@ -265,17 +271,22 @@ def promote(
     frames = load_frames(EventStore(settings.resolved_store_url))
     try:
         with err.status("scoring challenger and champion on the latest window"):
-            c = run(frames, load_taxonomy(settings.taxonomy), settings.models_dir, settings.home / "registry", force)
+            c = run(frames, load_taxonomy(settings.taxonomy), settings.models_dir, settings.home / "registry", force,
+                    settings.promotion_margin)
     except PromotionError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    console.print(c.window)
+    console.print(f"comparison window: {c.window}")
     champion = "no champion yet" if c.champion is None else f"champion v{c.champion} ROC AUC {c.champion_auc:.4f}"
     console.print(f"challenger v{c.challenger} ROC AUC {c.challenger_auc:.4f} vs {champion} on {c.n:,} snapshots")
+    if c.difference is not None:
+        console.print(f"AUC(challenger) - AUC(champion), paired bootstrap by lead: {c.difference.describe()}")
+        console.print(f"rule: {c.rule}")
     if c.promoted:
         console.print(f"promoted v{c.challenger} to champion; bundle exported to {settings.models_dir / 'champion'}")
     else:
-        console.print(f"kept v{c.champion}: the challenger is not better (use --force to promote anyway)")
+        console.print(f"kept v{c.champion}: the challenger may be worse than the champion by more than the margin "
+                      "(use --force to promote anyway)")
 
 
 @app.command()

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, gt=0, description="Larger HTTP request bodies are refused (413).")
     max_payload_events: int = Field(5_000, gt=0, description="Events one /score_payload call may carry (more: 422).")
     criteria: Path | None = Field(None, description="Explicit-criteria rule YAML; default: the packaged one.")
+    promotion_margin: float = Field(
+        0.005, ge=0, lt=1, description="Promote a challenger when the lower bound of the 95% paired bootstrap interval "
+        "of AUC(challenger) - AUC(champion) is above minus this margin.")
 
     @property
     def resolved_tracking_uri(self) -> str:

@@ -1,7 +1,7 @@
 """What the marketing report shows, computed from the champion and the store (no drawing, no HTML).
 
-Everything is measured on the held-out leads of the most recent out-of-time window, the same
-window promotion compares models on, so the page describes how the model does on leads it has not
+Everything is measured on the champion's own held-out (eval) leads, rebuilt from the split
+parameters saved in its bundle (``training.evaluation``), the window promotion compares models on, so the page describes how the model does on leads it has not
 learned from. Importance is the mean absolute per-feature contribution (LightGBM's TreeSHAP values,
 in log-odds) next to LightGBM's split gain; both are grouped by the registry's feature families.
 """
@@ -15,11 +15,9 @@ import pandas as pd
 
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames
-from features.snapshots import SnapshotConfig, build_snapshots
-from features.vectorizer import FeatureInput
 from training.bundle import Bundle
+from training.evaluation import SplitParams, evaluation_window, window_probabilities
 from training.metrics import calibration_curve, gains_curve
-from training.split import split_snapshots
 from training.tiers import TIERS
 
 CONTRIBUTION_SAMPLE = 20_000
@@ -49,16 +47,12 @@ class ReportFigures:
     ready_threshold: float  # the probability the prospect-ready tier starts at
 
 
-def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, valid_share: float = 0.25,
-            seed: int = 7) -> ReportFigures:
+def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, seed: int = 7) -> ReportFigures:
     meta = bundle.metadata
-    config = SnapshotConfig(meta["cadence_days"], meta["horizon_days"])
-    snaps = build_snapshots(frames.leads, frames.events, frames.feedback, config, inbound_types=taxonomy.inbound_types)
-    split = split_snapshots(snaps, config.horizon_days, valid_share, meta.get("seed", seed))
-    held = snaps.loc[split.eval].reset_index(drop=True)
-    matrix = bundle.vectorizer.transform_matrix(FeatureInput(held[["lead_id", "as_of"]], frames.leads, frames.events))
-    y = held["label"].to_numpy().astype(int)
-    p = bundle.probability(matrix)
+    window = evaluation_window(SplitParams.from_metadata(meta), frames, taxonomy)
+    snaps, split, held = window.all_snapshots, window.split, window.snapshots
+    matrix, p = window_probabilities(bundle, window, frames)
+    y = window.y
     specs = bundle.vectorizer.feature_set_.specs
     names = [s.name for s in specs]
 

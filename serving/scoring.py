@@ -52,6 +52,10 @@ class Scored:
     criteria: list[CriterionResult] = field(default_factory=list)
 
 
+class UnknownLead(KeyError):
+    """The store holds no lead with this id (the only case the service answers with 404)."""
+
+
 class CreatedAfterAsOf(ValueError):
     """The lead entered the funnel after the as-of time: nothing was known about it then, so no score."""
 
@@ -172,7 +176,7 @@ class Scorer:
         """Score one lead of the store at ``as_of`` (its events read through the index)."""
         lead, events = store.lead_with_events(lead_id)
         if lead is None:
-            raise KeyError(lead_id)
+            raise UnknownLead(lead_id)
         return self.score_lead(lead, events.ts_us, events.type, list(events.channel), as_of)
 
     def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: bool = True

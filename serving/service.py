@@ -22,7 +22,7 @@ import pandas as pd
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, UnprocessableEntity
 
 from contract.taxonomy import load_taxonomy
-from features.vectorizer import timestamp_micros
+from features.vectorizer import UnknownEventType, timestamp_micros
 from prospect.config import Settings
 from serving.api_models import (
     MAX_BATCH,
@@ -41,12 +41,14 @@ from serving.api_models import (
 )
 from serving.auth import ApiKeyMiddleware
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
-from serving.scoring import CreatedAfterAsOf, Scored, load_scorer
+from serving.scoring import CreatedAfterAsOf, Scored, UnknownLead, load_scorer
 from store.event_store import EventStore
 from store.ingest import RecordsRejected, ingest_records
 
 
 EVENT_COLUMNS = ("event_id", "lead_id", "ts", "type", "channel")
+UNKNOWN_TYPE = ("the lead has events of a type the model's taxonomy does not know (the store accepted them under a "
+                "newer taxonomy): retrain and promote a model on the current taxonomy to score it")
 
 
 class Conflict(BentoMLException):
@@ -127,8 +129,10 @@ class ProspectService:
         """Score one lead of the store: probability, 0-100 score, tier, reasons, trend and criteria."""
         try:
             return _response(self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes)))
-        except KeyError:
+        except UnknownLead:
             raise NotFound("unknown lead_id: no such lead in the store") from None
+        except UnknownEventType:
+            raise UnprocessableEntity(UNKNOWN_TYPE) from None
         except CreatedAfterAsOf:
             raise UnprocessableEntity("as_of: the lead was created after this moment; nothing was known about it "
                                       "then") from None
@@ -163,7 +167,10 @@ class ProspectService:
         if len(request.lead_ids) > MAX_BATCH:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
         moment = _moment(request.as_of, self.settings.clock_skew_minutes)
-        result = self.scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
+        try:
+            result = self.scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
+        except UnknownEventType:
+            raise UnprocessableEntity(UNKNOWN_TYPE) from None
         return BatchResponse(scores=[_response(s) for s in result.scored], unknown_lead_ids=result.unknown,
                              created_after_as_of=result.created_later)
 

@@ -5,7 +5,10 @@ its life: a baseline that fades day by day, plus, for some leads, a buying windo
 falls. Intent drives everything observable: how often the lead comes back, how deep it goes
 (awareness -> interest -> consideration -> intent), how fast it answers our outbound touches.
 The daily chance of becoming a prospect depends on fit and intent, so sales feedback is a noisy,
-delayed echo of the same latent state. Because the intent curve is a closed-form function of a few
+delayed echo of the same latent state. A lead that converts keeps acting (and meeting sales) as its
+intent says until the end of its follow window: going quiet at conversion would reveal the label
+before sales gives it. An optional drift scenario (``FunnelConfig.drift_at``) raises the chance of
+converting and changes the channel mix for leads arriving after a given point. Because the intent curve is a closed-form function of a few
 stored parameters, ``simulator.truth`` can compute the exact probability behind every label.
 
 Work is done in fixed-size chunks of leads, each with its own seeded generator, so the output is
@@ -46,6 +49,8 @@ FEEDBACK_FLIP = 0.04
 """Share of true prospects that sales marks not_prospect (missed), the label noise the oracle knows."""
 DELAY_MIN, DELAY_MAX = 1.0, 8.0
 """Sales answers between one and eight days after the lead converts."""
+DRIFT_ORIGIN_P = (0.12, 0.14, 0.12, 0.16, 0.18, 0.12, 0.16)
+"""The channel mix of leads arriving after the drift point (more referrals, webinars and outbound)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class FunnelConfig:
     start: str = "2025-01-06"
     months: int = 12
     follow_days: int = 120
+    drift_at: float | None = None
+    """Drift scenario: leads arriving after this share of the arrival period convert more easily
+    (``drift_hazard`` added to the log-odds of the daily chance) and come through another channel
+    mix (DRIFT_ORIGIN_P). None (the default) keeps one stable funnel."""
+    drift_hazard: float = 1.3
 
     @property
     def start_ts(self) -> pd.Timestamp:
@@ -83,9 +93,13 @@ def intent_curve(z0: np.ndarray, decay: np.ndarray, amp: np.ndarray, peak: np.nd
             + amp[:, None] * np.exp(-0.5 * ((d - peak[:, None]) / width[:, None]) ** 2))
 
 
-def daily_hazard(fit: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Probability of becoming a prospect on a given day, for a lead not yet converted."""
-    return sigmoid(HAZARD_BASE + HAZARD_FIT * fit[:, None] + HAZARD_INTENT * z)
+def daily_hazard(fit: np.ndarray, z: np.ndarray, shift: np.ndarray | float = 0.0) -> np.ndarray:
+    """Probability of becoming a prospect on a given day, for a lead not yet converted.
+
+    ``shift`` (per lead) moves the log-odds: the drift scenario's change in the base rate.
+    """
+    return sigmoid(HAZARD_BASE + np.asarray(shift, dtype=np.float64).reshape(-1, 1) + HAZARD_FIT * fit[:, None]
+                   + HAZARD_INTENT * z)
 
 
 def _stage_types(taxonomy: Taxonomy) -> list[list[str]]:
@@ -105,6 +119,11 @@ def _simulate_chunk(rng: np.random.Generator, first: int, n: int, cfg: FunnelCon
     created = pd.to_datetime(arrival, unit="us", utc=True)
     midnight = created.floor("D")
     origin = rng.choice(len(ORIGINS), n, p=ORIGIN_P)
+    shift = np.zeros(n)
+    if cfg.drift_at is not None:
+        drifted = arrival >= cfg.start_ts.value // 1000 + int(cfg.drift_at * days_total * 86_400e6)
+        origin = np.where(drifted, rng.choice(len(ORIGINS), n, p=DRIFT_ORIGIN_P), origin)
+        shift = np.where(drifted, cfg.drift_hazard, 0.0)
     industry = rng.integers(0, len(INDUSTRIES), n)
     size = rng.choice(len(SIZES), n, p=SIZE_P)
     role = rng.choice(len(ROLES), n, p=ROLE_P)
@@ -127,14 +146,15 @@ def _simulate_chunk(rng: np.random.Generator, first: int, n: int, cfg: FunnelCon
     alive = day_grid[None, :] < window[:, None]
 
     # --- conversion: first day whose draw falls under that day's hazard
-    hazard = np.where(alive, daily_hazard(fit, z), 0.0)
+    hazard = np.where(alive, daily_hazard(fit, z, shift), 0.0)
     hits = rng.random((n, D)) < hazard
     converted = hits.any(axis=1)
     conv_day = np.where(converted, hits.argmax(axis=1), -1)
     delay = rng.uniform(DELAY_MIN, DELAY_MAX, n)
     feedback_ts = midnight + pd.to_timedelta(conv_day + delay, unit="D")
     converted &= np.asarray(feedback_ts < cfg.end_ts)
-    last_day = np.where(converted, conv_day, window - 1)
+    # converted leads do not go silent: they keep acting and meeting sales for their whole window
+    last_day = window - 1
     active = day_grid[None, :] <= last_day[:, None]
 
     # --- inbound activity: a Poisson count per day, thinner at weekends
@@ -271,7 +291,7 @@ def _simulate_chunk(rng: np.random.Generator, first: int, n: int, cfg: FunnelCon
         "lead_id": lead_ids, "day0": midnight.as_unit("us"), "fit": fit, "z0": z0, "decay": decay, "amp": amp,
         "peak": peak, "width": width, "window_days": window,
         "conversion_day": np.where(converted, conv_day, -1), "feedback_delay_days": delay,
-        "flipped": flipped, "max_stage": max_stage,
+        "flipped": flipped, "max_stage": max_stage, "hazard_shift": shift,
     })
     return leads, events_out, fb.reset_index(drop=True), truth
 

@@ -46,7 +46,8 @@ def _chunk(t: pd.DataFrame, t_a: np.ndarray, horizon_days: int) -> np.ndarray:
     days = np.arange(max(last_day, 1), dtype=np.float64)
     z = intent_curve(t["z0"].to_numpy(), t["decay"].to_numpy(), t["amp"].to_numpy(), t["peak"].to_numpy(),
                      t["width"].to_numpy(), days)
-    hazard = daily_hazard(t["fit"].to_numpy(), z) * (days[None, :] < t["window_days"].to_numpy()[:, None])
+    shift = t["hazard_shift"].to_numpy() if "hazard_shift" in t else 0.0
+    hazard = daily_hazard(t["fit"].to_numpy(), z, shift) * (days[None, :] < t["window_days"].to_numpy()[:, None])
     survive = np.cumprod(np.hstack([np.ones((len(t), 1)), 1.0 - hazard[:, :-1]]), axis=1)
     p_convert_on = hazard * survive  # P(conversion on day c), from creation
     never = survive[:, -1] * (1.0 - hazard[:, -1])

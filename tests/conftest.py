@@ -107,12 +107,15 @@ def with_leads(sources: Sources) -> Sources:
     return sources
 
 
-def generated_store(folder: Path, n_leads: int, seed: int, taxonomy: Taxonomy) -> EventStore:
-    """A store filled with a freshly simulated funnel, through the demo mapping (as `prospect demo` does)."""
+def generated_store(folder: Path, n_leads: int, seed: int, taxonomy: Taxonomy, **scenario) -> EventStore:  # noqa: ANN003
+    """A store filled with a freshly simulated funnel, through the demo mapping (as `prospect demo` does).
+
+    ``scenario``: further FunnelConfig fields (e.g. ``drift_at``).
+    """
     from contract.mapping import load_mapping
     from simulator.funnel import FunnelConfig, generate
 
-    generate(FunnelConfig(n_leads=n_leads, seed=seed), folder / "demo", taxonomy)
+    generate(FunnelConfig(n_leads=n_leads, seed=seed, **scenario), folder / "demo", taxonomy)
     store = EventStore(f"sqlite:///{folder / 'store.sqlite'}")
     summary = ingest(load_mapping(REPO / "mappings" / "demo.yaml"), folder / "demo", store, taxonomy, folder / "q")
     assert summary.exit_code == 0, summary

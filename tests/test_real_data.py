@@ -47,4 +47,8 @@ def test_x_education(store, taxonomy, tmp_path) -> None:  # noqa: ANN001
     specs = store.attribute_specs().set_index("name")
     after = set(specs.index[specs["role"] == "after_contact"])
     assert after == {"tags", "lead_quality", "lead_profile", "asymmetrique_activity_index",
-                     "asymmetrique_profile_index", "asymmetrique_activity_score", "asymmetrique_profile_score"}
+                     "asymmetrique_profile_index", "asymmetrique_activity_score", "asymmetrique_profile_score",
+                     # these two hold sales actions ("SMS Sent", "Had a Phone Conversation", "Unreachable")
+                     "last_activity", "last_notable_activity"}
+    sales_actions = {"SMS Sent", "Had a Phone Conversation", "Unreachable"}
+    assert sales_actions <= set(leads["last_activity"]) and sales_actions <= set(leads["last_notable_activity"])

@@ -281,3 +281,23 @@ def test_posted_feedback_is_stored_and_used_by_the_next_training(service, taxono
     after_labels = prepare(after, taxonomy, TrainConfig()).snapshots
     assert before_labels.loc[before_labels["lead_id"] == lead_id, "label"].sum() == 0
     assert after_labels.loc[after_labels["lead_id"] == lead_id, "label"].sum() >= 1
+
+
+def test_an_event_type_the_model_does_not_know_is_a_422_not_an_unknown_lead(service, taxonomy) -> None:  # noqa: ANN001
+    """The store accepted a type under a newer taxonomy; the model's features cannot place it (was: 404 unknown lead)."""
+    from contract.taxonomy import EventType, Taxonomy
+    from store.ingest import ingest_records
+
+    client, _, url = service
+    newer = Taxonomy.model_validate({**taxonomy.model_dump(), "types": {
+        **taxonomy.model_dump()["types"],
+        "trade_fair_visit": EventType(channel="events", stage=taxonomy.stages[1], description="Visited our booth")}})
+    store = EventStore(url)
+    ingest_records(store, "events", pd.DataFrame([{"event_id": "fair-1", "lead_id": "L0000077", "type": "trade_fair_visit",
+                                                   "ts": pd.Timestamp("2025-11-01T10:00:00Z"), "channel": None}]), newer)
+    store.close()
+    for path, body in (("/score", {"lead_id": "L0000077"}), ("/score_batch", {"lead_ids": ["L0000077"]})):
+        r = client.post(path, json=body)
+        assert r.status_code == 422 and "type the model's taxonomy does not know" in r.text, r.text
+    missing = client.post("/score", json={"lead_id": "NOBODY"})
+    assert missing.status_code == 404 and "unknown lead_id" in missing.text

@@ -136,3 +136,41 @@ def test_true_probabilities_are_calibrated_and_sharp(funnel) -> None:  # noqa: A
     auc = roc_auc_score(y, p)
     fit_only = roc_auc_score(y, funnel["truth"].set_index("lead_id").loc[snap["lead_id"], "fit"])
     assert auc > 0.85 and auc > fit_only + 0.05, (auc, fit_only)
+
+
+def test_converted_leads_keep_acting_until_sales_answers(funnel) -> None:  # noqa: ANN001
+    """Going quiet at conversion would tell the model the label before sales does (it did, before)."""
+    truth = funnel["truth"].set_index("lead_id")
+    fb = funnel["feedback"].query("outcome == 'prospect'").set_index("lead_id")["ts"]
+    conv = truth.loc[fb.index]
+    converted_at = conv["day0"] + pd.to_timedelta(conv["conversion_day"] + 1, unit="D")
+    ev = funnel["events"][funnel["events"]["lead_id"].isin(fb.index)]
+    ev = ev[~ev["type"].isin(["email_sent", "call_attempt", "linkedin_message_sent"])]
+    after = (ev["ts"].to_numpy() >= converted_at.loc[ev["lead_id"]].to_numpy()) & \
+        (ev["ts"].to_numpy() < fb.loc[ev["lead_id"]].to_numpy())
+    days_between = ((fb - converted_at) / pd.Timedelta(days=1)).clip(lower=0)
+    per_day_after = after.sum() / days_between.sum()
+    before = ev["ts"].to_numpy() < (converted_at - pd.Timedelta(days=14)).loc[ev["lead_id"]].to_numpy()
+    assert per_day_after > 0.05, f"{per_day_after:.3f} inbound events a lead-day between conversion and answer"
+    assert before.any()
+
+
+def test_the_drift_scenario_moves_the_base_rate_and_channel_mix_and_the_default_does_not(
+        funnel, tmp_path: Path, taxonomy: Taxonomy) -> None:  # noqa: ANN001
+    from simulator.truth import prospect_probability
+
+    cfg = FunnelConfig(n_leads=6000, seed=11, drift_at=0.6)
+    paths = generate(cfg, tmp_path / "drift", taxonomy)
+    leads, truth, feedback = (pd.read_parquet(paths[n]) for n in ("leads", "truth", "feedback"))
+    point = cfg.start_ts + pd.Timedelta(days=0.6 * round(cfg.months * 30.44))
+    late = (leads["created_at"] >= point).to_numpy()
+    assert (truth["hazard_shift"].to_numpy()[late] == cfg.drift_hazard).all() and (truth["hazard_shift"][~late] == 0).all()
+    prospects = leads["lead_id"].isin(feedback.query("outcome == 'prospect'")["lead_id"]).to_numpy()
+    assert prospects[late].mean() > 1.8 * prospects[~late].mean(), "the base rate rises after the drift point"
+    referral = (leads["source"] == "referral").to_numpy()
+    assert referral[late].mean() > 1.5 * referral[~late].mean(), "the channel mix changes"
+    # the oracle knows the shift: its probabilities rise with it
+    at = leads["created_at"] + pd.Timedelta(days=3)
+    p = prospect_probability(truth, leads["lead_id"], at, 30)
+    assert p[late].mean() > 1.8 * p[~late].mean()
+    assert (funnel["truth"]["hazard_shift"] == 0).all(), "without drift_at the funnel stays as it was"

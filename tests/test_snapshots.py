@@ -31,9 +31,27 @@ def test_labels_cadence_and_censoring() -> None:
     # C: not_prospect at day 10 ends its snapshots; both are negatives
     assert got["C"] == [(0, 0), (7, 0)]
     # D: first touch two days before creation; first answer (not_prospect, day 40) ends it;
-    # the prospect answer at day 50 labels the snapshots whose horizon reaches it
-    assert got["D"] == [(-2, 0), (5, 0), (12, 0), (19, 0), (26, 1), (33, 1)]
+    # the prospect answer at day 50 labels the snapshots whose horizon reaches it; the one at day 33
+    # has its horizon (to day 63) past the data, so it is censored although sales has answered
+    assert got["D"] == [(-2, 0), (5, 0), (12, 0), (19, 0), (26, 1)]
     assert snaps.groupby("lead_id")["as_of"].apply(lambda a: a.is_monotonic_increasing).all()
+
+
+def test_censoring_does_not_depend_on_the_label() -> None:
+    """A horizon past the end of the data is unknown for answered and unanswered leads alike.
+
+    Keeping the answered ones (as before) adds positives exactly in the latest, out-of-time window.
+    """
+    leads = pd.DataFrame({"lead_id": list("PNS"), "created_at": [day(0)] * 3})
+    events = pd.DataFrame({"lead_id": list("PNS"), "ts": [day(1)] * 3, "type": ["page_view"] * 3})
+    feedback = pd.DataFrame({"lead_id": ["P", "N"], "ts": [day(50), day(50)], "outcome": ["prospect", "not_prospect"]})
+    snaps = build_snapshots(leads, events, feedback, SnapshotConfig(cadence_days=7, horizon_days=30),
+                            observed_until=day(60))
+    per_lead = snaps.groupby("lead_id")["as_of"].max().map(lambda a: (a - T0) / pd.Timedelta(days=1))
+    assert per_lead.to_dict() == {"P": 28, "N": 28, "S": 28}, "the same as-of times survive for every lead"
+    assert snaps.loc[snaps["lead_id"] == "P", "label"].tolist() == [0, 0, 0, 1, 1]
+    # P and N: as-of 35, 42, 49 (horizons to 65, 72, 79); S: as-of 35 ... 56
+    assert snaps.attrs["censored"] == 3 + 3 + 4
 
 
 def test_outbound_touches_are_not_a_first_touch() -> None:

@@ -38,6 +38,41 @@ def test_out_of_time_split_keeps_leads_apart_and_the_gap(frames, taxonomy) -> No
     assert not (split.train & valid).any() and split.train.sum() > valid.sum() / 2
 
 
+def test_the_validation_share_is_a_share_of_leads_on_day_granular_data() -> None:
+    """Whole-day timestamps, busy early days and sparse late ones: the cutoff counts leads, not days."""
+    rng = np.random.default_rng(3)
+    days = np.r_[np.repeat(np.arange(60), 150), np.arange(60, 400, 4)]  # 9,000 leads early, 85 late
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    snaps = pd.DataFrame({"lead_id": [f"L{i}" for i in range(days.size)], "as_of": t0 + pd.to_timedelta(days, "D"),
+                          "label": (rng.random(days.size) < 0.2).astype(int)})
+    split = split_snapshots(snaps, horizon_days=30, valid_share=0.25, seed=0)
+    valid = snaps.loc[split.fit | split.eval]
+    share = valid["lead_id"].nunique() / snaps["lead_id"].nunique()
+    assert 0.25 <= share < 0.25 + 150 / days.size + 1e-9, f"{share:.3f} of leads held out"
+    day_of_cutoff = (snaps["as_of"] == split.cutoff)
+    assert day_of_cutoff.sum() == 150 and split.fit[day_of_cutoff].sum() + split.eval[day_of_cutoff].sum() == 150, \
+        "leads arriving at the cutoff moment stay together on the validation side"
+    n_valid, n_train = valid["lead_id"].nunique(), int(split.train.sum())
+    assert f"validate on {n_valid:,} leads ({n_valid:,} snapshots)" in split.description
+    assert f"train on {n_train:,} leads ({n_train:,} snapshots)" in split.description
+
+
+def test_every_answer_at_arrival_stops_with_the_reason_before_any_split(taxonomy) -> None:  # noqa: ANN001
+    """The call that created the lead also decided it: no snapshot, and a message instead of a traceback."""
+    from features.dataset import StoreFrames
+
+    n = 500
+    created = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "D")
+    leads = pd.DataFrame({"lead_id": [f"L{i}" for i in range(n)], "created_at": created, "source": "phone"})
+    events = pd.DataFrame({"event_id": [f"E{i}" for i in range(n)], "lead_id": leads["lead_id"], "ts": created,
+                           "type": "form_submission", "channel": "web"})
+    feedback = pd.DataFrame({"lead_id": leads["lead_id"], "ts": created,
+                             "outcome": np.where(np.arange(n) % 4 == 0, "prospect", "not_prospect"), "reason": None})
+    with pytest.raises(TrainingStopped, match=r"500 leads, all answered at the moment they arrived: there is no "
+                                              r"moment before the answer to learn from.*stamp it after the contact"):
+        train(StoreFrames(leads, events, feedback, ()), taxonomy)
+
+
 def test_untimed_data_gets_a_stratified_split_that_says_so() -> None:
     t = pd.Timestamp("2019-01-01", tz="UTC")
     snaps = pd.DataFrame({"lead_id": [f"L{i}" for i in range(400)], "as_of": t, "label": [i % 3 == 0 for i in
@@ -129,39 +164,120 @@ def test_train_command_prints_the_table_and_stops_on_leakage(tmp_path) -> None: 
         assert ok.exit_code == 0 and "NOT out of time" in ok.output
 
 
-def test_promote_only_when_better_force_and_rollback(tmp_path, frames, taxonomy, monkeypatch) -> None:  # noqa: ANN001
+def test_the_evaluation_window_is_rebuilt_from_the_bundle_not_from_defaults(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
+    """Promotion, the report and the model card measure the leads the run held out with *its* share and seed."""
+    from report.figures import compute
+    from training.bundle import load_bundle, save_bundle
+    from training.evaluation import SplitParams, evaluation_window
+
+    config = TrainConfig(seed=13, valid_share=0.4)
+    result = train(frames, taxonomy, config)
+    bundle = load_bundle(save_bundle(result, config, tmp_path / "b"))
+    params = SplitParams.from_metadata(bundle.metadata)
+    assert (params.valid_share, params.seed) == (0.4, 13) and params.cutoff == result.split.cutoff.isoformat()
+    window = evaluation_window(params, frames, taxonomy)
+    trained_eval = build_snapshots(frames.leads, frames.events, frames.feedback,
+                                   inbound_types=taxonomy.inbound_types).loc[result.split.eval]
+    assert set(window.snapshots["lead_id"]) == set(trained_eval["lead_id"]) and len(window.snapshots) == len(trained_eval)
+    figures = compute(bundle, frames, taxonomy)
+    assert figures.n_snapshots == result.metrics["model"]["n"], "the report describes the run's own eval half"
+    assert "validation share\n0.4, seed 13" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+
+
+def test_promote_only_when_not_worse_on_unseen_leads_force_and_rollback(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
     import json
+
+    import mlflow
 
     from training.bundle import save_bundle
     from training.model import ModelParams
     from training.registry import PromotionError, promote, rollback
+    from training.split import in_fit_half
     from training.tracking import log_training, use_tracking
 
     use_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
     models, work = tmp_path / "models", tmp_path / "work"
 
-    def train_and_log(config: TrainConfig, name: str) -> str:
+    def train_and_log(config: TrainConfig, name: str) -> tuple[str, str]:
         result = train(frames, taxonomy, config)
-        return log_training(result, config, save_bundle(result, config, tmp_path / name))[1]
+        run_id, version = log_training(result, config, save_bundle(result, config, tmp_path / name))
+        return version, run_id
 
     def champion_version() -> str:
         return json.loads((models / "champion" / "metadata.json").read_text())["version"]
 
     with pytest.raises(PromotionError, match="no challenger"):
         promote(frames, taxonomy, models, work)
-    good = train_and_log(TrainConfig(seed=3), "good")
-    first = promote(frames, taxonomy, models, work)
+    good, _ = train_and_log(TrainConfig(seed=3, valid_share=0.35), "good")
+    first = promote(frames, taxonomy, models, work, replicates=200)
     assert first.promoted and first.champion is None and champion_version() == good
-    # a deliberately weak challenger (stumps, one round) must not replace the champion
-    weak = train_and_log(TrainConfig(seed=3, model=ModelParams(num_leaves=2, max_rounds=1)), "weak")
-    kept = promote(frames, taxonomy, models, work)
+    # a deliberately weak challenger (stumps, one round, no blend), split with another seed and share
+    weak, weak_run = train_and_log(TrainConfig(seed=11, valid_share=0.3, blend_weights=(1.0,),
+                                               model=ModelParams(num_leaves=2, max_rounds=1)), "weak")
+    kept = promote(frames, taxonomy, models, work, replicates=200)
     assert not kept.promoted and kept.champion == good and kept.challenger_auc < kept.champion_auc
+    assert kept.difference.high < 0 and kept.difference.low <= kept.difference.diff <= kept.difference.high
     assert champion_version() == good
-    forced = promote(frames, taxonomy, models, work, force=True)
+    # the window: the weak model's eval half (its seed), none of the champion's train or fit leads
+    snaps = build_snapshots(frames.leads, frames.events, frames.feedback, inbound_types=taxonomy.inbound_types)
+    arrival = snaps.groupby("lead_id")["as_of"].min()
+    window = pd.Series(sorted(kept.window_leads))
+    weak_cutoff = json.loads((tmp_path / "weak" / "metadata.json").read_text())["split_params"]["cutoff"]
+    assert (arrival.loc[window] >= pd.Timestamp(weak_cutoff)).all(), "only leads held out from the challenger"
+    assert not in_fit_half(window, 11).any(), "none of the challenger's own fit half"
+    assert not in_fit_half(window, 3).any(), "none of the champion's fit half"
+    logged = mlflow.get_run(weak_run).data
+    assert logged.metrics["promotion_ci95_high"] == pytest.approx(kept.difference.high)
+    assert logged.tags["promotion_decision"] == "kept the champion" and "lower bound" in logged.tags["promotion_rule"]
+    forced = promote(frames, taxonomy, models, work, force=True, replicates=200)
     assert forced.promoted and champion_version() == weak
     assert rollback(models, work) == (weak, good) and champion_version() == good
     with pytest.raises(PromotionError, match="nothing to roll back to"):
         rollback(models, work)
+
+
+def test_a_dominant_feature_the_guard_lets_through_is_named_with_the_question(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
+    """A 'duration of the deciding call': moderate alone (far under the 0.95 guard), yet it carries the model."""
+    from training.bundle import save_bundle
+    from training.guards import single_feature_auc
+
+    rng = np.random.default_rng(5)
+    won = frames.leads["lead_id"].isin(frames.feedback.query("outcome == 'prospect'")["lead_id"]).to_numpy()
+    duration = np.where(won, rng.gamma(4.5, 60.0, won.size), rng.gamma(2.0, 60.0, won.size))
+    attrs = (*frames.attributes, AttributeInfo("call_duration", "numeric", description="Length of the sales call"))
+    planted = type(frames)(leads=frames.leads.assign(call_duration=duration), events=frames.events,
+                           feedback=frames.feedback, attributes=attrs)
+    config = TrainConfig(seed=3)
+    result = train(planted, taxonomy, config)
+    fs = result.vectorizer.feature_set_
+    col = fs.names.index("attr_call_duration")
+    snaps = build_snapshots(planted.leads, planted.events, planted.feedback, inbound_types=taxonomy.inbound_types)
+    matrix = result.vectorizer.transform_matrix(FeatureInput(snaps[["lead_id", "as_of"]], planted.leads,
+                                                             planted.events))
+    alone = single_feature_auc(matrix[:, [col]], snaps["label"].to_numpy(), type(fs)(
+        vocab=fs.vocab, specs=(fs.specs[col],), categories=fs.categories))
+    assert 0.75 < alone["attr_call_duration"] < 0.9, "moderate alone: the leakage guard cannot see it"
+    assert len(result.dominance) == 1 and result.dominance[0].startswith("attr_call_duration carries")
+    assert "is it known before contact?" in result.dominance[0]
+    save_bundle(result, config, tmp_path / "b")
+    assert "Dominant features: attr_call_duration carries" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    assert train(frames, taxonomy, config).dominance == [], "generated behaviour alone has no dominant feature"
+
+
+def test_on_a_drifting_funnel_the_shipped_model_holds_against_its_baseline_and_stays_calibrated(tmp_path,
+                                                                                                 taxonomy) -> None:  # noqa: ANN001
+    """The simulator's drift scenario: the base rate and channel mix change part-way (known truth)."""
+    store = generated_store(tmp_path, 8000, 23, taxonomy, drift_at=0.6)
+    result = train(load_frames(store), taxonomy, TrainConfig(seed=3))
+    store.close()
+    assert "the base rate moved" in result.drift_line
+    train_rate = result.drift[result.drift["part"] == "training"]
+    valid_rate = result.drift[result.drift["part"] == "validation"]
+    assert valid_rate["base_rate"].mean() > 1.5 * train_rate["base_rate"].mean()
+    model, logistic = result.metrics["model"], result.metrics["logistic"]
+    assert model["roc_auc"] >= logistic["roc_auc"], "the shipped model does not lose to its own baseline"
+    assert model["ece"] <= 0.03
+    assert set(result.robust.choices) >= {"half_life_none", "half_life_60", "lightgbm_weight_0.5"}
 
 
 def test_an_allowed_leaky_feature_is_recorded_in_the_run_and_the_model_card(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001

@@ -31,7 +31,8 @@ def rule_score(frame: pd.DataFrame, feature_set: FeatureSet) -> np.ndarray:
     return score + np.sqrt(frame["events_30d"].to_numpy(dtype=np.float64))
 
 
-def logistic_baseline(train: pd.DataFrame, y: np.ndarray, feature_set: FeatureSet, seed: int):  # noqa: ANN201
+def logistic_baseline(train: pd.DataFrame, y: np.ndarray, feature_set: FeatureSet, seed: int,  # noqa: ANN201
+                      sample_weight: np.ndarray | None = None):
     numeric = [s.name for s in feature_set.specs if s.dtype == "float"]
     categorical = [s.name for s in feature_set.specs if s.dtype == "category"]
     prep = ColumnTransformer([
@@ -41,7 +42,7 @@ def logistic_baseline(train: pd.DataFrame, y: np.ndarray, feature_set: FeatureSe
     ])
     model = make_pipeline(prep, LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
     as_object = train.astype({c: object for c in categorical})
-    return model.fit(as_object, y), categorical
+    return model.fit(as_object, y, logisticregression__sample_weight=sample_weight), categorical
 
 
 def logistic_scores(model, frame: pd.DataFrame, categorical: list[str]) -> np.ndarray:  # noqa: ANN001

@@ -2,7 +2,10 @@
 
 A bundle holds the LightGBM model file, the calibrator, the tier thresholds, the score scale, the
 feature set (names, vocabulary, categories), the taxonomy and attributes it was trained with, the
-run's metadata and a model card in Markdown for the humans who decide whether to trust it.
+run's metadata and a model card in Markdown for the humans who decide whether to trust it. When
+training blended LightGBM with the logistic regression (``training.robust``), the fitted logistic
+pipeline is in ``linear.joblib`` (a scikit-learn object, loaded with the pinned scikit-learn) and
+its weight in the metadata; without that file the bundle is LightGBM alone, as before.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import joblib
 import lightgbm as lgb
 import numpy as np
 import yaml
@@ -19,7 +23,9 @@ from contract.taxonomy import Taxonomy
 from features.registry import AttributeInfo, FeatureSet
 from features.vectorizer import FeatureVectorizer
 from training.calibration import Calibrator
+from training.baselines import logistic_scores
 from training.model import raw_scores
+from training.robust import blend
 from training.tiers import Thresholds
 
 FILES = ("model.txt", "calibrator.json", "thresholds.json", "score_scale.json", "feature_set.json", "taxonomy.yaml",
@@ -34,9 +40,15 @@ class Bundle:
     score_scale: np.ndarray  # 101 quantiles of validation probabilities: score = percentile
     vectorizer: FeatureVectorizer
     metadata: dict
+    linear: object | None = None  # the logistic pipeline of a blend, None for LightGBM alone
 
     def probability(self, matrix: np.ndarray) -> np.ndarray:
-        return np.clip(self.calibrator(raw_scores(self.booster, matrix)), 0.0, 1.0)
+        raw = raw_scores(self.booster, matrix)
+        if self.linear is not None:
+            categorical = [s.name for s in self.vectorizer.feature_set_.specs if s.dtype == "category"]
+            linear = logistic_scores(self.linear, self.vectorizer.to_frame(matrix), categorical)
+            raw = blend(raw, linear, self.metadata["blend"]["lightgbm_weight"])
+        return np.clip(self.calibrator(raw), 0.0, 1.0)
 
     def score(self, p: np.ndarray) -> np.ndarray:
         """0-100: the share of validation leads this probability beats (97 = better than 97% of leads)."""
@@ -54,6 +66,11 @@ def save_bundle(result, config, folder: Path, version: str | None = None) -> Pat
     (folder / "feature_set.json").write_text(json.dumps(vec.feature_set_.to_dict(), indent=1))
     (folder / "taxonomy.yaml").write_text(yaml.safe_dump(vec.taxonomy_.model_dump(mode="json"), sort_keys=False))
     (folder / "attributes.json").write_text(json.dumps([a.__dict__ for a in vec.attributes_]))
+    robust = result.robust
+    if robust.linear is not None:
+        joblib.dump(robust.linear, folder / "linear.joblib")
+    else:
+        (folder / "linear.joblib").unlink(missing_ok=True)
     metadata = {
         "version": version,
         "trained_at": result.trained_at,
@@ -68,6 +85,14 @@ def save_bundle(result, config, folder: Path, version: str | None = None) -> Pat
         "metrics": result.metrics,
         "leaky_allowed": result.leaky_allowed,
         "seed": config.seed,
+        "blend": {"lightgbm_weight": robust.weight, "half_life_days": robust.half_life_days,
+                  "fit_half_roc_auc": robust.choices},
+        "drift": result.drift_line,
+        "dominant_features": result.dominance,
+        # what training/evaluation.py needs to rebuild this run's evaluation window on later data
+        "split_params": {"cadence_days": config.snapshots.cadence_days, "horizon_days": config.snapshots.horizon_days,
+                         "valid_share": config.valid_share, "seed": config.seed,
+                         "cutoff": result.split.cutoff.isoformat() if result.split.cutoff is not None else None},
     }
     (folder / "metadata.json").write_text(json.dumps(metadata, indent=1))
     (folder / "MODEL_CARD.md").write_text(model_card(result, metadata))
@@ -89,6 +114,7 @@ def load_bundle(folder: Path) -> Bundle:
         score_scale=np.asarray(json.loads((folder / "score_scale.json").read_text())),
         vectorizer=FeatureVectorizer.from_feature_set(feature_set, taxonomy, attributes),
         metadata=json.loads((folder / "metadata.json").read_text()),
+        linear=joblib.load(folder / "linear.joblib") if (folder / "linear.joblib").exists() else None,
     )
 
 
@@ -110,11 +136,26 @@ Trained {metadata['trained_at']} on snapshots from {metadata['data_window'][0]} 
 ## Validation
 {metadata['split']}.
 
+The figures below are on the *eval* half of the held-out leads (validation share
+{metadata['split_params']['valid_share']:g}, seed {metadata['split_params']['seed']}, cutoff
+{metadata['split_params']['cutoff'] or 'none: not out of time'}); the other half stopped training and
+calibrated the probabilities. `training/evaluation.py` rebuilds this window from these saved
+parameters for promotion and the report.
+
 | model | ROC AUC | PR AUC | Brier | ECE | lift top 10% |
 |---|---|---|---|---|---|
 {rows}
 
 Base rate on the held-out snapshots: {m['model']['base_rate']:.2%} of {m['model']['n']:,}.
+
+## Drift and how the model was fitted
+{metadata['drift']}.
+
+Recency weights: {'none (every training snapshot weighs the same)' if metadata['blend']['half_life_days'] is None
+                  else f"half-life {metadata['blend']['half_life_days']:g} days"}; LightGBM weight in the blend
+with the logistic regression: {metadata['blend']['lightgbm_weight']:g} (both chosen by ROC AUC on the fit half);
+calibrated on the fit half, the most recent labelled leads.
+{'Per-lead reasons describe the LightGBM part of the blend.' if metadata['blend']['lightgbm_weight'] < 1 else ''}
 
 ## Tiers
 - prospect-ready: probability >= {t.ready:.4f} (the top {t.ready_share:.0%} of validation leads)
@@ -126,6 +167,7 @@ Base rate on the held-out snapshots: {m['model']['base_rate']:.2%} of {m['model'
 
 ## Caveats
 - Leakage guard overrides: {', '.join(result.leaky_allowed) or 'none'}.
+- Dominant features: {' '.join(result.dominance) or 'none'}
 - Probabilities are calibrated on held-out leads from the validation window; recalibrate after large
   changes in lead sources or sales process.
 """

@@ -48,6 +48,37 @@ def check_minimum_data(y_train: np.ndarray, y_valid: np.ndarray, need: Minimums 
                               + ". Ingest more feedback, widen the horizon, or lower the minimums.")
 
 
+def check_snapshots(snapshots: pd.DataFrame, leads: pd.DataFrame, feedback: pd.DataFrame,
+                    need: Minimums = Minimums()) -> None:
+    """Stop before any split when the snapshots cannot make a training run, saying what was found.
+
+    The usual cause of none at all is an export that stamps every answer at the moment the lead
+    arrived (the call that created the lead also decided it): there is no moment before the answer
+    to learn from.
+    """
+    positives = int(snapshots["label"].sum()) if len(snapshots) else 0
+    if len(snapshots) >= need.snapshots and positives >= need.positives + need.valid_positives:
+        return
+    found = f"{len(leads):,} leads gave {len(snapshots):,} labelled snapshots with {positives:,} prospects"
+    created = leads.set_index("lead_id")["created_at"]
+    first_answer = feedback.groupby("lead_id")["ts"].min() if len(feedback) else pd.Series(dtype=object)
+    at_arrival = int((first_answer <= created.reindex(first_answer.index)).sum()) if len(first_answer) else 0
+    if len(leads) and at_arrival == len(leads):
+        raise TrainingStopped(
+            f"not enough labelled data to train: {len(leads):,} leads, all answered at the moment they arrived: "
+            "there is no moment before the answer to learn from. If the answer comes from the first contact, "
+            "stamp it after the contact (or map the lead's creation to an earlier moment, such as the first "
+            "visit or form), so that each lead has a time before sales decided about it.")
+    why = f" ({at_arrival:,} of them answered at the moment they arrived)" if at_arrival else ""
+    censored = snapshots.attrs.get("censored", 0)
+    left = f"; {censored:,} snapshots left out because their horizon runs past the end of the data" if censored \
+        else ""
+    raise TrainingStopped(
+        f"not enough labelled data to train: {found}{why}{left} (need {need.snapshots} snapshots and "
+        f"{need.positives + need.valid_positives} prospects). Ingest more feedback, widen the horizon, or lower "
+        "the minimums.")
+
+
 def _oof_category_scores(codes: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     """Out-of-fold positive rate of each row's category, so rare categories cannot memorise labels."""
     scores = np.full(len(y), y.mean())
@@ -94,3 +125,45 @@ def check_leakage(matrix: np.ndarray, y: np.ndarray, feature_set: FeatureSet, al
                               "Drop these columns from the mapping, or allow them explicitly "
                               "(--allow-leaky NAME) if you are sure they are known before contact.")
     return {k: v for k, v in reasons.items() if k in allow}
+
+
+DOMINANT_SHARE = 0.2
+"""A profile attribute carrying this share of the model's total contribution (mean |TreeSHAP|) is named."""
+DOMINANT_ANY_SHARE = 0.4
+"""Any feature carrying this share is named (behaviour features are point-in-time by construction, so
+only a larger share is worth a question)."""
+
+
+def dominant_features(booster, matrix: np.ndarray, feature_set: FeatureSet,  # noqa: ANN001 - lgb.Booster
+                      share: float = DOMINANT_SHARE, any_share: float = DOMINANT_ANY_SHARE) -> dict[str, float]:
+    """{feature: share of the total mean absolute contribution} for each dominant feature, largest first.
+
+    Dominant: a profile attribute (a column of the export) at or above ``share``, any feature at or
+    above ``any_share``.
+
+    No statistic can tell when a column was written: a "duration of the call" recorded during the
+    call that decides the outcome separates prospects only moderately on its own (far under the
+    leakage guard's limit) yet becomes the model's strongest feature. Naming a feature that carries
+    a dominant share, with the question whether it is known before contact, lets a person decide.
+    """
+    if len(matrix) == 0:
+        return {}
+    contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)[:, :-1]
+    mean_abs = np.abs(contributions).mean(axis=0)
+    shares = mean_abs / max(mean_abs.sum(), 1e-12)
+    specs = feature_set.specs
+    return {specs[i].name: float(shares[i]) for i in np.argsort(-shares)
+            if shares[i] >= (share if specs[i].family == "profile" else any_share)}
+
+
+def dominance_notes(shares: dict[str, float], feature_set: FeatureSet) -> list[str]:
+    """The question to ask about each dominant feature, in plain words."""
+    specs = {s.name: s for s in feature_set.specs}
+    notes = []
+    for name, share in shares.items():
+        origin = ("a profile attribute from the mapping" if specs[name].family == "profile"
+                  else "computed from events before the as-of time")
+        notes.append(f"{name} carries {share:.0%} of the model's total contribution ({origin}): is it known before "
+                     "contact? If it is written during or after the contact that decides the outcome (a call's "
+                     "duration, a sales note), mark it after_contact in the mapping and retrain.")
+    return notes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
@@ -69,3 +71,40 @@ def by_group(y: np.ndarray, p: np.ndarray, groups: pd.Series, min_size: int = 30
         m = g == name
         rows.append({"group": name, **evaluate(y[m], p[m])})
     return pd.DataFrame(rows).sort_values("n", ascending=False).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """ROC AUC of ``a`` minus that of ``b`` on the same snapshots, with a bootstrap interval by lead."""
+
+    diff: float
+    low: float
+    high: float
+    replicates: int
+    level: float = 0.95
+
+    def describe(self) -> str:
+        return f"{self.diff:+.4f} (95% interval {self.low:+.4f} to {self.high:+.4f}, {self.replicates} replicates)"
+
+
+def paired_bootstrap_auc(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, leads: np.ndarray, replicates: int = 1000,
+                         seed: int = 0, level: float = 0.95) -> PairedDifference:
+    """Resample *leads* (all of a lead's snapshots together) with replacement; both models see the same draw.
+
+    Snapshots of one lead are not independent, so resampling rows would make the interval too
+    narrow. Each replicate weights every snapshot by how often its lead was drawn.
+    """
+    codes, unique = pd.factorize(pd.Series(leads))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(replicates):
+        weight = np.bincount(rng.integers(0, len(unique), len(unique)), minlength=len(unique))[codes]
+        kept = weight > 0
+        if np.unique(y[kept]).size < 2:
+            continue
+        diffs.append(roc_auc_score(y[kept], p_a[kept], sample_weight=weight[kept])
+                     - roc_auc_score(y[kept], p_b[kept], sample_weight=weight[kept]))
+    tail = (1 - level) / 2 * 100
+    low, high = (np.percentile(diffs, [tail, 100 - tail]) if diffs else (float("nan"), float("nan")))
+    return PairedDifference(float(roc_auc_score(y, p_a) - roc_auc_score(y, p_b)), float(low), float(high),
+                            len(diffs), level)

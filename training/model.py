@@ -32,8 +32,11 @@ class ModelParams:
 
 
 def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, categorical: list[int],
-                 params: ModelParams, seed: int) -> lgb.Booster:
-    """Fit with early stopping on log loss; deterministic for a given seed, data and thread count."""
+                 params: ModelParams, seed: int, weight: np.ndarray | None = None) -> lgb.Booster:
+    """Fit with early stopping on log loss; deterministic for a given seed, data and thread count.
+
+    ``weight``: per-row sample weights (recency weighting), None for equal weights.
+    """
     positives = max(int(y.sum()), 1)
     # regularisation that suits a million snapshots starves a few thousand: scale it with the data
     rows = len(y)
@@ -61,7 +64,7 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.
         "num_threads": params.threads,
         "verbose": -1,
     }
-    train = lgb.Dataset(X, label=y, categorical_feature=categorical, free_raw_data=True)
+    train = lgb.Dataset(X, label=y, weight=weight, categorical_feature=categorical, free_raw_data=True)
     valid = lgb.Dataset(X_valid, label=y_valid, categorical_feature=categorical, reference=train)
     return lgb.train(config, train, num_boost_round=params.max_rounds, valid_sets=[valid],
                      callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])

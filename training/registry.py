@@ -1,8 +1,14 @@
 """Champion and challenger: promote a new model only when it is better, and roll back when needed.
 
-Both models are scored on the same, most recent out-of-time window of the current data, so the
-comparison is fair whatever data each was trained on. Each promotion records the champion it
-replaced, so rollbacks can walk back one step at a time. The champion is also exported as a bundle
+Both models are scored on the same window of the current data: the challenger's own held-out
+(eval) leads, rebuilt from the split parameters saved in its bundle, minus every lead the champion
+was trained, stopped early or calibrated on -- so neither model has seen any lead it is judged on.
+
+The rule: the challenger is promoted when the lower bound of the 95% paired bootstrap interval (by
+lead) of AUC(challenger) - AUC(champion) is above -margin (default 0.005): it must be shown not to
+be worse, and a difference within noise in its favour is not taken for an improvement either way.
+The interval is printed and logged to the challenger's MLflow run. Each promotion records the
+champion it replaced, so rollbacks can walk back one step at a time. The champion is also exported as a bundle
 to the models folder, where serving loads it without MLflow.
 """
 
@@ -10,20 +16,22 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames
-from features.snapshots import SnapshotConfig, build_snapshots
-from features.vectorizer import FeatureInput
 from training.bundle import Bundle, load_bundle
-from training.split import split_snapshots
+from training.evaluation import SplitParams, evaluation_window, window_probabilities
+from training.metrics import PairedDifference, paired_bootstrap_auc
 from training.tracking import MODEL_NAME
 
 HISTORY_TAG = "champion_history"
+MARGIN = 0.005
+"""How much worse (in ROC AUC) the challenger may plausibly be and still be promoted."""
+MIN_WINDOW_PROSPECTS = 10
 
 
 class PromotionError(ValueError):
@@ -39,6 +47,14 @@ class Comparison:
     window: str
     n: int
     promoted: bool
+    difference: PairedDifference | None = None  # challenger - champion, None without a champion
+    margin: float = MARGIN
+    window_leads: frozenset[str] = field(default=frozenset(), repr=False)  # ids: kept out of any printed form
+
+    @property
+    def rule(self) -> str:
+        return (f"promote when the lower bound of the 95% interval of AUC(challenger) - AUC(champion) is above "
+                f"-{self.margin:g}")
 
 
 def _bundle_of(version: str, into: Path) -> Bundle:
@@ -88,19 +104,6 @@ def log_report(version: str | None, path: Path) -> str | None:
     return run_id
 
 
-def latest_window_auc(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, snapshots_config: SnapshotConfig,
-                      valid_share: float, seed: int) -> tuple[float, int, str]:
-    """ROC AUC of a bundle on the most recent out-of-time window of the current data."""
-    snaps = build_snapshots(frames.leads, frames.events, frames.feedback, snapshots_config,
-                                inbound_types=taxonomy.inbound_types)
-    split = split_snapshots(snaps, snapshots_config.horizon_days, valid_share, seed)
-    window = split.fit | split.eval
-    X = FeatureInput(snaps.loc[window, ["lead_id", "as_of"]], frames.leads, frames.events)
-    p = bundle.probability(bundle.vectorizer.transform_matrix(X))
-    y = snaps.loc[window, "label"].to_numpy()
-    return float(roc_auc_score(y, p)), int(window.sum()), split.description
-
-
 def export_champion(bundle_dir: Path, models_dir: Path, version: str) -> Path:
     """Copy a bundle to ``models/champion``, stamped with its registry version."""
     target = models_dir / "champion"
@@ -113,9 +116,50 @@ def export_champion(bundle_dir: Path, models_dir: Path, version: str) -> Path:
     return target
 
 
+def _log_promotion(version: str, c: Comparison) -> None:
+    """Record the comparison on the challenger's MLflow run: both AUCs, the interval, the rule and the decision."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    run_id = MlflowClient().get_model_version(MODEL_NAME, version).run_id
+    figures = {"promotion_challenger_auc": c.challenger_auc, "promotion_window_snapshots": float(c.n)}
+    if c.difference is not None:
+        figures.update({"promotion_champion_auc": c.champion_auc, "promotion_auc_diff": c.difference.diff,
+                        "promotion_ci95_low": c.difference.low, "promotion_ci95_high": c.difference.high})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({k: v for k, v in figures.items() if v == v})
+        mlflow.set_tags({"promotion_rule": c.rule, "promotion_window": c.window[:5000],
+                         "promotion_decision": "promoted" if c.promoted else "kept the champion",
+                         "promotion_against": c.champion or "none"})
+
+
+def compare(challenger: Bundle, champion: Bundle | None, frames: StoreFrames, taxonomy: Taxonomy,
+            margin: float = MARGIN, replicates: int = 1000) -> Comparison:
+    """Score both bundles on the challenger's eval leads that the champion was not fitted on; apply the rule."""
+    params = SplitParams.from_metadata(challenger.metadata)
+    other = SplitParams.from_metadata(champion.metadata) if champion is not None else None
+    window = evaluation_window(params, frames, taxonomy, not_fitted_by=other)
+    y = window.y
+    if y.sum() < MIN_WINDOW_PROSPECTS or y.sum() == len(y):
+        raise PromotionError(f"the comparison window is too small to judge: {window.describe()}; it needs at least "
+                             f"{MIN_WINDOW_PROSPECTS} prospects and some non-prospects (use --force to promote anyway)")
+    _, p_new = window_probabilities(challenger, window, frames)
+    new_auc = float(roc_auc_score(y, p_new))
+    leads = frozenset(window.snapshots["lead_id"])
+    if champion is None:
+        return Comparison("", None, new_auc, None, window.describe(), len(y), True, None, margin, leads)
+    _, p_old = window_probabilities(champion, window, frames)
+    difference = paired_bootstrap_auc(y, p_new, p_old, window.snapshots["lead_id"].to_numpy(), replicates,
+                                      seed=params.seed)
+    return Comparison("", "", new_auc, float(roc_auc_score(y, p_old)), window.describe(), len(y),
+                      difference.low > -margin, difference, margin, leads)
+
+
 def promote(frames: StoreFrames, taxonomy: Taxonomy, models_dir: Path, work_dir: Path, force: bool = False,
-            valid_share: float = 0.25, seed: int = 7) -> Comparison:
-    """Make the challenger the champion if it beats the champion on the latest window (or ``force``)."""
+            margin: float = MARGIN, replicates: int = 1000) -> Comparison:
+    """Make the challenger the champion if the paired bootstrap says it is not worse (or ``force``)."""
+    from dataclasses import replace
+
     from mlflow import MlflowClient
 
     challenger = _version_by_alias("challenger")
@@ -125,20 +169,24 @@ def promote(frames: StoreFrames, taxonomy: Taxonomy, models_dir: Path, work_dir:
     if champion == challenger:
         raise PromotionError(f"version {challenger} is already the champion")
     new = _bundle_of(challenger, work_dir)
-    config = SnapshotConfig(new.metadata["cadence_days"], new.metadata["horizon_days"])
-    new_auc, n, window = latest_window_auc(new, frames, taxonomy, config, valid_share, seed)
-    old_auc = None
-    if champion is not None:
-        old_auc, _, _ = latest_window_auc(_bundle_of(champion, work_dir), frames, taxonomy, config, valid_share, seed)
-    better = champion is None or new_auc > old_auc
-    if better or force:
+    old = _bundle_of(champion, work_dir) if champion is not None else None
+    try:
+        c = replace(compare(new, old, frames, taxonomy, margin, replicates), challenger=challenger, champion=champion)
+    except PromotionError:
+        if not force:
+            raise
+        c = Comparison(challenger, champion, float("nan"), None, "no usable comparison window", 0, False,
+                       margin=margin)
+    c = replace(c, promoted=c.promoted or force)
+    if c.promoted:
         client = MlflowClient()
         history = client.get_registered_model(MODEL_NAME).tags.get(HISTORY_TAG, "")
         if champion is not None:
             client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(filter(None, [history, champion])))
         client.set_registered_model_alias(MODEL_NAME, "champion", challenger)
         export_champion(work_dir / f"v{challenger}" / "bundle", models_dir, challenger)
-    return Comparison(challenger, champion, new_auc, old_auc, window, n, better or force)
+    _log_promotion(challenger, c)
+    return c
 
 
 def rollback(models_dir: Path, work_dir: Path) -> tuple[str, str]:

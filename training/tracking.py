@@ -89,10 +89,12 @@ def log_training(result, config, bundle_dir: Path) -> tuple[str, str]:  # noqa: 
     _flat("", asdict(config), params)
     params.update({"feature_set_version": fs.version, "calibration": result.calibrator.method,
                    "trees": result.booster.best_iteration, "out_of_time": result.split.out_of_time,
-                   "leaky_allowed": ",".join(result.leaky_allowed) or "none"})
+                   "leaky_allowed": ",".join(result.leaky_allowed) or "none",
+                   "lightgbm_weight": result.robust.weight, "half_life_days": result.robust.half_life_days})
     with mlflow.start_run(run_name=f"train {result.trained_at}") as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.set_tags({"split": result.split.description, "data_window": " to ".join(result.data_window)})
+        mlflow.set_tags({"split": result.split.description, "data_window": " to ".join(result.data_window),
+                         "drift": result.drift_line[:5000], "dominant_features": " ".join(result.dominance) or "none"})
         mlflow.log_metrics({f"{model}_{name}": float(v) for model, figures in result.metrics.items()
                             for name, v in figures.items() if np.isfinite(v)})
         for name, fig in _plots(result).items():

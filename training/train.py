@@ -13,14 +13,16 @@ import numpy as np
 import pandas as pd
 
 from contract.taxonomy import Taxonomy
-from features.dataset import StoreFrames
-from features.snapshots import SnapshotConfig, build_snapshots
+from features.dataset import StoreFrames, store_snapshots
+from features.snapshots import SnapshotConfig
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from training.baselines import logistic_baseline, logistic_scores, rule_score
-from training.calibration import Calibrator, fit_calibrator
-from training.guards import Minimums, check_leakage, check_minimum_data
+from training.calibration import Calibrator
+from training.guards import (Minimums, check_leakage, check_minimum_data, check_snapshots, dominance_notes,
+                             dominant_features)
 from training.metrics import by_group, evaluate, gains_curve
-from training.model import ModelParams, fit_lightgbm, raw_scores
+from training.model import ModelParams
+from training.robust import BLEND_WEIGHTS, HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_robust
 from training.split import Split, split_snapshots
 from training.tiers import Thresholds, choose_thresholds
 
@@ -41,6 +43,10 @@ class TrainConfig:
     minimums: Minimums = Minimums()
     segment: str | None = None
     """Attribute to break the evaluation down by (default: the first categorical profile attribute)."""
+    half_lives: tuple[float | None, ...] = HALF_LIVES
+    """Candidate half-lives (days) of the recency weights; the fit half chooses (None: equal weights)."""
+    blend_weights: tuple[float, ...] = BLEND_WEIGHTS
+    """Candidate weights of LightGBM in the blend with the logistic regression ((1.0,): LightGBM alone)."""
 
 
 @dataclass
@@ -62,6 +68,11 @@ class TrainResult:
     calibration_losses: dict[str, float]
     leaky_allowed: dict[str, str]
     data_window: tuple[str, str]
+    robust: RobustModel  # the blend, half-life and the fit-half figures behind each choice
+    drift: pd.DataFrame  # part, month, snapshots, base_rate
+    drift_line: str
+    dominance: list[str]  # features carrying a dominant share of the model, with the question to ask
+    baseline_scores: dict[str, np.ndarray]  # rule_score / logistic -> their scores on the eval half
     trained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -77,8 +88,8 @@ class Prepared:
 
 def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> Prepared:
     attributes = tuple(a for a in frames.attributes if not (config.drop_after_contact and a.role == "after_contact"))
-    snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config.snapshots,
-                                inbound_types=taxonomy.inbound_types)
+    snapshots = store_snapshots(frames, taxonomy, config.snapshots)
+    check_snapshots(snapshots, frames.leads, frames.feedback, config.minimums)
     X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=attributes).fit(X)
     return Prepared(snapshots, vectorizer.transform_matrix(X), snapshots["label"].to_numpy().astype(np.int64),
@@ -92,32 +103,41 @@ def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainCo
     return fit(prepared, split, config)
 
 
-def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Guards, LightGBM on ``split.train``, early stopping and calibration on ``split.fit``, figures on ``split.eval``."""
-    snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
-    fs = vectorizer.feature_set_
+DOMINANCE_SAMPLE = 5_000
+"""Fit-half rows whose contributions decide which features dominate the model."""
+
+
+def _guard(prepared: Prepared, split: Split, config: TrainConfig) -> dict[str, str]:
+    y = prepared.y
     check_minimum_data(y[split.train], y[split.fit | split.eval], config.minimums)
     rng = np.random.default_rng(config.seed)
     train_idx = np.flatnonzero(split.train)
     sample = np.sort(rng.choice(train_idx, GUARD_SAMPLE, replace=False)) if train_idx.size > GUARD_SAMPLE else train_idx
-    allowed = check_leakage(matrix[sample], y[sample], fs, config.allow_leaky, config.seed)
+    return check_leakage(prepared.matrix[sample], y[sample], prepared.vectorizer.feature_set_, config.allow_leaky,
+                         config.seed)
 
-    categorical = [i for i, s in enumerate(fs.specs) if s.dtype == "category"]
-    booster = fit_lightgbm(matrix[split.train], y[split.train], matrix[split.fit], y[split.fit], categorical,
-                           config.model, config.seed)
-    calibrator, losses = fit_calibrator(raw_scores(booster, matrix[split.fit]), y[split.fit], config.seed)
-    p_fit = calibrator(raw_scores(booster, matrix[split.fit]))
-    p_eval = calibrator(raw_scores(booster, matrix[split.eval]))
-    thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
 
+def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -> TrainResult:
+    """Guards, the drift-robust model on ``split.train`` (choices and calibration on ``split.fit``), figures on ``split.eval``."""
+    snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
+    fs = vectorizer.feature_set_
+    allowed = _guard(prepared, split, config)
     frame = vectorizer.to_frame(matrix)
+    model = fit_robust(matrix, frame, y, snapshots["as_of"], split.train, split.fit, fs, config.model, config.seed,
+                       config.half_lives, config.blend_weights)
+    booster = model.booster
+    p_fit = model.probability(matrix[split.fit], frame[split.fit])
+    p_eval = model.probability(matrix[split.eval], frame[split.eval])
+    thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
     y_eval = y[split.eval]
     logistic, cats = logistic_baseline(frame[split.train], y[split.train], fs, config.seed)
+    baselines = {"rule_score": rule_score(frame[split.eval], fs),
+                 "logistic": logistic_scores(logistic, frame[split.eval], cats)}
     metrics = {
         "model": evaluate(y_eval, p_eval),
         # a points score ranks but is no probability: its calibration figures are not applicable
-        "rule_score": evaluate(y_eval, rule_score(frame[split.eval], fs), probability=False),
-        "logistic": evaluate(y_eval, logistic_scores(logistic, frame[split.eval], cats)),
+        "rule_score": evaluate(y_eval, baselines["rule_score"], probability=False),
+        "logistic": evaluate(y_eval, baselines["logistic"]),
     }
     eval_frame = frame[split.eval]
     segment = config.segment or next((s.name.removeprefix("attr_") for s in fs.specs
@@ -129,12 +149,16 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
         "family": [s.family for s in fs.specs],
         "description": [s.description for s in fs.specs],
     }).sort_values("gain", ascending=False, ignore_index=True)
+    fit_rows = np.flatnonzero(split.fit)[:DOMINANCE_SAMPLE]
+    drift = base_rate_by_month(snapshots, split)
     as_of = snapshots["as_of"]
     return TrainResult(
-        booster=booster, calibrator=calibrator, vectorizer=vectorizer, thresholds=thresholds,
+        booster=booster, calibrator=model.calibrator, vectorizer=vectorizer, thresholds=thresholds,
         score_scale=np.quantile(p_fit, np.linspace(0, 1, 101)), split=split,
         metrics=metrics, per_channel=by_group(y_eval, p_eval, eval_frame["origin"]), per_segment=per_segment,
         gains=gains_curve(y_eval, p_eval), importance=importance, eval_labels=y_eval, eval_probabilities=p_eval,
-        example_matrix=matrix[split.eval][:5], calibration_losses=losses, leaky_allowed=allowed,
-        data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"),
+        example_matrix=matrix[split.eval][:5], calibration_losses=model.calibration_losses, leaky_allowed=allowed,
+        data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"), robust=model, drift=drift,
+        drift_line=drift_line(drift, y[split.train], y[split.fit | split.eval]), baseline_scores=baselines,
+        dominance=dominance_notes(dominant_features(booster, matrix[fit_rows], fs), fs),
     )
