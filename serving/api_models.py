@@ -126,6 +126,8 @@ class CriterionOut(BaseModel):
 
 
 class ScoreResponse(BaseModel):
+    score_id: str | None = Field(None, description="Id of this score in the score log (`prospect replay` "
+                                                   "recomputes it); null when the service runs without the log.")
     lead_id: str
     as_of: datetime = Field(description="The moment the features describe (UTC).")
     probability: float = Field(description="Calibrated probability of becoming a prospect within the horizon.")

@@ -39,8 +39,9 @@ from serving.api_models import (
     ScoreResponse,
     StoredResponse,
 )
-from serving.auth import ApiKeyMiddleware
+from serving.auth import CALLER, ApiKeyMiddleware, parse_keys
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
+from serving.score_recorder import ScoreRecorder
 from serving.scoring import CreatedAfterAsOf, Scored, load_scorer
 from store.event_store import EventStore
 from store.ingest import RecordsRejected, ingest_records
@@ -53,11 +54,11 @@ class Conflict(BentoMLException):
     error_code = HTTPStatus.CONFLICT
 
 
-def _response(s: Scored) -> ScoreResponse:
+def _response(s: Scored, score_id: str | None = None) -> ScoreResponse:
     """The response model built without re-validating what scoring just produced (a batch makes 12,000 of them)."""
     reason, criterion = ReasonOut.model_construct, CriterionOut.model_construct
     return ScoreResponse.model_construct(
-        lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
+        score_id=score_id, lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
         reasons_for=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_for],
         reasons_against=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_against],
         model_version=s.model_version, score_week_ago=s.score_week_ago, trend=s.trend,
@@ -74,7 +75,7 @@ def _moment(as_of: datetime | None, skew_minutes: int) -> pd.Timestamp:
 
 def _api_key() -> str | None:
     key = os.environ.get("PROSPECT_API_KEY")
-    if not key and os.environ.get("PROSPECT_INSECURE_DEV") != "1":
+    if not key and not SETTINGS.api_keys and os.environ.get("PROSPECT_INSECURE_DEV") != "1":
         raise RuntimeError("PROSPECT_API_KEY is not set; refusing to start (use --insecure-dev for local demos)")
     return key or None
 
@@ -108,6 +109,7 @@ class ProspectService:
         self.scorer = load_scorer(self.settings)
         self.taxonomy = load_taxonomy(self.settings.taxonomy)
         self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
+        self.score_log = ScoreRecorder(self.settings, self.store, self.scorer.criteria)
         self._warm_up()
         # what is loaded now lives as long as the worker: keep the cycle collector from walking it
         # again on every full collection (a 1,000-lead batch response paused 0.2-0.3 s on them)
@@ -122,11 +124,21 @@ class ProspectService:
                                np.array([moment - 3_600_000_000], dtype=np.int64), np.array([kind], dtype=object),
                                None, now)
 
+    @bentoml.on_shutdown
+    def _flush_score_log(self) -> None:
+        """Every score acknowledged to a caller is written before the worker exits."""
+        self.score_log.close()
+
+    def _logged(self, scored: list[Scored], ctx: bentoml.Context, endpoint: str, **extra) -> list[ScoreResponse]:  # noqa: ANN003
+        ids = self.score_log.record(scored, ctx.request.scope.get(CALLER, "anonymous"), endpoint, **extra)
+        return [_response(s, i) for s, i in zip(scored, ids, strict=True)]
+
     @bentoml.api(route="/score")
-    async def score(self, request: ScoreRequest, /) -> ScoreResponse:
+    async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score one lead of the store: probability, 0-100 score, tier, reasons, trend and criteria."""
         try:
-            return _response(self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes)))
+            scored = self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes))
+            return self._logged([scored], ctx, "score")[0]
         except KeyError:
             raise NotFound("unknown lead_id: no such lead in the store") from None
         except CreatedAfterAsOf:
@@ -134,7 +146,7 @@ class ProspectService:
                                       "then") from None
 
     @bentoml.api(route="/score_payload")
-    async def score_payload(self, request: PayloadRequest, /) -> ScoreResponse:
+    async def score_payload(self, request: PayloadRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score a lead given as profile attributes and events (nothing is stored)."""
         limit = self.settings.max_payload_events
         if len(request.events) > limit:
@@ -152,19 +164,21 @@ class ProspectService:
         ts = np.array([timestamp_micros(e.ts, "events.ts") for e in events], dtype=np.int64)
         types = np.array([e.type for e in events], dtype=object)
         try:
-            return _response(self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment))
+            scored = self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment)
+            return self._logged([scored], ctx, "score_payload", payload=request.model_dump_json())[0]
         except CreatedAfterAsOf:
             raise UnprocessableEntity("lead.created_at is after as_of (default: now): nothing was known about the "
                                       "lead then") from None
 
     @bentoml.api(route="/score_batch")
-    async def score_batch(self, request: BatchRequest, /) -> BatchResponse:
+    async def score_batch(self, request: BatchRequest, /, ctx: bentoml.Context) -> BatchResponse:
         """Score up to 1,000 leads of the store in one call."""
         if len(request.lead_ids) > MAX_BATCH:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
         moment = _moment(request.as_of, self.settings.clock_skew_minutes)
         result = self.scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
-        return BatchResponse(scores=[_response(s) for s in result.scored], unknown_lead_ids=result.unknown,
+        return BatchResponse(scores=self._logged(result.scored, ctx, "score_batch", with_reasons=request.reasons),
+                             unknown_lead_ids=result.unknown,
                              created_after_as_of=result.created_later)
 
     @bentoml.api(route="/events")
@@ -205,6 +219,7 @@ class ProspectService:
                          metrics=metrics)
 
 
-ProspectService.add_asgi_middleware(ApiKeyMiddleware, api_key=_api_key())
+ProspectService.add_asgi_middleware(ApiKeyMiddleware, keys=parse_keys(_api_key(), SETTINGS.api_key_name,
+                                                                     SETTINGS.api_keys))
 ProspectService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 ProspectService.add_asgi_middleware(KeepAliveLimitMiddleware, max_requests=SETTINGS.keepalive_requests)
