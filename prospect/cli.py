@@ -307,6 +307,7 @@ def score(
     """Score leads of the store with the champion: probability, 0-100 score, tier and reasons."""
     import pandas as pd
 
+    from serving.score_recorder import ScoreRecorder
     from serving.scoring import load_scorer
     from store.event_store import EventStore
 
@@ -340,24 +341,27 @@ def score(
         scored += part.scored
         unknown += part.unknown
         later += part.created_later
+    recorder = ScoreRecorder(settings, event_store, scorer.criteria)
+    score_ids = recorder.record(scored, "cli", "cli")
+    recorder.close()
     if unknown:
         err.print(f"[yellow]not in the store, skipped:[/yellow] {len(unknown)} lead id(s), e.g. {unknown[0]}")
     if later:
         err.print(f"[yellow]created after --as-of, skipped:[/yellow] {len(later)} lead id(s), e.g. {later[0]}")
-    rows = pd.DataFrame([{"lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
+    rows = pd.DataFrame([{"score_id": i, "lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
                           "tier": s.tier, "reasons_for": " | ".join(r.text for r in s.reasons_for),
                           "reasons_against": " | ".join(r.text for r in s.reasons_against),
                           "trend": s.trend, "score_week_ago": s.score_week_ago,
                           **{f"criterion_{c.name}": c.status for c in s.criteria},
-                          "model_version": s.model_version} for s in scored])
+                          "model_version": s.model_version} for s, i in zip(scored, score_ids, strict=True)])
     if out is not None:
         rows.to_csv(out, index=False)
         console.print(f"wrote {len(rows):,} scores to {out}")
         return
-    for s in scored:
+    for s, score_id in zip(scored, score_ids, strict=True):
         chance = f"{s.probability:.1%}" if s.probability >= 0.001 else "<0.1%"  # "0.0%" reads as impossible
         console.print(f"[bold]{s.lead_id}[/bold]: {chance} (score {s.score}, {s.tier}, {s.trend}; "
-                      f"model v{s.model_version})")
+                      f"model v{s.model_version}; score id {score_id})")
         for r in s.reasons_for:
             console.print(f"  + {r.text}")
         for r in s.reasons_against:
@@ -443,6 +447,53 @@ def demo(
           store=None)
     promote(force=False, home=home, store=None)
     report(out=None, home=home, store=None)
+
+
+@app.command()
+def replay(
+    score_id: Annotated[str, typer.Argument(help="A score id from the score log (responses and `prospect score` "
+                                                  "show it).")],
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Recompute a served score with its model version and rules, and show it equals what was served."""
+    from serving.replay import Replayer
+    from store.event_store import EventStore
+    from store.score_log import ScoreLog
+
+    settings = _settings(home, store)
+    event_store = EventStore(settings.resolved_store_url)
+    r = Replayer(ScoreLog(event_store), event_store, settings.home).replay(score_id)
+    if r.served is None or r.recomputed is None:
+        err.print(f"[red]cannot replay {score_id}:[/red] {r.reason}")
+        raise typer.Exit(1)
+    e, s = r.served, r.recomputed
+    served_at = _utc_time(e["served_at"])
+    console.print(f"score {score_id}: served {served_at} to {e['caller']} ({e['endpoint']}), as of "
+                  f"{_utc_time(e['as_of'])}, model v{e['model_version']}, features {e['feature_set_version']}, "
+                  f"rules {e['rules_version']}")
+    table = Table(title="served and recomputed")
+    for col in ("", "probability", "score", "tier", "reasons", "criteria"):
+        table.add_column(col)
+    table.add_row("served", repr(e["probability"]), str(e["score"]), e["tier"],
+                  "; ".join(r[1] for r in e["reasons"]["for"] + e["reasons"]["against"]),
+                  ", ".join(f"{c[0]} {c[1]}" for c in e["criteria"]))
+    table.add_row("recomputed", repr(s.probability), str(s.score), s.tier,
+                  "; ".join(x.text for x in s.reasons_for + s.reasons_against),
+                  ", ".join(f"{c.name} {c.status}" for c in s.criteria))
+    console.print(table)
+    if r.equal:
+        console.print("equal: the same probability to the bit, the same score, tier, reasons and criteria")
+        return
+    err.print("[red]not equal:[/red] " + "; ".join(r.differences))
+    raise typer.Exit(1)
+
+
+def _utc_time(micros: int) -> str:
+    """Microseconds since the epoch as a readable UTC time."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":
