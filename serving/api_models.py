@@ -160,3 +160,26 @@ class ModelInfo(BaseModel):
     thresholds: dict[str, float]
     split: str
     metrics: dict[str, dict[str, float | None]]
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score_id: str = Field(min_length=1, max_length=64, description="A score id from an earlier response.")
+
+
+class ReplayResponse(BaseModel):
+    score_id: str
+    equal: bool = Field(description="The recomputation gave the same probability to the bit, score, tier, reasons "
+                                    "and criteria.")
+    reason: str | None = Field(description="Why it could not be recomputed (model version pruned, lead deleted).")
+    differences: list[str] = Field(description="What differs, and the likely cause.")
+    served_at: datetime
+    as_of: datetime
+    caller: str
+    model_version: str | None
+    rules_version: str | None
+    served_probability: float
+    recomputed_probability: float | None
+    served_tier: str
+    recomputed_tier: str | None

@@ -35,16 +35,20 @@ from serving.api_models import (
     ModelInfo,
     PayloadRequest,
     ReasonOut,
+    ReplayRequest,
+    ReplayResponse,
     ScoreRequest,
     ScoreResponse,
     StoredResponse,
 )
 from serving.auth import CALLER, ApiKeyMiddleware, parse_keys
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
+from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
 from serving.scoring import CreatedAfterAsOf, Scored, load_scorer
 from store.event_store import EventStore
 from store.ingest import RecordsRejected, ingest_records
+from store.score_log import ScoreLog
 
 
 EVENT_COLUMNS = ("event_id", "lead_id", "ts", "type", "channel")
@@ -110,6 +114,7 @@ class ProspectService:
         self.taxonomy = load_taxonomy(self.settings.taxonomy)
         self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
         self.score_log = ScoreRecorder(self.settings, self.store, self.scorer.criteria)
+        self.replayer = Replayer(ScoreLog(self.store), self.store, self.settings.home)
         self._warm_up()
         # what is loaded now lives as long as the worker: keep the cycle collector from walking it
         # again on every full collection (a 1,000-lead batch response paused 0.2-0.3 s on them)
@@ -206,6 +211,20 @@ class ProspectService:
         except RecordsRejected as exc:
             raise _rejected(exc, what) from None
         return StoredResponse(stored=outcome.stored, duplicates=outcome.duplicates)
+
+    @bentoml.api(route="/replay")
+    def replay(self, request: ReplayRequest, /) -> ReplayResponse:
+        """Recompute a logged score with its model version and rules; say whether it equals what was served."""
+        r = self.replayer.replay(request.score_id)
+        if r.served is None:
+            raise NotFound(f"score_id: {r.reason}")
+        e, s = r.served, r.recomputed
+        return ReplayResponse(
+            score_id=request.score_id, equal=r.equal, reason=r.reason, differences=r.differences,
+            served_at=pd.Timestamp(e["served_at"] * 1000, tz="UTC"), as_of=pd.Timestamp(e["as_of"] * 1000, tz="UTC"),
+            caller=e["caller"], model_version=e["model_version"], rules_version=e["rules_version"],
+            served_probability=e["probability"], served_tier=e["tier"],
+            recomputed_probability=None if s is None else s.probability, recomputed_tier=None if s is None else s.tier)
 
     @bentoml.api(route="/model_info")
     async def model_info(self) -> ModelInfo:
