@@ -489,6 +489,78 @@ def replay(
     raise typer.Exit(1)
 
 
+@app.command()
+def monitor(
+    since: Annotated[str | None, typer.Option(help="Start of the live period (YYYY-MM-DD); default: the day after "
+                                                   "the champion's training window.")] = None,
+    days: Annotated[float, typer.Option(help="Length of the live period, and of the end of the training window it "
+                                             "is compared with.", min=7)] = 90.0,
+    out: Annotated[Path | None, typer.Option(help="Where to write the page; default: <home>/monitor/health.html.")]
+    = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Model health: feature and score drift, and the served scores against sales' feedback; exit 1 on an alarm."""
+    import json
+
+    import pandas as pd
+
+    from features.dataset import load_frames
+    from report.health import write
+    from serving.health_gauges import health_file
+    from store.event_store import EventStore
+    from store.score_log import ScoreLog
+    from training.bundle import load_bundle
+    from training.monitor import HealthLimits, check_health
+
+    settings = _settings(home, store)
+    try:
+        bundle = load_bundle(settings.models_dir / "champion")
+        start = pd.Timestamp(since, tz="UTC") if since else None
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --since {since!r}: {exc}")
+        raise typer.Exit(2) from exc
+    event_store = EventStore(settings.resolved_store_url)
+    limits = HealthLimits(settings.monitor_feature_psi, settings.monitor_score_psi, settings.monitor_auc_drop)
+    try:
+        with err.status("comparing the live period with the training window"):
+            h = check_health(bundle, load_frames(event_store), ScoreLog(event_store).frame(), start, days, limits)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"model v{h.version}: training window {' to '.join(h.training_window)}, live period "
+                  f"{' to '.join(h.live_window)} ({h.n_live:,} live snapshots against {h.n_reference:,})")
+    table = Table(title="features that moved most (population stability index)")
+    for col in ("feature", "PSI"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    for r in h.drift.head(10).itertuples():
+        table.add_row(r.description, f"{r.psi:.3f}")
+    console.print(table)
+    console.print(f"scores: PSI {h.score_psi:.3f} ({h.score_source}); tier shares training/live: " + ", ".join(
+        f"{r.tier} {r._2:.1%}/{r._3:.1%}" for r in h.tiers.itertuples()))
+    m = h.metrics
+    auc = f"{m['roc_auc']:.3f}" if "roc_auc" in m else "n/a"
+    console.print(f"feedback on {m['n']:,} served scores ({m['prospects']:,} prospects): ROC AUC {auc} (validation "
+                  f"{m['validation_roc_auc']:.3f}), median delay {m['delay_days']:.1f} days")
+    for r in h.feedback.itertuples():
+        console.print(f"  {r.tier}: {r.scores:,} scores, prospect {r.prospect:.1%}, not prospect {r._4:.1%}, "
+                      f"unanswered {r.unanswered:.1%} ({r._6})")
+    page = write(h, out or settings.home / "monitor" / "health.html", settings.monitor_feature_psi)
+    figures = health_file(settings.home)
+    figures.parent.mkdir(parents=True, exist_ok=True)
+    figures.with_suffix(".tmp").write_text(json.dumps(h.headline()))
+    figures.with_suffix(".tmp").replace(figures)  # the service's gauges never read half a file
+    console.print(f"model health page written to {page.resolve()}")
+    if h.alarms:
+        for a in h.alarms:
+            err.print(f"[red]alarm:[/red] {a}")
+        raise typer.Exit(1)
+    console.print("no limit crossed")
+
+
 def _utc_time(micros: int) -> str:
     """Microseconds since the epoch as a readable UTC time."""
     from datetime import UTC, datetime

@@ -43,6 +43,7 @@ from serving.api_models import (
 )
 from serving.auth import CALLER, ApiKeyMiddleware, parse_keys
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
+from serving.health_gauges import HealthGauges, health_file
 from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
 from serving.scoring import CreatedAfterAsOf, Scored, load_scorer
@@ -115,6 +116,7 @@ class ProspectService:
         self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
         self.score_log = ScoreRecorder(self.settings, self.store, self.scorer.criteria)
         self.replayer = Replayer(ScoreLog(self.store), self.store, self.settings.home)
+        self.health_gauges = HealthGauges(health_file(self.settings.home))
         self._warm_up()
         # what is loaded now lives as long as the worker: keep the cycle collector from walking it
         # again on every full collection (a 1,000-lead batch response paused 0.2-0.3 s on them)
@@ -133,6 +135,7 @@ class ProspectService:
     def _flush_score_log(self) -> None:
         """Every score acknowledged to a caller is written before the worker exits."""
         self.score_log.close()
+        self.health_gauges.close()
 
     def _logged(self, scored: list[Scored], ctx: bentoml.Context, endpoint: str, **extra) -> list[ScoreResponse]:  # noqa: ANN003
         ids = self.score_log.record(scored, ctx.request.scope.get(CALLER, "anonymous"), endpoint, **extra)
