@@ -3,7 +3,9 @@ stops, and replays a logged score over HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,8 +97,16 @@ def test_scores_are_logged_by_caller_and_written_before_shutdown_then_replayed(h
     server_log = (folder / "serve.log").read_text()
     assert not any(key in server_log for key in KEYS.values()) and "L0000007" not in server_log
 
+    # what `prospect monitor` leaves for the service: its headline figures, shown as gauges on /metrics
+    (folder / "monitor").mkdir(exist_ok=True)
+    (folder / "monitor" / "health.json").write_text(json.dumps({
+        "max_feature_psi": 0.84, "score_psi": 0.03, "feedback_roc_auc": 0.81, "feedback_ece": 0.012,
+        "scores_with_feedback": 1523, "feedback_delay_days": 13.8, "live_prospect_ready_share": 0.018, "alarms": 2}))
     proc, base = _serve(folder, env)
     try:
+        metrics = httpx.get(f"{base}/metrics").text
+        assert re.search(r"^prospect_model_max_feature_psi(\{[^}]*\})? 0\.84$", metrics, re.M), metrics[-2000:]
+        assert re.search(r"^prospect_model_alarms(\{[^}]*\})? 2\.0$", metrics, re.M)
         for score_id, caller in ids.items():
             r = _post(base, "/replay", caller, {"score_id": score_id})
             assert r.status_code == 200, r.text
