@@ -22,6 +22,9 @@ err = Console(stderr=True, soft_wrap=True)
 PACKAGED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Working folder (default: $PROSPECT_HOME or ./var).")]
+CapacityOpt = Annotated[str | None, typer.Option("--capacity", help="Leads a week sales can call, e.g. 50/week: "
+                                                "the prospect-ready cut-off is set so that about this many reach it "
+                                                "(from the recent arrival rate) instead of the top 5%.")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the event store "
                                                              "(default: $PROSPECT_STORE_URL or SQLite in the home folder).")]
 
@@ -29,6 +32,20 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of
 def _settings(home: Path | None, store: str | None = None) -> Settings:
     overrides = {k: v for k, v in {"home": home, "store_url": store}.items() if v is not None}
     return Settings(**overrides)
+
+
+def _per_week(capacity: str | None) -> float | None:
+    """``50/week`` or ``50`` -> 50.0; anything else stops with a clear message."""
+    if capacity is None:
+        return None
+    try:
+        value = float(capacity.strip().removesuffix("/week").strip())
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        err.print(f"[red]error:[/red] --capacity {capacity!r}: give leads a week as a positive number, e.g. 50/week")
+        raise typer.Exit(2)
+    return value
 
 
 def _progress() -> Progress:
@@ -191,6 +208,7 @@ def train(
                                                    "guard (repeatable); the run records it.")] = [],  # noqa: B006
     drop_after_contact: Annotated[bool, typer.Option(help="Leave out attributes the mapping marks as recorded by "
                                                           "sales after contact.")] = False,
+    capacity: CapacityOpt = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -206,7 +224,8 @@ def train(
     settings = _settings(home, store)
     frames = load_frames(EventStore(settings.resolved_store_url))
     config = TrainConfig(snapshots=SnapshotConfig(cadence, horizon), valid_share=valid_share, seed=seed,
-                         allow_leaky=tuple(allow_leaky), drop_after_contact=drop_after_contact)
+                         allow_leaky=tuple(allow_leaky), drop_after_contact=drop_after_contact,
+                         capacity_per_week=_per_week(capacity))
     with err.status("training: snapshots, features, split, LightGBM, calibration, baselines"):
         try:
             result = run(frames, load_taxonomy(settings.taxonomy), config)
@@ -230,6 +249,7 @@ def train(
     console.print(f"tiers: prospect-ready at p >= {t.ready:.4f} (top {t.ready_share:.0%}), "
                   f"warming at p >= {t.warming:.4f} (next {t.warming_share:.0%}); calibration: "
                   f"{result.calibrator.method}; {result.booster.best_iteration} trees")
+    console.print(f"tiers set by {t.policy}")
     if result.leaky_allowed:
         console.print("[yellow]allowed despite the leakage guard:[/yellow] " + "; ".join(
             f"{k} ({v})" for k, v in result.leaky_allowed.items()))
@@ -443,8 +463,8 @@ def demo(
     generate(leads=leads, seed=7, start="2025-01-06", months=12, out=None, home=home)
     ingest(mapping=PACKAGED_MAPPINGS / "demo.yaml", data_dir=None, home=home, store=None)
     features(cadence=7.0, horizon=30.0, home=home, store=None)
-    train(horizon=30.0, cadence=7.0, valid_share=0.25, seed=7, allow_leaky=[], drop_after_contact=False, home=home,
-          store=None)
+    train(horizon=30.0, cadence=7.0, valid_share=0.25, seed=7, allow_leaky=[], drop_after_contact=False,
+          capacity=None, home=home, store=None)
     promote(force=False, home=home, store=None)
     report(out=None, home=home, store=None)
 

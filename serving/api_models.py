@@ -158,6 +158,8 @@ class ModelInfo(BaseModel):
     feature_set_version: str
     horizon_days: float
     thresholds: dict[str, float]
+    tier_policy: str = Field("percentiles", description="What set the tier cut-offs: percentiles of validation "
+                                                        "leads, or the sales team's weekly capacity.")
     split: str
     metrics: dict[str, dict[str, float | None]]
 

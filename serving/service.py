@@ -237,7 +237,8 @@ class ProspectService:
         metrics = {k: {m: (None if v != v else v) for m, v in figures.items()} for k, figures in meta["metrics"].items()}
         return ModelInfo(version=meta.get("version"), trained_at=meta["trained_at"], data_window=meta["data_window"],
                          feature_set_version=meta["feature_set_version"], horizon_days=meta["horizon_days"],
-                         thresholds={"prospect_ready": t.ready, "warming": t.warming}, split=meta["split"],
+                         thresholds={"prospect_ready": t.ready, "warming": t.warming}, tier_policy=t.policy,
+                         split=meta["split"],
                          metrics=metrics)
 
 

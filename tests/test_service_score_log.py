@@ -107,6 +107,8 @@ def test_scores_are_logged_by_caller_and_written_before_shutdown_then_replayed(h
         metrics = httpx.get(f"{base}/metrics").text
         assert re.search(r"^prospect_model_max_feature_psi(\{[^}]*\})? 0\.84$", metrics, re.M), metrics[-2000:]
         assert re.search(r"^prospect_model_alarms(\{[^}]*\})? 2\.0$", metrics, re.M)
+        info = _post(base, "/model_info", "ops", {}).json()
+        assert info["tier_policy"].startswith("percentiles: the top 5%"), info
         for score_id, caller in ids.items():
             r = _post(base, "/replay", caller, {"score_id": score_id})
             assert r.status_code == 200, r.text

@@ -117,6 +117,7 @@ Trained {metadata['trained_at']} on snapshots from {metadata['data_window'][0]} 
 Base rate on the held-out snapshots: {m['model']['base_rate']:.2%} of {m['model']['n']:,}.
 
 ## Tiers
+Set by {t.policy}.
 - prospect-ready: probability >= {t.ready:.4f} (the top {t.ready_share:.0%} of validation leads)
 - warming: probability >= {t.warming:.4f} (the next {t.warming_share:.0%})
 - early lead: the rest

@@ -22,7 +22,7 @@ from training.guards import Minimums, check_leakage, check_minimum_data
 from training.metrics import by_group, evaluate, gains_curve
 from training.model import ModelParams, fit_lightgbm, raw_scores
 from training.split import Split, split_snapshots
-from training.tiers import Thresholds, choose_thresholds
+from training.tiers import Thresholds, arrivals_per_week, capacity_thresholds, choose_thresholds
 
 GUARD_SAMPLE = 200_000
 """The leakage guard scores each feature on at most this many training snapshots (seeded sample)."""
@@ -41,6 +41,8 @@ class TrainConfig:
     minimums: Minimums = Minimums()
     segment: str | None = None
     """Attribute to break the evaluation down by (default: the first categorical profile attribute)."""
+    capacity_per_week: float | None = None
+    """Set the prospect-ready cut-off so that about this many leads a week reach it (else: ready_share)."""
 
 
 @dataclass
@@ -89,10 +91,11 @@ def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainCo
     """Train, calibrate and evaluate a model on the store's leads, events and feedback."""
     prepared = prepare(frames, taxonomy, config)
     split = split_snapshots(prepared.snapshots, config.snapshots.horizon_days, config.valid_share, config.seed)
-    return fit(prepared, split, config)
+    return fit(prepared, split, config, arrivals_per_week(frames.leads["created_at"]))
 
 
-def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -> TrainResult:
+def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(),
+        arrivals: float | None = None) -> TrainResult:
     """Guards, LightGBM on ``split.train``, early stopping and calibration on ``split.fit``, figures on ``split.eval``."""
     snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
     fs = vectorizer.feature_set_
@@ -109,6 +112,9 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
     p_fit = calibrator(raw_scores(booster, matrix[split.fit]))
     p_eval = calibrator(raw_scores(booster, matrix[split.eval]))
     thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
+    if config.capacity_per_week is not None:  # ``arrivals``: leads a week, recently (see train)
+        thresholds = capacity_thresholds(p_fit, snapshots.loc[split.fit, "lead_id"].to_numpy(),
+                                         config.capacity_per_week, arrivals, config.warming_share)
 
     frame = vectorizer.to_frame(matrix)
     y_eval = y[split.eval]
