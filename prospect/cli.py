@@ -581,6 +581,46 @@ def monitor(
     console.print("no limit crossed")
 
 
+@app.command()
+def retrain(
+    capacity: CapacityOpt = None,
+    force: Annotated[bool, typer.Option(help="Retrain even if no feedback arrived since the last retrain.")] = False,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Train on all feedback so far, promote if better, export and report; does nothing when nothing new arrived."""
+    from contract.taxonomy import load_taxonomy
+    from prospect.retrain import RetrainBusy
+    from prospect.retrain import retrain as run
+    from training.guards import TrainingStopped
+    from training.registry import PromotionError
+    from training.train import TrainConfig
+
+    settings = _settings(home, store)
+    config = TrainConfig(capacity_per_week=_per_week(capacity))
+    try:
+        with err.status("retraining: train, compare with the champion, export, report"):
+            out = run(settings, load_taxonomy(settings.taxonomy), config, force=force)
+    except RetrainBusy as exc:
+        err.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(1) from exc
+    except (TrainingStopped, PromotionError) as exc:
+        err.print(f"[red]stopped:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if not out.trained:
+        console.print(f"nothing new since the last retrain ({out.mark.describe()}): nothing done")
+        return
+    since = f"{out.previous.describe()} before" if out.previous else "first retrain"
+    console.print(f"trained on {out.mark.describe()} ({since}); registered version {out.version} as challenger")
+    console.print(_metrics_table(out.result))
+    c = out.comparison
+    champion = "no champion yet" if c.champion is None else f"champion v{c.champion} ROC AUC {c.champion_auc:.4f}"
+    console.print(f"challenger v{c.challenger} ROC AUC {c.challenger_auc:.4f} vs {champion} on {c.n:,} snapshots: "
+                  + (f"promoted v{c.challenger}; bundle exported to {settings.models_dir / 'champion'}" if c.promoted
+                     else f"kept v{c.champion}"))
+    console.print(f"report written to {out.report.resolve()}")
+
+
 def _utc_time(micros: int) -> str:
     """Microseconds since the epoch as a readable UTC time."""
     from datetime import UTC, datetime
