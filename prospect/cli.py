@@ -61,6 +61,9 @@ def generate(
     months: Annotated[int, typer.Option(help="Months over which leads arrive.", min=1)] = 12,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <home>/demo).")] = None,
     home: HomeOpt = None,
+    shift_at: Annotated[str | None, typer.Option(help="From this date (YYYY-MM-DD) leads act in the evening, most "
+                                                      "new ones come from events and from small companies: a "
+                                                      "scenario for `prospect monitor`.")] = None,
 ) -> None:
     """Simulate a B2B funnel and write leads, events, feedback and ground truth as Parquet."""
     from contract.taxonomy import load_taxonomy
@@ -68,7 +71,7 @@ def generate(
 
     settings = _settings(home)
     target = out or settings.demo_dir
-    cfg = FunnelConfig(n_leads=leads, seed=seed, start=start, months=months)
+    cfg = FunnelConfig(n_leads=leads, seed=seed, start=start, months=months, shift_at=shift_at)
     with _progress() as progress:
         task = progress.add_task("simulating leads", total=leads)
         try:

@@ -147,3 +147,24 @@ def test_the_health_page_renders_every_section_in_chromium(homes) -> None:  # no
         page.screenshot(path=str(ARTIFACTS / "health.png"), full_page=True)
         browser.close()
     assert not problems, problems
+
+
+def test_generate_shift_at_moves_only_what_it_names(tmp_path) -> None:  # noqa: ANN001
+    runner = CliRunner()
+    for name, extra in (("steady", []), ("shifted", ["--shift-at", SHIFT])):
+        result = runner.invoke(app, ["generate", "--leads", "600", "--seed", "4", "--out", str(tmp_path / name),
+                                     "--home", str(tmp_path), *extra])
+        assert result.exit_code == 0, result.output
+    read = {n: {t: pd.read_parquet(tmp_path / n / f"{t}.parquet") for t in ("leads", "events", "feedback")}
+            for n in ("steady", "shifted")}
+    steady, shifted = read["steady"], read["shifted"]
+    pd.testing.assert_frame_equal(steady["feedback"], shifted["feedback"])  # same conversions and answers
+    before = steady["leads"]["created_at"] < T
+    pd.testing.assert_frame_equal(steady["leads"][before], shifted["leads"][before])
+    late = shifted["events"][shifted["events"]["ts"] >= T]
+    inbound = late[~late["type"].isin(["email_sent", "call_attempt", "linkedin_message_sent"])]
+    assert (inbound["ts"].dt.hour >= 19).all() and len(inbound) > 100
+    assert (shifted["leads"].loc[~before, "source"] == "events").mean() > 0.6
+    bad = runner.invoke(app, ["generate", "--leads", "10", "--shift-at", "someday", "--out", str(tmp_path / "x"),
+                              "--home", str(tmp_path)])
+    assert bad.exit_code == 2 and "someday" in bad.output
