@@ -63,7 +63,8 @@ def _response(s: Scored, score_id: str | None = None) -> ScoreResponse:
     """The response model built without re-validating what scoring just produced (a batch makes 12,000 of them)."""
     reason, criterion = ReasonOut.model_construct, CriterionOut.model_construct
     return ScoreResponse.model_construct(
-        score_id=score_id, lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
+        score_id=score_id,
+        lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
         reasons_for=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_for],
         reasons_against=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_against],
         model_version=s.model_version, score_week_ago=s.score_week_ago, trend=s.trend,

@@ -168,3 +168,20 @@ def test_generate_shift_at_moves_only_what_it_names(tmp_path) -> None:  # noqa: 
     bad = runner.invoke(app, ["generate", "--leads", "10", "--shift-at", "someday", "--out", str(tmp_path / "x"),
                               "--home", str(tmp_path)])
     assert bad.exit_code == 2 and "someday" in bad.output
+
+
+def test_psi_is_zero_for_the_same_distribution_and_grows_with_the_shift() -> None:
+    from training.drift import psi
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 1, 20_000)
+    assert psi(ref, rng.normal(0, 1, 20_000)) < 0.01
+    small, large = psi(ref, rng.normal(0.3, 1, 20_000)), psi(ref, rng.normal(1.0, 1, 20_000))
+    assert 0.05 < small < 0.25 < large
+    # a feature that starts being missing moves too: missing is a bin of its own
+    gone = np.where(rng.random(20_000) < 0.5, np.nan, rng.normal(0, 1, 20_000))
+    assert psi(ref, gone) > 0.25
+    # categories: a new one counts as one more bin; the same mix gives about zero
+    cats = rng.integers(0, 4, 20_000).astype(float)
+    assert psi(cats, rng.integers(0, 4, 20_000).astype(float), categorical=True) < 0.01
+    assert psi(cats, np.full(5_000, 9.0), categorical=True) > 1
