@@ -12,7 +12,9 @@ real service is started on 127.0.0.1 with an API key and measured:
   batch_no_reasons_leads_per_s with ``reasons: false``; inprocess_batch_leads_per_s is the same
   1,000-lead call (with reasons) without HTTP;
 - treeshap_leads_per_s: LightGBM's own exact per-feature contributions (the reasons' TreeSHAP) for
-  the same 1,000 leads on all cores and nothing else: the ceiling for any batch with reasons.
+  the same 1,000 leads on all cores and nothing else: the ceiling for any batch with reasons;
+- score_log_p50_ratio: /score p50 with the score log on over off: a second service without the log
+  runs beside the first, and requests alternate between the two, so both see the same machine load.
 
 The load generator runs on the same two cores as the service, so rps_16 is a floor.
 Usage: python benchmarks/serving.py [--leads 20000] [--workers 2] [--seconds 20]. Last line: JSON.
@@ -48,6 +50,7 @@ from serving.scoring import load_scorer  # noqa: E402
 from simulator.funnel import FunnelConfig, generate  # noqa: E402
 from store.event_store import EventStore  # noqa: E402
 from store.ingest import ingest, ingest_records  # noqa: E402
+from store.score_log import ScoreLog  # noqa: E402
 from training.bundle import save_bundle  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
@@ -133,6 +136,22 @@ async def _load(port: int, ids: list[str], clients: int, seconds: float) -> tupl
     return done, failed
 
 
+def _alternate(ports: tuple[int, int], ids: list[str], n: int) -> tuple[list[float], list[float]]:
+    """Sequential /score latencies on two services, one request each in turn."""
+    conns = [http.client.HTTPConnection("127.0.0.1", p) for p in ports]
+    times: tuple[list[float], list[float]] = ([], [])
+    for k in range(n):
+        for conn, out in zip(conns, times, strict=True):
+            t0 = time.perf_counter()
+            status, _ = _post(conn, "/score", {"lead_id": ids[k % len(ids)], "as_of": AS_OF})
+            out.append((time.perf_counter() - t0) * 1e3)
+            if status != 200:
+                raise RuntimeError(f"/score answered {status}")
+    for conn in conns:
+        conn.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=20_000, help="Leads to generate.")
@@ -209,9 +228,18 @@ def main() -> None:
                 quick_s.append(time.perf_counter() - t0)
                 failed += status != 200
             conn.close()
+            off_port = _free_port()
+            off = _start({**env, "PROSPECT_SCORE_LOG": "0"}, off_port, folder / "serve-no-log.log")
+            try:
+                _alternate((port, off_port), ids, 100)  # warm both
+                log_on, log_off = _alternate((port, off_port), ids, args.requests)
+            finally:
+                off.terminate()
+                off.wait(timeout=30)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        logged = ScoreLog(store).count()
         store.close()
 
     p50 = float(np.median(latencies))
@@ -230,11 +258,16 @@ def main() -> None:
         "inprocess_batch_leads_per_s": round(len(ids) / float(np.median(batch_inprocess))),
         "treeshap_leads_per_s": round(len(ids) / float(np.median(treeshap_s))),
         "model_trees": booster.num_trees(),
+        "score_log_on_p50_ms": round(float(np.median(log_on)), 3),
+        "score_log_off_p50_ms": round(float(np.median(log_off)), 3),
+        "score_log_p50_ratio": round(float(np.median(log_on)) / float(np.median(log_off)), 3),
+        "score_log_entries": logged,
     }
     print(f"one lead by id over HTTP: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; in-process p50 "
           f"{result['inprocess_p50_ms']} ms; 16 clients: {result['rps_16']} req/s; batch of 1,000: "
           f"{result['batch_leads_per_s']:,} leads/s ({result['batch_no_reasons_leads_per_s']:,} without reasons; "
-          f"exact contributions alone {result['treeshap_leads_per_s']:,})")
+          f"exact contributions alone {result['treeshap_leads_per_s']:,}); /score p50 with the score log "
+          f"{result['score_log_on_p50_ms']} ms, without {result['score_log_off_p50_ms']} ms")
     print(json.dumps(result))
 
 

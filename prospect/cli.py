@@ -22,6 +22,9 @@ err = Console(stderr=True, soft_wrap=True)
 PACKAGED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Working folder (default: $PROSPECT_HOME or ./var).")]
+CapacityOpt = Annotated[str | None, typer.Option("--capacity", help="Leads a week sales can call, e.g. 50/week: "
+                                                "the prospect-ready cut-off is set so that about this many reach it "
+                                                "(from the recent arrival rate) instead of the top 5%.")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the event store "
                                                              "(default: $PROSPECT_STORE_URL or SQLite in the home folder).")]
 
@@ -29,6 +32,20 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of
 def _settings(home: Path | None, store: str | None = None) -> Settings:
     overrides = {k: v for k, v in {"home": home, "store_url": store}.items() if v is not None}
     return Settings(**overrides)
+
+
+def _per_week(capacity: str | None) -> float | None:
+    """``50/week`` or ``50`` -> 50.0; anything else stops with a clear message."""
+    if capacity is None:
+        return None
+    try:
+        value = float(capacity.strip().removesuffix("/week").strip())
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        err.print(f"[red]error:[/red] --capacity {capacity!r}: give leads a week as a positive number, e.g. 50/week")
+        raise typer.Exit(2)
+    return value
 
 
 def _progress() -> Progress:
@@ -44,6 +61,9 @@ def generate(
     months: Annotated[int, typer.Option(help="Months over which leads arrive.", min=1)] = 12,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <home>/demo).")] = None,
     home: HomeOpt = None,
+    shift_at: Annotated[str | None, typer.Option(help="From this date (YYYY-MM-DD) leads act in the evening, most "
+                                                      "new ones come from events and from small companies: a "
+                                                      "scenario for `prospect monitor`.")] = None,
 ) -> None:
     """Simulate a B2B funnel and write leads, events, feedback and ground truth as Parquet."""
     from contract.taxonomy import load_taxonomy
@@ -51,7 +71,7 @@ def generate(
 
     settings = _settings(home)
     target = out or settings.demo_dir
-    cfg = FunnelConfig(n_leads=leads, seed=seed, start=start, months=months)
+    cfg = FunnelConfig(n_leads=leads, seed=seed, start=start, months=months, shift_at=shift_at)
     with _progress() as progress:
         task = progress.add_task("simulating leads", total=leads)
         try:
@@ -191,6 +211,7 @@ def train(
                                                    "guard (repeatable); the run records it.")] = [],  # noqa: B006
     drop_after_contact: Annotated[bool, typer.Option(help="Leave out attributes the mapping marks as recorded by "
                                                           "sales after contact.")] = False,
+    capacity: CapacityOpt = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -206,7 +227,8 @@ def train(
     settings = _settings(home, store)
     frames = load_frames(EventStore(settings.resolved_store_url))
     config = TrainConfig(snapshots=SnapshotConfig(cadence, horizon), valid_share=valid_share, seed=seed,
-                         allow_leaky=tuple(allow_leaky), drop_after_contact=drop_after_contact)
+                         allow_leaky=tuple(allow_leaky), drop_after_contact=drop_after_contact,
+                         capacity_per_week=_per_week(capacity))
     with err.status("training: snapshots, features, split, LightGBM, calibration, baselines"):
         try:
             result = run(frames, load_taxonomy(settings.taxonomy), config)
@@ -234,6 +256,7 @@ def train(
     console.print(f"tiers: prospect-ready at p >= {t.ready:.4f} (top {t.ready_share:.0%}), "
                   f"warming at p >= {t.warming:.4f} (next {t.warming_share:.0%}); calibration: "
                   f"{result.calibrator.method}; {result.booster.best_iteration} trees")
+    console.print(f"tiers set by {t.policy}")
     if result.leaky_allowed:
         console.print("[yellow]allowed despite the leakage guard:[/yellow] " + "; ".join(
             f"{k} ({v})" for k, v in result.leaky_allowed.items()))
@@ -318,6 +341,7 @@ def score(
     """Score leads of the store with the champion: probability, 0-100 score, tier and reasons."""
     import pandas as pd
 
+    from serving.score_recorder import ScoreRecorder
     from serving.scoring import load_scorer
     from store.event_store import EventStore
 
@@ -351,24 +375,27 @@ def score(
         scored += part.scored
         unknown += part.unknown
         later += part.created_later
+    recorder = ScoreRecorder(settings, event_store, scorer.criteria)
+    score_ids = recorder.record(scored, "cli", "cli")
+    recorder.close()
     if unknown:
         err.print(f"[yellow]not in the store, skipped:[/yellow] {len(unknown)} lead id(s), e.g. {unknown[0]}")
     if later:
         err.print(f"[yellow]created after --as-of, skipped:[/yellow] {len(later)} lead id(s), e.g. {later[0]}")
-    rows = pd.DataFrame([{"lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
+    rows = pd.DataFrame([{"score_id": i, "lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
                           "tier": s.tier, "reasons_for": " | ".join(r.text for r in s.reasons_for),
                           "reasons_against": " | ".join(r.text for r in s.reasons_against),
                           "trend": s.trend, "score_week_ago": s.score_week_ago,
                           **{f"criterion_{c.name}": c.status for c in s.criteria},
-                          "model_version": s.model_version} for s in scored])
+                          "model_version": s.model_version} for s, i in zip(scored, score_ids, strict=True)])
     if out is not None:
         rows.to_csv(out, index=False)
         console.print(f"wrote {len(rows):,} scores to {out}")
         return
-    for s in scored:
+    for s, score_id in zip(scored, score_ids, strict=True):
         chance = f"{s.probability:.1%}" if s.probability >= 0.001 else "<0.1%"  # "0.0%" reads as impossible
         console.print(f"[bold]{s.lead_id}[/bold]: {chance} (score {s.score}, {s.tier}, {s.trend}; "
-                      f"model v{s.model_version})")
+                      f"model v{s.model_version}; score id {score_id})")
         for r in s.reasons_for:
             console.print(f"  + {r.text}")
         for r in s.reasons_against:
@@ -450,10 +477,169 @@ def demo(
     generate(leads=leads, seed=7, start="2025-01-06", months=12, out=None, home=home)
     ingest(mapping=PACKAGED_MAPPINGS / "demo.yaml", data_dir=None, home=home, store=None)
     features(cadence=7.0, horizon=30.0, home=home, store=None)
-    train(horizon=30.0, cadence=7.0, valid_share=0.25, seed=7, allow_leaky=[], drop_after_contact=False, home=home,
-          store=None)
+    train(horizon=30.0, cadence=7.0, valid_share=0.25, seed=7, allow_leaky=[], drop_after_contact=False,
+          capacity=None, home=home, store=None)
     promote(force=False, home=home, store=None)
     report(out=None, home=home, store=None)
+
+
+@app.command()
+def replay(
+    score_id: Annotated[str, typer.Argument(help="A score id from the score log (responses and `prospect score` "
+                                                  "show it).")],
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Recompute a served score with its model version and rules, and show it equals what was served."""
+    from serving.replay import Replayer
+    from store.event_store import EventStore
+    from store.score_log import ScoreLog
+
+    settings = _settings(home, store)
+    event_store = EventStore(settings.resolved_store_url)
+    r = Replayer(ScoreLog(event_store), event_store, settings.home).replay(score_id)
+    if r.served is None or r.recomputed is None:
+        err.print(f"[red]cannot replay {score_id}:[/red] {r.reason}")
+        raise typer.Exit(1)
+    e, s = r.served, r.recomputed
+    served_at = _utc_time(e["served_at"])
+    console.print(f"score {score_id}: served {served_at} to {e['caller']} ({e['endpoint']}), as of "
+                  f"{_utc_time(e['as_of'])}, model v{e['model_version']}, features {e['feature_set_version']}, "
+                  f"rules {e['rules_version']}")
+    table = Table(title="served and recomputed")
+    for col in ("", "probability", "score", "tier", "reasons", "criteria"):
+        table.add_column(col)
+    table.add_row("served", repr(e["probability"]), str(e["score"]), e["tier"],
+                  "; ".join(r[1] for r in e["reasons"]["for"] + e["reasons"]["against"]),
+                  ", ".join(f"{c[0]} {c[1]}" for c in e["criteria"]))
+    table.add_row("recomputed", repr(s.probability), str(s.score), s.tier,
+                  "; ".join(x.text for x in s.reasons_for + s.reasons_against),
+                  ", ".join(f"{c.name} {c.status}" for c in s.criteria))
+    console.print(table)
+    if r.equal:
+        console.print("equal: the same probability to the bit, the same score, tier, reasons and criteria")
+        return
+    err.print("[red]not equal:[/red] " + "; ".join(r.differences))
+    raise typer.Exit(1)
+
+
+@app.command()
+def monitor(
+    since: Annotated[str | None, typer.Option(help="Start of the live period (YYYY-MM-DD); default: the day after "
+                                                   "the champion's training window.")] = None,
+    days: Annotated[float, typer.Option(help="Length of the live period, and of the end of the training window it "
+                                             "is compared with.", min=7)] = 90.0,
+    out: Annotated[Path | None, typer.Option(help="Where to write the page; default: <home>/monitor/health.html.")]
+    = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Model health: feature and score drift, and the served scores against sales' feedback; exit 1 on an alarm."""
+    import json
+
+    import pandas as pd
+
+    from features.dataset import load_frames
+    from report.health import write
+    from serving.health_gauges import health_file
+    from store.event_store import EventStore
+    from store.score_log import ScoreLog
+    from training.bundle import load_bundle
+    from training.monitor import HealthLimits, check_health
+
+    settings = _settings(home, store)
+    try:
+        bundle = load_bundle(settings.models_dir / "champion")
+        start = pd.Timestamp(since, tz="UTC") if since else None
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --since {since!r}: {exc}")
+        raise typer.Exit(2) from exc
+    event_store = EventStore(settings.resolved_store_url)
+    limits = HealthLimits(settings.monitor_feature_psi, settings.monitor_score_psi, settings.monitor_auc_drop)
+    try:
+        with err.status("comparing the live period with the training window"):
+            h = check_health(bundle, load_frames(event_store), ScoreLog(event_store).frame(), start, days, limits)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"model v{h.version}: training window {' to '.join(h.training_window)}, live period "
+                  f"{' to '.join(h.live_window)} ({h.n_live:,} live snapshots against {h.n_reference:,})")
+    table = Table(title="features that moved most (population stability index)")
+    for col in ("feature", "PSI"):
+        table.add_column(col, justify="left" if col == "feature" else "right")
+    for r in h.drift.head(10).itertuples():
+        table.add_row(r.description, f"{r.psi:.3f}")
+    console.print(table)
+    console.print(f"scores: PSI {h.score_psi:.3f} ({h.score_source}); tier shares training/live: " + ", ".join(
+        f"{r.tier} {r._2:.1%}/{r._3:.1%}" for r in h.tiers.itertuples()))
+    m = h.metrics
+    auc = f"{m['roc_auc']:.3f}" if "roc_auc" in m else "n/a"
+    console.print(f"feedback on {m['n']:,} served scores ({m['prospects']:,} prospects): ROC AUC {auc} (validation "
+                  f"{m['validation_roc_auc']:.3f}), median delay {m['delay_days']:.1f} days")
+    for r in h.feedback.itertuples():
+        console.print(f"  {r.tier}: {r.scores:,} scores, prospect {r.prospect:.1%}, not prospect {r._4:.1%}, "
+                      f"unanswered {r.unanswered:.1%} ({r._6})")
+    page = write(h, out or settings.home / "monitor" / "health.html", settings.monitor_feature_psi)
+    figures = health_file(settings.home)
+    figures.parent.mkdir(parents=True, exist_ok=True)
+    figures.with_suffix(".tmp").write_text(json.dumps(h.headline()))
+    figures.with_suffix(".tmp").replace(figures)  # the service's gauges never read half a file
+    console.print(f"model health page written to {page.resolve()}")
+    if h.alarms:
+        for a in h.alarms:
+            err.print(f"[red]alarm:[/red] {a}")
+        raise typer.Exit(1)
+    console.print("no limit crossed")
+
+
+@app.command()
+def retrain(
+    capacity: CapacityOpt = None,
+    force: Annotated[bool, typer.Option(help="Retrain even if no feedback arrived since the last retrain.")] = False,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Train on all feedback so far, promote if better, export and report; does nothing when nothing new arrived."""
+    from contract.taxonomy import load_taxonomy
+    from prospect.retrain import RetrainBusy
+    from prospect.retrain import retrain as run
+    from training.guards import TrainingStopped
+    from training.registry import PromotionError
+    from training.train import TrainConfig
+
+    settings = _settings(home, store)
+    config = TrainConfig(capacity_per_week=_per_week(capacity))
+    try:
+        with err.status("retraining: train, compare with the champion, export, report"):
+            out = run(settings, load_taxonomy(settings.taxonomy), config, force=force)
+    except RetrainBusy as exc:
+        err.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(1) from exc
+    except (TrainingStopped, PromotionError) as exc:
+        err.print(f"[red]stopped:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if not out.trained:
+        console.print(f"nothing new since the last retrain ({out.mark.describe()}): nothing done")
+        return
+    since = f"{out.previous.describe()} before" if out.previous else "first retrain"
+    console.print(f"trained on {out.mark.describe()} ({since}); registered version {out.version} as challenger")
+    console.print(_metrics_table(out.result))
+    c = out.comparison
+    champion = "no champion yet" if c.champion is None else f"champion v{c.champion} ROC AUC {c.champion_auc:.4f}"
+    console.print(f"challenger v{c.challenger} ROC AUC {c.challenger_auc:.4f} vs {champion} on {c.n:,} snapshots: "
+                  + (f"promoted v{c.challenger}; bundle exported to {settings.models_dir / 'champion'}" if c.promoted
+                     else f"kept v{c.champion}"))
+    console.print(f"report written to {out.report.resolve()}")
+
+
+def _utc_time(micros: int) -> str:
+    """Microseconds since the epoch as a readable UTC time."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":

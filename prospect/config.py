@@ -46,6 +46,17 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(
         0.005, ge=0, lt=1, description="Promote a challenger when the lower bound of the 95% paired bootstrap interval "
         "of AUC(challenger) - AUC(champion) is above minus this margin.")
+    api_key_name: str = Field("default", min_length=1, description="Name of the caller holding PROSPECT_API_KEY, "
+                              "recorded in the score log (the key itself never is).")
+    api_keys: str | None = Field(None, description="More callers, each with its own key: 'name:key,name:key'.")
+    score_log: bool = Field(True, description="Record every score handed out in the score log (store table).")
+    score_log_retention_days: float = Field(400, gt=0, description="Score log entries older than this are deleted.")
+    score_log_flush_seconds: float = Field(0.2, gt=0, description="The score log writer inserts at least this often.")
+    monitor_feature_psi: float = Field(0.25, gt=0, description="Monitor alarm: a feature's population stability "
+                                       "index (live period against the training window) above this.")
+    monitor_score_psi: float = Field(0.25, gt=0, description="Monitor alarm: the score distribution's PSI above this.")
+    monitor_auc_drop: float = Field(0.10, gt=0, description="Monitor alarm: ROC AUC on feedback for served scores "
+                                    "this far below the validation ROC AUC.")
 
     @property
     def resolved_tracking_uri(self) -> str:

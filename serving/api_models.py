@@ -126,6 +126,8 @@ class CriterionOut(BaseModel):
 
 
 class ScoreResponse(BaseModel):
+    score_id: str | None = Field(None, description="Id of this score in the score log (`prospect replay` "
+                                                   "recomputes it); null when the service runs without the log.")
     lead_id: str
     as_of: datetime = Field(description="The moment the features describe (UTC).")
     probability: float = Field(description="Calibrated probability of becoming a prospect within the horizon.")
@@ -156,5 +158,30 @@ class ModelInfo(BaseModel):
     feature_set_version: str
     horizon_days: float
     thresholds: dict[str, float]
+    tier_policy: str = Field("percentiles", description="What set the tier cut-offs: percentiles of validation "
+                                                        "leads, or the sales team's weekly capacity.")
     split: str
     metrics: dict[str, dict[str, float | None]]
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score_id: str = Field(min_length=1, max_length=64, description="A score id from an earlier response.")
+
+
+class ReplayResponse(BaseModel):
+    score_id: str
+    equal: bool = Field(description="The recomputation gave the same probability to the bit, score, tier, reasons "
+                                    "and criteria.")
+    reason: str | None = Field(description="Why it could not be recomputed (model version pruned, lead deleted).")
+    differences: list[str] = Field(description="What differs, and the likely cause.")
+    served_at: datetime
+    as_of: datetime
+    caller: str
+    model_version: str | None
+    rules_version: str | None
+    served_probability: float
+    recomputed_probability: float | None
+    served_tier: str
+    recomputed_tier: str | None

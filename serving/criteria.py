@@ -7,6 +7,7 @@ never feeds into the probability, so a rule edit can never silently move a score
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,11 @@ from contract.errors import describe
 from contract.taxonomy import Taxonomy
 
 DEFAULT_RULES = Path(__file__).with_name("criteria.yaml")
+
+
+def rules_version(text: str) -> str:
+    """A content version of a rule file: the same rules give the same version, in the score log too."""
+    return "rules-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 DAY_US = 86_400_000_000
 
 Status = Literal["met", "not_met", "unknown"]
@@ -106,15 +112,18 @@ class LeadFacts:
 
 
 class Criteria:
-    def __init__(self, rules: RuleFile, taxonomy: Taxonomy) -> None:
+    def __init__(self, rules: RuleFile, taxonomy: Taxonomy, text: str | None = None) -> None:
         self.rules = rules
         self.taxonomy = taxonomy
+        self.text = text  # the rule file as written: kept in the score log under its version
+        self.version = None if text is None else rules_version(text)
 
     @classmethod
     def load(cls, path: Path | None, taxonomy: Taxonomy) -> Criteria:
         path = path or DEFAULT_RULES
         try:
-            rules = RuleFile.model_validate(yaml.safe_load(path.read_text()))
+            text = path.read_text()
+            rules = RuleFile.model_validate(yaml.safe_load(text))
         except (OSError, yaml.YAMLError) as exc:
             raise CriteriaError(f"{path}: cannot read the criteria rules: {exc}") from exc
         except ValidationError as exc:
@@ -124,7 +133,7 @@ class Criteria:
                 unknown = [t for t in getattr(rule, "events", []) if t not in taxonomy.types]
                 if unknown:
                     raise CriteriaError(f"{path}: criterion {name}: unknown event types {unknown} (not in the taxonomy)")
-        return cls(rules, taxonomy)
+        return cls(rules, taxonomy, text)
 
     def evaluate(self, facts: LeadFacts) -> list[CriterionResult]:
         if facts.ts_us.size > 1 and bool(np.any(facts.ts_us[1:] < facts.ts_us[:-1])):

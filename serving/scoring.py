@@ -22,6 +22,7 @@ from features.vectorizer import FeatureInput, timestamp_micros
 from serving.criteria import Criteria, CriterionResult, LeadFacts
 from store.event_store import EventStore, LeadEvents
 from training.bundle import Bundle, load_bundle
+from training.bundle_versions import keep_bundle
 
 REASONS = 3
 CONTRIBUTION_SMALL_ROWS = 16
@@ -50,6 +51,8 @@ class Scored:
     score_week_ago: int | None = None
     trend: str = "steady"  # improving, steady, fading, or new (the lead is younger than a week)
     criteria: list[CriterionResult] = field(default_factory=list)
+    feature_set_version: str | None = None
+    rules_version: str | None = None  # of the criteria rule file that decided ``criteria``
 
 
 class UnknownLead(KeyError):
@@ -96,6 +99,7 @@ def load_scorer(settings: Settings) -> Scorer:
         bundle = champion_bundle(settings.home / "serving-cache")
     else:
         bundle = load_bundle(settings.models_dir / "champion")
+        keep_bundle(settings.models_dir / "champion", settings.home)  # replay finds it by version later
     return Scorer(bundle, Criteria.load(settings.criteria, bundle.vectorizer.taxonomy_))
 
 
@@ -112,6 +116,10 @@ class Scorer:
     def version(self) -> str | None:
         return self.bundle.metadata.get("version")
 
+    @property
+    def feature_set_version(self) -> str | None:
+        return self.bundle.metadata.get("feature_set_version")
+
     def score_matrix(self, matrix: np.ndarray, lead_ids: list[str], as_of: pd.DatetimeIndex,
                      reasons: bool = True, probabilities: np.ndarray | None = None) -> list[Scored]:
         p = self.bundle.probability(matrix) if probabilities is None else probabilities
@@ -120,7 +128,8 @@ class Scorer:
         moments = list(as_of)
         if not reasons:
             return [Scored(lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]),
-                           tier=str(tiers[i]), model_version=self.version) for i, lead_id in enumerate(lead_ids)]
+                           tier=str(tiers[i]), model_version=self.version, feature_set_version=self.feature_set_version)
+                    for i, lead_id in enumerate(lead_ids)]
         booster = self.bundle.booster
         # TreeSHAP costs about 100 times a prediction per row: threads pay off from a handful of rows.
         # (Path attributions tabulated per leaf were 5x faster, but on leads a month before the data
@@ -142,7 +151,7 @@ class Scorer:
                 lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]), tier=str(tiers[i]),
                 reasons_for=[self._reason(j, matrix[i, j], impact[j]) for j in ups if impact[j] > 0],
                 reasons_against=[self._reason(j, matrix[i, j], impact[j]) for j in downs if impact[j] < 0],
-                model_version=self.version,
+                model_version=self.version, feature_set_version=self.feature_set_version,
             ))
         return out
 
@@ -230,3 +239,4 @@ class Scorer:
             return
         for s, lead, (ts, types), moment in zip(scored, leads, events, as_of_us, strict=True):
             s.criteria = self.criteria.evaluate(LeadFacts(lead, ts, types, moment))
+            s.rules_version = self.criteria.version

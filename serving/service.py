@@ -35,15 +35,21 @@ from serving.api_models import (
     ModelInfo,
     PayloadRequest,
     ReasonOut,
+    ReplayRequest,
+    ReplayResponse,
     ScoreRequest,
     ScoreResponse,
     StoredResponse,
 )
-from serving.auth import ApiKeyMiddleware
+from serving.auth import CALLER, ApiKeyMiddleware, parse_keys
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
+from serving.health_gauges import HealthGauges, health_file
+from serving.replay import Replayer
+from serving.score_recorder import ScoreRecorder
 from serving.scoring import CreatedAfterAsOf, Scored, UnknownLead, load_scorer
 from store.event_store import EventStore
 from store.ingest import RecordsRejected, ingest_records
+from store.score_log import ScoreLog
 
 
 EVENT_COLUMNS = ("event_id", "lead_id", "ts", "type", "channel")
@@ -55,10 +61,11 @@ class Conflict(BentoMLException):
     error_code = HTTPStatus.CONFLICT
 
 
-def _response(s: Scored) -> ScoreResponse:
+def _response(s: Scored, score_id: str | None = None) -> ScoreResponse:
     """The response model built without re-validating what scoring just produced (a batch makes 12,000 of them)."""
     reason, criterion = ReasonOut.model_construct, CriterionOut.model_construct
     return ScoreResponse.model_construct(
+        score_id=score_id,
         lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
         reasons_for=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_for],
         reasons_against=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_against],
@@ -76,7 +83,7 @@ def _moment(as_of: datetime | None, skew_minutes: int) -> pd.Timestamp:
 
 def _api_key() -> str | None:
     key = os.environ.get("PROSPECT_API_KEY")
-    if not key and os.environ.get("PROSPECT_INSECURE_DEV") != "1":
+    if not key and not SETTINGS.api_keys and os.environ.get("PROSPECT_INSECURE_DEV") != "1":
         raise RuntimeError("PROSPECT_API_KEY is not set; refusing to start (use --insecure-dev for local demos)")
     return key or None
 
@@ -110,6 +117,9 @@ class ProspectService:
         self.scorer = load_scorer(self.settings)
         self.taxonomy = load_taxonomy(self.settings.taxonomy)
         self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
+        self.score_log = ScoreRecorder(self.settings, self.store, self.scorer.criteria)
+        self.replayer = Replayer(ScoreLog(self.store), self.store, self.settings.home)
+        self.health_gauges = HealthGauges(health_file(self.settings.home))
         self._warm_up()
         # what is loaded now lives as long as the worker: keep the cycle collector from walking it
         # again on every full collection (a 1,000-lead batch response paused 0.2-0.3 s on them)
@@ -124,11 +134,22 @@ class ProspectService:
                                np.array([moment - 3_600_000_000], dtype=np.int64), np.array([kind], dtype=object),
                                None, now)
 
+    @bentoml.on_shutdown
+    def _flush_score_log(self) -> None:
+        """Every score acknowledged to a caller is written before the worker exits."""
+        self.score_log.close()
+        self.health_gauges.close()
+
+    def _logged(self, scored: list[Scored], ctx: bentoml.Context, endpoint: str, **extra) -> list[ScoreResponse]:  # noqa: ANN003
+        ids = self.score_log.record(scored, ctx.request.scope.get(CALLER, "anonymous"), endpoint, **extra)
+        return [_response(s, i) for s, i in zip(scored, ids, strict=True)]
+
     @bentoml.api(route="/score")
-    async def score(self, request: ScoreRequest, /) -> ScoreResponse:
+    async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score one lead of the store: probability, 0-100 score, tier, reasons, trend and criteria."""
         try:
-            return _response(self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes)))
+            scored = self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes))
+            return self._logged([scored], ctx, "score")[0]
         except UnknownLead:
             raise NotFound("unknown lead_id: no such lead in the store") from None
         except UnknownEventType:
@@ -138,7 +159,7 @@ class ProspectService:
                                       "then") from None
 
     @bentoml.api(route="/score_payload")
-    async def score_payload(self, request: PayloadRequest, /) -> ScoreResponse:
+    async def score_payload(self, request: PayloadRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score a lead given as profile attributes and events (nothing is stored)."""
         limit = self.settings.max_payload_events
         if len(request.events) > limit:
@@ -156,13 +177,14 @@ class ProspectService:
         ts = np.array([timestamp_micros(e.ts, "events.ts") for e in events], dtype=np.int64)
         types = np.array([e.type for e in events], dtype=object)
         try:
-            return _response(self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment))
+            scored = self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment)
+            return self._logged([scored], ctx, "score_payload", payload=request.model_dump_json())[0]
         except CreatedAfterAsOf:
             raise UnprocessableEntity("lead.created_at is after as_of (default: now): nothing was known about the "
                                       "lead then") from None
 
     @bentoml.api(route="/score_batch")
-    async def score_batch(self, request: BatchRequest, /) -> BatchResponse:
+    async def score_batch(self, request: BatchRequest, /, ctx: bentoml.Context) -> BatchResponse:
         """Score up to 1,000 leads of the store in one call."""
         if len(request.lead_ids) > MAX_BATCH:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
@@ -171,7 +193,8 @@ class ProspectService:
             result = self.scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
         except UnknownEventType:
             raise UnprocessableEntity(UNKNOWN_TYPE) from None
-        return BatchResponse(scores=[_response(s) for s in result.scored], unknown_lead_ids=result.unknown,
+        return BatchResponse(scores=self._logged(result.scored, ctx, "score_batch", with_reasons=request.reasons),
+                             unknown_lead_ids=result.unknown,
                              created_after_as_of=result.created_later)
 
     @bentoml.api(route="/events")
@@ -200,6 +223,20 @@ class ProspectService:
             raise _rejected(exc, what) from None
         return StoredResponse(stored=outcome.stored, duplicates=outcome.duplicates)
 
+    @bentoml.api(route="/replay")
+    def replay(self, request: ReplayRequest, /) -> ReplayResponse:
+        """Recompute a logged score with its model version and rules; say whether it equals what was served."""
+        r = self.replayer.replay(request.score_id)
+        if r.served is None:
+            raise NotFound(f"score_id: {r.reason}")
+        e, s = r.served, r.recomputed
+        return ReplayResponse(
+            score_id=request.score_id, equal=r.equal, reason=r.reason, differences=r.differences,
+            served_at=pd.Timestamp(e["served_at"] * 1000, tz="UTC"), as_of=pd.Timestamp(e["as_of"] * 1000, tz="UTC"),
+            caller=e["caller"], model_version=e["model_version"], rules_version=e["rules_version"],
+            served_probability=e["probability"], served_tier=e["tier"],
+            recomputed_probability=None if s is None else s.probability, recomputed_tier=None if s is None else s.tier)
+
     @bentoml.api(route="/model_info")
     async def model_info(self) -> ModelInfo:
         """What model is serving: version, training window, feature set, thresholds, validation figures."""
@@ -208,10 +245,12 @@ class ProspectService:
         metrics = {k: {m: (None if v != v else v) for m, v in figures.items()} for k, figures in meta["metrics"].items()}
         return ModelInfo(version=meta.get("version"), trained_at=meta["trained_at"], data_window=meta["data_window"],
                          feature_set_version=meta["feature_set_version"], horizon_days=meta["horizon_days"],
-                         thresholds={"prospect_ready": t.ready, "warming": t.warming}, split=meta["split"],
+                         thresholds={"prospect_ready": t.ready, "warming": t.warming}, tier_policy=t.policy,
+                         split=meta["split"],
                          metrics=metrics)
 
 
-ProspectService.add_asgi_middleware(ApiKeyMiddleware, api_key=_api_key())
+ProspectService.add_asgi_middleware(ApiKeyMiddleware, keys=parse_keys(_api_key(), SETTINGS.api_key_name,
+                                                                     SETTINGS.api_keys))
 ProspectService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 ProspectService.add_asgi_middleware(KeepAliveLimitMiddleware, max_requests=SETTINGS.keepalive_requests)

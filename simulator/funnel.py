@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract.taxonomy import Taxonomy
+from simulator.shift import apply_shift
 
 ORIGINS = ("organic_search", "paid_search", "linkedin", "referral", "webinar", "events", "outbound")
 ORIGIN_P = (0.24, 0.22, 0.16, 0.08, 0.10, 0.08, 0.12)
@@ -65,6 +66,8 @@ class FunnelConfig:
     (``drift_hazard`` added to the log-odds of the daily chance) and come through another channel
     mix (DRIFT_ORIGIN_P). None (the default) keeps one stable funnel."""
     drift_hazard: float = 1.3
+    shift_at: str | None = None
+    """From this date on, behaviour and lead mix shift (``simulator.shift``); None: no shift."""
 
     @property
     def start_ts(self) -> pd.Timestamp:
@@ -310,6 +313,10 @@ def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None
             n = min(CHUNK_LEADS, cfg.n_leads - first)
             frames = dict(zip(("leads", "events", "feedback", "truth"),
                               _simulate_chunk(np.random.default_rng(seed), first, n, cfg, taxonomy), strict=True))
+            if cfg.shift_at is not None:  # its own generator: the unshifted draws stay the same
+                frames["leads"], frames["events"] = apply_shift(frames["leads"], frames["events"],
+                                                                pd.Timestamp(cfg.shift_at, tz="UTC"),
+                                                                np.random.default_rng([cfg.seed, i, 1]))
             for name, frame in frames.items():
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if name not in writers:

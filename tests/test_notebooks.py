@@ -45,3 +45,4 @@ def test_retraining_notebook_ingests_trains_compares_and_promotes(demo_run, monk
     assert "stored 40 new answers" in outputs
     assert "is the challenger" in outputs and "challenger v2" in outputs
     assert ("promoted" in outputs) or ("kept the champion" in outputs)
+    assert "first run: trained on" in outputs and "second run: nothing new since the last retrain" in outputs

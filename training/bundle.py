@@ -158,6 +158,7 @@ calibrated on the fit half, the most recent labelled leads.
 {'Per-lead reasons describe the LightGBM part of the blend.' if metadata['blend']['lightgbm_weight'] < 1 else ''}
 
 ## Tiers
+Set by {t.policy}.
 - prospect-ready: probability >= {t.ready:.4f} (the top {t.ready_share:.0%} of validation leads)
 - warming: probability >= {t.warming:.4f} (the next {t.warming_share:.0%})
 - early lead: the rest

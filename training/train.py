@@ -24,7 +24,7 @@ from training.metrics import by_group, evaluate, gains_curve
 from training.model import ModelParams
 from training.robust import BLEND_WEIGHTS, HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_robust
 from training.split import Split, split_snapshots
-from training.tiers import Thresholds, choose_thresholds
+from training.tiers import Thresholds, arrivals_per_week, capacity_thresholds, choose_thresholds
 
 GUARD_SAMPLE = 200_000
 """The leakage guard scores each feature on at most this many training snapshots (seeded sample)."""
@@ -47,6 +47,8 @@ class TrainConfig:
     """Candidate half-lives (days) of the recency weights; the fit half chooses (None: equal weights)."""
     blend_weights: tuple[float, ...] = BLEND_WEIGHTS
     """Candidate weights of LightGBM in the blend with the logistic regression ((1.0,): LightGBM alone)."""
+    capacity_per_week: float | None = None
+    """Set the prospect-ready cut-off so that about this many leads a week reach it (else: ready_share)."""
 
 
 @dataclass
@@ -100,7 +102,7 @@ def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainCo
     """Train, calibrate and evaluate a model on the store's leads, events and feedback."""
     prepared = prepare(frames, taxonomy, config)
     split = split_snapshots(prepared.snapshots, config.snapshots.horizon_days, config.valid_share, config.seed)
-    return fit(prepared, split, config)
+    return fit(prepared, split, config, arrivals_per_week(frames.leads["created_at"]))
 
 
 DOMINANCE_SAMPLE = 5_000
@@ -117,8 +119,12 @@ def _guard(prepared: Prepared, split: Split, config: TrainConfig) -> dict[str, s
                          config.seed)
 
 
-def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Guards, the drift-robust model on ``split.train`` (choices and calibration on ``split.fit``), figures on ``split.eval``."""
+def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(),
+        arrivals: float | None = None) -> TrainResult:
+    """Guards, the drift-robust model on ``split.train`` (choices and calibration on ``split.fit``), figures on ``split.eval``.
+
+    ``arrivals`` (leads a week, recently) sets the tiers when ``config.capacity_per_week`` asks for a capacity.
+    """
     snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
     fs = vectorizer.feature_set_
     allowed = _guard(prepared, split, config)
@@ -129,6 +135,9 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
     p_fit = model.probability(matrix[split.fit], frame[split.fit])
     p_eval = model.probability(matrix[split.eval], frame[split.eval])
     thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
+    if config.capacity_per_week is not None:
+        thresholds = capacity_thresholds(p_fit, snapshots.loc[split.fit, "lead_id"].to_numpy(),
+                                         config.capacity_per_week, arrivals, config.warming_share)
     y_eval = y[split.eval]
     logistic, cats = logistic_baseline(frame[split.train], y[split.train], fs, config.seed)
     baselines = {"rule_score": rule_score(frame[split.eval], fs),

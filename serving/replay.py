@@ -1,0 +1,140 @@
+"""Replay a logged score: recompute it from the store as of its as-of time, with the model version and
+criteria rules it was served with, and show that it equals what the caller saw.
+
+The recomputation goes through the same scorer path as the original (one lead, or a batch), so the
+probability must come out bit-equal and the reasons and criteria identical. When it cannot be
+recomputed (the model version is no longer kept, the lead was deleted, the rules are gone) or comes
+out different (events before the as-of time deleted or loaded late), the answer says why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.vectorizer import timestamp_micros
+from serving.criteria import Criteria, RuleFile
+from serving.scoring import CreatedAfterAsOf, Scored, Scorer
+from store.event_store import EventStore
+from store.score_log import ScoreLog
+from training.bundle import load_bundle
+from training.bundle_versions import find_bundle
+
+
+@dataclass
+class Replay:
+    score_id: str
+    served: dict | None = None  # the score log entry
+    recomputed: Scored | None = None
+    differences: list[str] = field(default_factory=list)
+    reason: str | None = None  # why it could not be recomputed
+
+    @property
+    def equal(self) -> bool:
+        return self.recomputed is not None and not self.differences
+
+
+def _reasons(s: Scored) -> dict:
+    return json.loads(json.dumps({"for": [[r.feature, r.text, r.impact] for r in s.reasons_for],
+                                  "against": [[r.feature, r.text, r.impact] for r in s.reasons_against]}))
+
+
+def compare(served: dict, s: Scored) -> list[str]:
+    """What differs between a logged score and its recomputation, in words (empty when equal)."""
+    out = []
+    if served["probability"] != s.probability:
+        out.append(f"probability {served['probability']!r} served, {s.probability!r} now")
+    for name in ("score", "tier"):
+        if served[name] != getattr(s, name):
+            out.append(f"{name} {served[name]} served, {getattr(s, name)} now")
+    if served["reasons"] != _reasons(s):
+        out.append("the reasons differ")
+    if served["criteria"] != [[c.name, c.status, c.evidence] for c in s.criteria]:
+        out.append("the criteria differ")
+    if out and served["probability"] != s.probability:
+        out.append("the lead's events or attributes before the as-of time are not those it was scored on "
+                   "(events deleted, corrected or loaded after the score was served)")
+    elif out:
+        out.append("the lead's attributes changed since the score was served")
+    return out
+
+
+def payload_inputs(payload: dict) -> tuple[dict, np.ndarray, np.ndarray, list]:
+    """A /score_payload request as the scorer takes it: the lead, and its events in time order."""
+    lead_in = payload["lead"]
+    lead = {**lead_in.get("attributes", {}), "lead_id": lead_in.get("lead_id", "payload"),
+            "created_at_us": timestamp_micros(lead_in["created_at"], "lead.created_at"), "source": lead_in.get("source")}
+    events = sorted(payload.get("events", []), key=lambda e: pd.Timestamp(e["ts"]))
+    ts = np.array([timestamp_micros(e["ts"], "events.ts") for e in events], dtype=np.int64)
+    types = np.array([e["type"] for e in events], dtype=object)
+    return lead, ts, types, [e.get("channel") for e in events]
+
+
+class Replayer:
+    """Replays logged scores, keeping the bundles and rule files it loaded for the next one."""
+
+    def __init__(self, log: ScoreLog, store: EventStore, home: Path) -> None:
+        self.log, self.store, self.home = log, store, home
+        self._scorers: dict[tuple[str, str | None], Scorer] = {}
+
+    def replay(self, score_id: str) -> Replay:
+        served = self.log.entry(score_id)
+        if served is None:
+            return Replay(score_id, reason="no score with this id in the score log (never served, not yet "
+                                           "written, or older than the log's retention)")
+        out = Replay(score_id, served)
+        scorer = self._scorer(served, out)
+        if scorer is None:
+            return out
+        as_of = pd.Timestamp(served["as_of"] * 1000, tz="UTC")
+        try:
+            out.recomputed = self._recompute(scorer, served, as_of)
+        except KeyError:
+            out.reason = "the lead is no longer in the store (deleted since the score was served)"
+        except CreatedAfterAsOf:
+            out.reason = "the lead's creation time now lies after the as-of time (the lead was changed)"
+        if out.recomputed is not None:
+            out.differences = compare(served, out.recomputed)
+        return out
+
+    def _recompute(self, scorer: Scorer, served: dict, as_of: pd.Timestamp) -> Scored:
+        if served["payload"] is not None:
+            lead, ts, types, channels = payload_inputs(json.loads(served["payload"]))
+            return scorer.score_lead(lead, ts, types, channels, as_of)
+        if served["endpoint"] == "score":
+            return scorer.score_stored_lead(self.store, served["lead_id"], as_of)
+        batch = scorer.score_stored_leads(self.store, [served["lead_id"]], as_of, reasons=bool(served["with_reasons"]))
+        if batch.created_later:
+            raise CreatedAfterAsOf(served["lead_id"])
+        if not batch.scored:
+            raise KeyError(served["lead_id"])
+        return batch.scored[0]
+
+    def _scorer(self, served: dict, out: Replay) -> Scorer | None:
+        version, rules = served["model_version"], served["rules_version"]
+        if version is None:
+            out.reason = "served by a bundle without a registry version, which cannot be found again"
+            return None
+        key = (version, rules)
+        if key not in self._scorers:
+            folder = find_bundle(self.home, version)
+            if folder is None:
+                out.reason = (f"model version {version} is no longer kept on this machine (looked in "
+                              f"{self.home / 'bundles'} and the registry caches)")
+                return None
+            bundle = load_bundle(folder)
+            bundle.metadata["version"] = version  # registry caches hold the bundle as trained, unstamped
+            criteria = None
+            if rules is not None:
+                text = self.log.rules_text(rules)
+                if text is None:
+                    out.reason = f"criteria rules {rules} are not in the store"
+                    return None
+                criteria = Criteria(RuleFile.model_validate(yaml.safe_load(text)), bundle.vectorizer.taxonomy_, text)
+            self._scorers[key] = Scorer(bundle, criteria)
+        return self._scorers[key]

@@ -1,0 +1,51 @@
+"""Bundles kept by registry version, so that a score logged months ago can be replayed with its model.
+
+Whatever loads a champion to score with keeps a copy under ``<home>/bundles/v<version>`` first (a
+bundle is a few hundred kilobytes). Lookups also try the folders the registry downloads into
+(``<home>/registry/v<version>/bundle`` for promotions, ``<home>/serving-cache/...`` for serving
+from MLflow), so versions promoted or served before this existed are found too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from training.bundle import FILES
+
+
+def kept_folder(home: Path, version: str) -> Path:
+    return home / "bundles" / f"v{version}"
+
+
+def keep_bundle(folder: Path, home: Path) -> Path | None:
+    """Copy a versioned bundle folder to ``<home>/bundles/v<version>`` unless already kept.
+
+    The version is read from the copy, not from the source, so a champion exported by a promotion
+    running at the same moment is kept under its own version, never another's.
+    """
+    (home / "bundles").mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".keep-", dir=home / "bundles"))
+    try:
+        for name in FILES:
+            shutil.copy2(folder / name, staging / name)
+        version = json.loads((staging / "metadata.json").read_text()).get("version")
+        if version is None:
+            return None
+        target = kept_folder(home, str(version))
+        if not target.exists():
+            staging.rename(target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def find_bundle(home: Path, version: str) -> Path | None:
+    """The folder of a bundle of this registry version on this machine, None if none is kept."""
+    for folder in (kept_folder(home, version), home / "registry" / f"v{version}" / "bundle",
+                   home / "serving-cache" / f"v{version}" / "bundle"):
+        if all((folder / name).exists() for name in FILES):
+            return folder
+    return None
