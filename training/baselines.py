@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import issparse
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -46,4 +48,16 @@ def logistic_baseline(train: pd.DataFrame, y: np.ndarray, feature_set: FeatureSe
 
 
 def logistic_scores(model, frame: pd.DataFrame, categorical: list[str]) -> np.ndarray:  # noqa: ANN001
-    return model.predict_proba(frame.astype({c: object for c in categorical}))[:, 1]
+    """Probabilities of the fitted pipeline, each row summed on its own in a fixed order.
+
+    ``predict_proba`` goes through a matrix product whose rounding depends on how many rows it is
+    given; a blended model's score must not change with the batch it was served in (a replayed
+    score is compared with the served one bit for bit).
+    """
+    X = model[:-1].transform(frame.astype({c: object for c in categorical}))
+    X = X.toarray() if issparse(X) else np.asarray(X, dtype=np.float64)
+    regression = model[-1]
+    z = np.full(len(X), regression.intercept_[0])
+    for j, weight in enumerate(regression.coef_[0]):  # column by column: the same order for every row
+        z += X[:, j] * weight
+    return expit(z)

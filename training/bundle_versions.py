@@ -29,8 +29,8 @@ def keep_bundle(folder: Path, home: Path) -> Path | None:
     (home / "bundles").mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".keep-", dir=home / "bundles"))
     try:
-        for name in FILES:
-            shutil.copy2(folder / name, staging / name)
+        # every file, not only the required ones: optional parts (a blend's linear model) score too
+        shutil.copytree(folder, staging, dirs_exist_ok=True)
         version = json.loads((staging / "metadata.json").read_text()).get("version")
         if version is None:
             return None
