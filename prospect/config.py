@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, gt=0, description="Larger HTTP request bodies are refused (413).")
     max_payload_events: int = Field(5_000, gt=0, description="Events one /score_payload call may carry (more: 422).")
     criteria: Path | None = Field(None, description="Explicit-criteria rule YAML; default: the packaged one.")
+    model_poll_seconds: float = Field(
+        10.0, gt=0, description="How often each service worker checks whether another champion was promoted; "
+        "all workers serve the new one within this interval plus the load time.")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a complete request head this long after "
+        "connecting (or after starting a request) is closed.")
+    keepalive_timeout_seconds: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this long.")
+    max_connections: int = Field(
+        1000, ge=10, description="Open connections per worker; past it, the connection waiting longest for "
+        "its request head is closed to make room.")
 
     @property
     def resolved_tracking_uri(self) -> str:
