@@ -69,10 +69,12 @@ def read_pointer(settings: Settings) -> Pointer:
             raise BundleError("the registry has no champion alias: run `prospect promote`")
         return Pointer(identity=f"registry:{version}", folder=None, version=version)
     folder = (settings.models_dir / "champion").resolve()
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: no model bundle there (run `prospect promote`)")
     try:
         manifest = (folder / MANIFEST).read_bytes()
     except OSError:
-        raise BundleError(f"{folder}: no model bundle with a {MANIFEST} there (run `prospect promote`)") from None
+        raise BundleError(f"{folder}: {MANIFEST} is missing; re-export the bundle with `prospect promote`") from None
     return Pointer(identity=f"{folder}:{hashlib.sha256(manifest).hexdigest()[:16]}", folder=folder, version=None)
 
 
