@@ -16,10 +16,10 @@ import traceback
 JSON_TYPES = ("application/json",)
 
 
-def _send_json(status: int, payload: dict, extra_headers: list | None = None):  # noqa: ANN202
+def _json_answer(status: int, payload: dict) -> tuple[dict, dict]:
+    """The two ASGI messages of a JSON answer."""
     body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *(extra_headers or [])]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return ({"type": "http.response.start", "status": status, "headers": headers},
             {"type": "http.response.body", "body": body})
 
@@ -44,7 +44,7 @@ class JsonOnlyMiddleware:
         if media is None or media in JSON_TYPES or (media.startswith("application/") and media.endswith("+json")):
             await self.app(scope, receive, send)
             return
-        for message in _send_json(415, {"error": "Content-Type: the body must be JSON, sent as "
+        for message in _json_answer(415, {"error": "Content-Type: the body must be JSON, sent as "
                                                  "'Content-Type: application/json'"}):
             await send(message)
 
