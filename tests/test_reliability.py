@@ -274,6 +274,7 @@ def test_five_swaps_under_load_fail_no_request(service: Served, world: dict) -> 
 
 
 def test_a_broken_new_bundle_is_refused_and_the_old_model_keeps_serving(service: Served, world: dict) -> None:
+    export_champion(world["trained"]["2"], world["models"], "2")
     _wait_for_version(service, "2")
     current = (world["models"] / "champion").resolve()
     broken = current.parent / "v3-broken"
