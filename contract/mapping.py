@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -163,6 +163,8 @@ class MapContext:
     taxonomy: Taxonomy
     now: datetime
     """Timestamps after this are refused as being in the future."""
+    clock_skew: timedelta = timedelta(0)
+    """Events and feedback dated more than this before their lead's creation are refused."""
 
 
 ISSUE_COLUMNS = ["row", "column", "reason"]

@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     monitor_score_psi: float = Field(0.25, gt=0, description="Monitor alarm: the score distribution's PSI above this.")
     monitor_auc_drop: float = Field(0.10, gt=0, description="Monitor alarm: ROC AUC on feedback for served scores "
                                     "this far below the validation ROC AUC.")
+    model_poll_seconds: float = Field(
+        10.0, gt=0, description="How often each service worker checks whether another champion was promoted; "
+        "all workers serve the new one within this interval plus the load time.")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="A connection that has not sent a complete request head this long after "
+        "connecting (or after starting a request) is closed.")
+    keepalive_timeout_seconds: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this long.")
+    max_connections: int = Field(
+        1000, ge=10, description="Open connections per worker; past it, the connection waiting longest for "
+        "its request head is closed to make room.")
 
     @property
     def resolved_tracking_uri(self) -> str:

@@ -1,20 +1,36 @@
-"""Request and response models of the HTTP service, with descriptions for the OpenAPI document."""
+"""Request and response models of the HTTP service, with descriptions for the OpenAPI document.
+
+Requests are validated strictly (``"reasons": 0`` is not a boolean, a number is not a time) and
+with the same limits wherever the same kind of value appears (ids, names, texts, list sizes), so
+that what the OpenAPI document promises is exactly what the service accepts.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_BATCH = 1000
 MAX_POSTED_EVENTS = 1000
+MAX_ATTRIBUTES = 200
 REASON_CODES = ("no_budget", "no_authority", "no_need", "bad_timing", "not_our_profile", "other")
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""No time before this is plausible for a lead (a year-1 date is a typo or an attack, not history)."""
+
+LeadId = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Text = Annotated[str, Field(max_length=1000)]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise ValueError(f"{field} needs a time zone (for example 2026-01-31T12:00:00Z)")
+    if value is not None and value < EARLIEST:
+        raise ValueError(f"{field} is before 1970-01-01: not a plausible time for a lead")
     return value
 
 
@@ -28,25 +44,25 @@ class _AsOf(BaseModel):
 
 
 class ScoreRequest(_AsOf):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    lead_id: str = Field(min_length=1, max_length=200, description="The lead to score, as known to the store.")
+    lead_id: LeadId = Field(description="The lead to score, as known to the store.")
 
 
 class BatchRequest(_AsOf):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    lead_ids: list[str] = Field(min_length=1, description=f"Up to {MAX_BATCH} lead ids (more: 422).")
+    lead_ids: list[LeadId] = Field(min_length=1, description=f"Up to {MAX_BATCH} lead ids (more: 422).")
     reasons: bool = Field(True, description="Include the reasons; false skips the per-feature contributions, "
                                             "which are most of the cost of a large batch.")
 
 
 class PayloadEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     ts: datetime = Field(description="When it happened (with time zone).")
-    type: str = Field(min_length=1, max_length=100, description="Event type from the taxonomy.")
-    channel: str | None = Field(None, max_length=100, description="Channel; default: the taxonomy's for the type.")
+    type: Name = Field(description="Event type from the taxonomy.")
+    channel: Name | None = Field(None, description="Channel; default: the taxonomy's for the type.")
 
     @field_validator("ts")
     @classmethod
@@ -55,13 +71,14 @@ class PayloadEvent(BaseModel):
 
 
 class PayloadLead(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    lead_id: str = Field("payload", max_length=200, description="Echoed back; not looked up.")
+    lead_id: LeadId = Field("payload", description="Echoed back; not looked up.")
     created_at: datetime = Field(description="When the lead entered the funnel (with time zone).")
-    source: str | None = Field(None, max_length=100, description="Origin channel, e.g. paid_search.")
-    attributes: dict[str, str | float | None] = Field(
-        default_factory=dict, description="Profile and criteria attributes by name (industry, budget, ...).")
+    source: Name | None = Field(None, description="Origin channel, e.g. paid_search.")
+    attributes: dict[Name, Text | Number | None] = Field(
+        default_factory=dict, max_length=MAX_ATTRIBUTES,
+        description="Profile and criteria attributes by name (industry, budget, ...): text or finite numbers.")
 
     @field_validator("created_at")
     @classmethod
@@ -72,20 +89,20 @@ class PayloadLead(BaseModel):
 class PayloadRequest(_AsOf):
     """A lead the caller keeps itself: scored from the given data, nothing stored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     lead: PayloadLead
-    events: list[PayloadEvent] = Field(default_factory=list, description="The lead's events, any order.")
+    events: list[PayloadEvent] = Field(default_factory=list, description="The lead's events, any order "
+                                                   "(at most PROSPECT_MAX_PAYLOAD_EVENTS, default 5,000: more is 422).")
 
 
 class EventIn(PayloadEvent):
-    event_id: str | None = Field(None, min_length=1, max_length=200, description="Id that makes resending safe; "
-                                                                   "default: a hash of the content.")
-    lead_id: str = Field(min_length=1, max_length=200, description="A lead the store knows.")
+    event_id: LeadId | None = Field(None, description="Id that makes resending safe; default: a hash of the content.")
+    lead_id: LeadId = Field(description="A lead the store knows.")
 
 
 class EventsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     events: list[EventIn] = Field(min_length=1, description=f"Up to {MAX_POSTED_EVENTS} events a call (more: 422).")
 
@@ -96,15 +113,15 @@ class StoredResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    lead_id: str = Field(min_length=1, max_length=200, description="The lead sales answered about.")
+    lead_id: LeadId = Field(description="The lead sales answered about.")
     outcome: Literal["prospect", "not_prospect"] = Field(description="What sales decided.")
     reason: Literal[REASON_CODES] | None = Field(  # type: ignore[valid-type]
         None, description="Why not, for not_prospect: " + ", ".join(REASON_CODES) + ".")
     ts: datetime | None = Field(None, description="When sales answered (with time zone); default: now.")
-    feedback_id: str | None = Field(None, min_length=1, max_length=200, description="Id that makes resending safe; "
-                                                                      "default: derived from lead and time.")
+    feedback_id: LeadId | None = Field(None, description="Id that makes resending safe; default: derived from lead "
+                                                      "and time.")
 
     @field_validator("ts")
     @classmethod
@@ -151,6 +168,13 @@ class BatchResponse(BaseModel):
                                                        "known about them then (not scored).")
 
 
+class ErrorOut(BaseModel):
+    """Every refusal (4xx) has this shape; a 400 for a malformed request also lists each problem."""
+
+    error: str = Field(description="What is wrong, naming the request field; never lead data.")
+    detail: list[dict] | None = Field(None, description="For 400: one entry per problem (loc, msg, type).")
+
+
 class ModelInfo(BaseModel):
     version: str | None
     trained_at: str
@@ -165,7 +189,7 @@ class ModelInfo(BaseModel):
 
 
 class ReplayRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     score_id: str = Field(min_length=1, max_length=64, description="A score id from an earlier response.")
 

@@ -5,25 +5,38 @@ It loads the champion bundle (from the models folder, or from the MLflow registr
 comes from ``PROSPECT_API_KEY``; without one the service refuses to start unless
 ``PROSPECT_INSECURE_DEV=1`` (what ``prospect serve --insecure-dev`` sets for the demo).
 
-Error messages never repeat lead ids or attribute values: BentoML writes them to the server log,
-and lead data must not reach logs.
+Error messages never repeat lead ids or attribute values, and the log keeps only the path, the
+status and the kind of error of a refused request (``serving.refusals``).
+
+What a client can rely on (the README's service section says the same):
+- one model per request, named in the response; all workers follow one champion pointer and swap
+  to a newly promoted model within ``model_poll_seconds`` without failing a request
+  (``serving.champion``); a damaged bundle is refused (at start-up: exit with one line);
+- writes queue rather than fail under concurrency (``store.event_store``);
+- every refusal is a 4xx JSON ``{"error": ...}`` naming the field; the OpenAPI document at
+  ``/docs.json`` lists every status each operation answers (``serving.openapi``);
+- slow or idle connections are closed and capped per worker (``serving.connections``), and the
+  metrics are labelled by route (``serving.metrics_labels``).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
 from datetime import datetime
 from http import HTTPStatus
 
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, UnprocessableEntity
+from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable, UnprocessableEntity
+from sqlalchemy.exc import OperationalError
 
 from contract.taxonomy import load_taxonomy
 from features.vectorizer import UnknownEventType, timestamp_micros
 from prospect.config import Settings
+from serving import connections
 from serving.api_models import (
     MAX_BATCH,
     MAX_POSTED_EVENTS,
@@ -41,12 +54,16 @@ from serving.api_models import (
     ScoreResponse,
     StoredResponse,
 )
-from serving.auth import CALLER, ApiKeyMiddleware, parse_keys
+from serving.auth import CALLER, OPEN_PATHS, ApiKeyMiddleware, parse_keys
+from serving.champion import Champion, ChampionWatcher, check_pointer
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
+from serving.metrics_labels import label_by_route
+from serving.openapi import DOC_PATH, OpenApiMiddleware, Operation, openapi_document
 from serving.health_gauges import HealthGauges, health_file
+from serving.refusals import JsonOnlyMiddleware, OneErrorShapeMiddleware, keep_lead_data_out_of_logs
 from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
-from serving.scoring import CreatedAfterAsOf, Scored, UnknownLead, load_scorer
+from serving.scoring import CreatedAfterAsOf, Scored, UnknownLead
 from store.event_store import EventStore
 from store.ingest import RecordsRejected, ingest_records
 from store.score_log import ScoreLog
@@ -65,8 +82,7 @@ def _response(s: Scored, score_id: str | None = None) -> ScoreResponse:
     """The response model built without re-validating what scoring just produced (a batch makes 12,000 of them)."""
     reason, criterion = ReasonOut.model_construct, CriterionOut.model_construct
     return ScoreResponse.model_construct(
-        score_id=score_id,
-        lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
+        score_id=score_id, lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
         reasons_for=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_for],
         reasons_against=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_against],
         model_version=s.model_version, score_week_ago=s.score_week_ago, trend=s.trend,
@@ -105,34 +121,48 @@ SETTINGS = Settings()
 """Read once: the decorator and the middleware need it at import, the service when it starts."""
 
 
+def _check_champion_or_exit(settings: Settings) -> None:
+    """Refuse to start on a missing or damaged bundle: one line on stderr and a non-zero exit.
+
+    BentoML imports this module in its main process before it opens the port or starts workers,
+    so a bad bundle stops the server there, instead of every worker crashing (LightGBM segfaults
+    on a truncated model file) and being restarted in a loop while the port stays open.
+    """
+    try:
+        check_pointer(settings)
+    except Exception as exc:  # noqa: BLE001 - whatever the reason, the same clear refusal
+        reason = str(exc) if isinstance(exc, FileNotFoundError) else type(exc).__name__
+        print(f"prospect-scorer: cannot start, no usable champion model: {reason}", file=sys.stderr, flush=True)
+        os._exit(3)  # noqa: SLF001 - BentoML's CLI turns exceptions (SystemExit too) into tracebacks
+
+
+_check_champion_or_exit(SETTINGS)
+connections.install(SETTINGS.header_timeout_seconds, SETTINGS.keepalive_timeout_seconds, SETTINGS.max_connections)
+keep_lead_data_out_of_logs()
+
+
 # The scoring endpoints are ``async def`` although they do not await: their work is short and
 # CPU-bound, and on the event loop it skips the hop to BentoML's thread pool, which measured 2.5 ms
 # of a 6.4 ms request here (each worker has one core to spend anyway). Writes (/events, /feedback)
-# stay in the thread pool: SQLite may wait on another process's write lock.
+# stay in the thread pool: they may wait for the store's write lock.
+# Each endpoint takes the champion once (``self.watcher.current``): a swap in between cannot mix models.
 @bentoml.service(name="prospect-scorer", traffic={"timeout": 30}, workers=SETTINGS.serve_workers)
 class ProspectService:
     def __init__(self) -> None:
+        global WORKER  # noqa: PLW0603 - the middlewares of this worker read the document's taxonomies from it
         self.settings = SETTINGS
         self.store = EventStore(self.settings.resolved_store_url)
-        self.scorer = load_scorer(self.settings)
         self.taxonomy = load_taxonomy(self.settings.taxonomy)
-        self.model_taxonomy = self.scorer.bundle.vectorizer.taxonomy_
-        self.score_log = ScoreRecorder(self.settings, self.store, self.scorer.criteria)
+        self.watcher = ChampionWatcher(self.settings, _warm_up)
+        self.watcher.start()
+        self.score_log = ScoreRecorder(self.settings, self.store, self.watcher.current.scorer.criteria)
         self.replayer = Replayer(ScoreLog(self.store), self.store, self.settings.home)
         self.health_gauges = HealthGauges(health_file(self.settings.home))
-        self._warm_up()
+        keep_lead_data_out_of_logs()  # again: BentoML set up this worker's log handlers after the import
+        WORKER = self
         # what is loaded now lives as long as the worker: keep the cycle collector from walking it
         # again on every full collection (a 1,000-lead batch response paused 0.2-0.3 s on them)
         gc.freeze()
-
-    def _warm_up(self) -> None:
-        """Compile the feature scan now (a few seconds), so the first caller does not wait for it."""
-        now = pd.Timestamp.now(tz="UTC")
-        moment = timestamp_micros(now, "now")
-        kind = next(iter(self.model_taxonomy.types))
-        self.scorer.score_lead({"lead_id": "warm-up", "created_at_us": moment - 86_400_000_000, "source": None},
-                               np.array([moment - 3_600_000_000], dtype=np.int64), np.array([kind], dtype=object),
-                               None, now)
 
     @bentoml.on_shutdown
     def _flush_score_log(self) -> None:
@@ -147,8 +177,10 @@ class ProspectService:
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score one lead of the store: probability, 0-100 score, tier, reasons, trend and criteria."""
+        scorer = self.watcher.current.scorer
         try:
-            scored = self.scorer.score_stored_lead(self.store, request.lead_id, _moment(request.as_of, self.settings.clock_skew_minutes))
+            scored = scorer.score_stored_lead(self.store, request.lead_id,
+                                              _moment(request.as_of, self.settings.clock_skew_minutes))
             return self._logged([scored], ctx, "score")[0]
         except UnknownLead:
             raise NotFound("unknown lead_id: no such lead in the store") from None
@@ -161,23 +193,20 @@ class ProspectService:
     @bentoml.api(route="/score_payload")
     async def score_payload(self, request: PayloadRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score a lead given as profile attributes and events (nothing is stored)."""
+        champion = self.watcher.current
         limit = self.settings.max_payload_events
         if len(request.events) > limit:
             raise UnprocessableEntity(f"events has {len(request.events)} items; at most {limit} a payload")
         moment = _moment(request.as_of, self.settings.clock_skew_minutes)
-        for i, e in enumerate(request.events):
-            if e.type not in self.model_taxonomy.types:
-                raise UnprocessableEntity(f"events[{i}].type: unknown event type (not in the model's taxonomy)")
-            if pd.Timestamp(e.ts) > pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=self.settings.clock_skew_minutes):
-                raise InvalidArgument(f"events[{i}].ts is in the future")
         created = pd.Timestamp(request.lead.created_at).tz_convert("UTC")
+        _check_payload_events(request, champion, created, moment, pd.Timedelta(minutes=self.settings.clock_skew_minutes))
         lead = {**request.lead.attributes, "lead_id": request.lead.lead_id,
                 "created_at_us": timestamp_micros(created, "lead.created_at"), "source": request.lead.source}
         events = sorted(request.events, key=lambda e: e.ts)
         ts = np.array([timestamp_micros(e.ts, "events.ts") for e in events], dtype=np.int64)
         types = np.array([e.type for e in events], dtype=object)
         try:
-            scored = self.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment)
+            scored = champion.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment)
             return self._logged([scored], ctx, "score_payload", payload=request.model_dump_json())[0]
         except CreatedAfterAsOf:
             raise UnprocessableEntity("lead.created_at is after as_of (default: now): nothing was known about the "
@@ -186,16 +215,16 @@ class ProspectService:
     @bentoml.api(route="/score_batch")
     async def score_batch(self, request: BatchRequest, /, ctx: bentoml.Context) -> BatchResponse:
         """Score up to 1,000 leads of the store in one call."""
+        scorer = self.watcher.current.scorer
         if len(request.lead_ids) > MAX_BATCH:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
         moment = _moment(request.as_of, self.settings.clock_skew_minutes)
         try:
-            result = self.scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
+            result = scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
         except UnknownEventType:
             raise UnprocessableEntity(UNKNOWN_TYPE) from None
         return BatchResponse(scores=self._logged(result.scored, ctx, "score_batch", with_reasons=request.reasons),
-                             unknown_lead_ids=result.unknown,
-                             created_after_as_of=result.created_later)
+                             unknown_lead_ids=result.unknown, created_after_as_of=result.created_later)
 
     @bentoml.api(route="/events")
     def events(self, request: EventsRequest, /) -> StoredResponse:
@@ -221,6 +250,10 @@ class ProspectService:
                                      clock_skew=pd.Timedelta(minutes=self.settings.clock_skew_minutes))
         except RecordsRejected as exc:
             raise _rejected(exc, what) from None
+        except OperationalError:
+            # the store stayed locked past its write timeout: nothing was stored, and saying so is
+            # better than a bare 500 (the message of the error would carry the SQL parameters)
+            raise ServiceUnavailable("the store is busy: nothing was stored; send the same request again") from None
         return StoredResponse(stored=outcome.stored, duplicates=outcome.duplicates)
 
     @bentoml.api(route="/replay")
@@ -240,8 +273,8 @@ class ProspectService:
     @bentoml.api(route="/model_info")
     async def model_info(self) -> ModelInfo:
         """What model is serving: version, training window, feature set, thresholds, validation figures."""
-        meta = self.scorer.bundle.metadata
-        t = self.scorer.bundle.thresholds
+        bundle = self.watcher.current.scorer.bundle
+        meta, t = bundle.metadata, bundle.thresholds
         metrics = {k: {m: (None if v != v else v) for m, v in figures.items()} for k, figures in meta["metrics"].items()}
         return ModelInfo(version=meta.get("version"), trained_at=meta["trained_at"], data_window=meta["data_window"],
                          feature_set_version=meta["feature_set_version"], horizon_days=meta["horizon_days"],
@@ -250,7 +283,72 @@ class ProspectService:
                          metrics=metrics)
 
 
-ProspectService.add_asgi_middleware(ApiKeyMiddleware, keys=parse_keys(_api_key(), SETTINGS.api_key_name,
-                                                                     SETTINGS.api_keys))
+def _warm_up(champion: Champion) -> None:
+    """Score one made-up lead with a freshly loaded model before it serves (compiles the feature scan
+    on first use, a few seconds; and proves the model answers)."""
+    now = pd.Timestamp.now(tz="UTC")
+    moment = timestamp_micros(now, "now")
+    kind = next(iter(champion.taxonomy.types))
+    champion.scorer.score_lead({"lead_id": "warm-up", "created_at_us": moment - 86_400_000_000, "source": None},
+                               np.array([moment - 3_600_000_000], dtype=np.int64), np.array([kind], dtype=object),
+                               None, now)
+
+
+def _check_payload_events(request: PayloadRequest, champion: Champion, created: pd.Timestamp, moment: pd.Timestamp,
+                          skew: pd.Timedelta) -> None:
+    """Each payload event must be of the model's taxonomy, not in the future, and not before the lead existed.
+
+    A lead created after ``moment`` is left to the scorer, which refuses it as such.
+    """
+    latest = pd.Timestamp.now(tz="UTC") + skew
+    earliest = created - skew if created <= moment else None
+    for i, e in enumerate(request.events):
+        if e.type not in champion.taxonomy.types:
+            raise UnprocessableEntity(f"events[{i}].type: unknown event type (not in the model's taxonomy)")
+        when = pd.Timestamp(e.ts)
+        if when > latest:
+            raise InvalidArgument(f"events[{i}].ts is in the future")
+        if earliest is not None and when < earliest:
+            raise UnprocessableEntity(f"events[{i}].ts is before lead.created_at: nothing happens to a lead before "
+                                      "it exists")
+
+
+WORKER: ProspectService | None = None
+"""This worker's service instance, once started."""
+
+OPERATIONS = [
+    Operation("/score", "Score one lead of the store.", ScoreRequest, ScoreResponse, (404, 422)),
+    Operation("/score_payload", "Score a lead given in the request (nothing stored).", PayloadRequest, ScoreResponse,
+              (422,)),
+    Operation("/score_batch", "Score up to 1,000 leads of the store.", BatchRequest, BatchResponse, (422,)),
+    Operation("/events", "Store events of known leads (all or nothing; resending is safe).", EventsRequest,
+              StoredResponse, (404, 409, 422, 503)),
+    Operation("/feedback", "Store what sales decided about a lead.", FeedbackRequest, StoredResponse,
+              (404, 409, 422, 503)),
+    Operation("/replay", "Recompute a logged score and compare it with what was served.", ReplayRequest,
+              ReplayResponse, (404,)),
+    Operation("/model_info", "The model serving now.", None, ModelInfo),
+]
+API_PATHS = frozenset(op.path for op in OPERATIONS)
+KEYS = parse_keys(_api_key(), SETTINGS.api_key_name, SETTINGS.api_keys)
+"""API keys by caller name; empty only with PROSPECT_INSECURE_DEV=1."""
+
+
+def _document_key() -> object:
+    return WORKER.watcher.current.identity if WORKER else None
+
+
+def _document() -> dict:
+    types = {}
+    if WORKER is not None:
+        types = {"PayloadEvent": list(WORKER.watcher.current.taxonomy.types), "EventIn": list(WORKER.taxonomy.types)}
+    return openapi_document(OPERATIONS, "prospect-scorer", "1", secured=bool(KEYS), event_types=types)
+
+
+label_by_route(API_PATHS | frozenset(OPEN_PATHS) | {DOC_PATH, "/", "/schema.json"})
+ProspectService.add_asgi_middleware(ApiKeyMiddleware, keys=KEYS)
 ProspectService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=SETTINGS.max_body_bytes)
 ProspectService.add_asgi_middleware(KeepAliveLimitMiddleware, max_requests=SETTINGS.keepalive_requests)
+ProspectService.add_asgi_middleware(JsonOnlyMiddleware, paths=API_PATHS)
+ProspectService.add_asgi_middleware(OpenApiMiddleware, key=_document_key, document=_document)
+ProspectService.add_asgi_middleware(OneErrorShapeMiddleware)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,7 +120,15 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
     conn.exec_driver_sql(str(compiled), params)
 
 
+SQLITE_BUSY_SECONDS = 30.0
+"""How long a SQLite write waits for another process's write lock before it fails."""
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connection
+    # SQLAlchemy, not the driver, starts transactions (see _sqlite_begin): the driver's own
+    # implicit BEGIN is deferred, and a deferred transaction that later writes fails at once with
+    # "database is locked" when another process writes, without waiting for the busy timeout.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL lets the service read while an ingest writes; NORMAL sync is durable across app crashes.
     cur.execute("PRAGMA journal_mode=WAL")
@@ -127,6 +136,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI connec
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.execute("PRAGMA cache_size=-65536")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Write transactions take SQLite's write lock up front (waiting for it), reads stay deferred."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+
+
+WRITE_OPTION = "prospect_write"
 
 
 @dataclass(frozen=True)
@@ -158,6 +175,7 @@ class EventStore:
         self.url = url
         self._engine: Engine | None = None
         self._read_sql: tuple[tuple[str, bool], tuple[str, bool]] | None = None
+        self._write_lock = threading.RLock()
 
     @property
     def engine(self) -> Engine:
@@ -166,10 +184,13 @@ class EventStore:
                 db_path = self.url.removeprefix("sqlite:///")
                 if db_path and db_path != ":memory:":
                     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            self._engine = create_engine(self.url)
-            if self._engine.dialect.name == "sqlite":
+            sqlite = self.url.startswith("sqlite")
+            self._engine = create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_SECONDS} if sqlite else {})
+            if sqlite:
                 event.listen(self._engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self._engine)
+                event.listen(self._engine, "begin", _sqlite_begin)
+            with self._write_lock:
+                metadata.create_all(self._engine)
         return self._engine
 
     def close(self) -> None:
@@ -179,9 +200,16 @@ class EventStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One all-or-nothing unit of work: a failure anywhere inside rolls every write back."""
-        with self.engine.begin() as conn:
-            yield conn
+        """One all-or-nothing unit of work: a failure anywhere inside rolls every write back.
+
+        Writers of one process take turns (a lock), and on SQLite each transaction takes the
+        database's write lock when it begins, waiting up to SQLITE_BUSY_SECONDS for writers in other
+        processes: concurrent writes queue instead of failing with "database is locked".
+        """
+        with self._write_lock, self.engine.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield conn
 
     def counts(self) -> StoreCounts:
         with self.engine.connect() as conn:

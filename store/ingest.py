@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from contract.mapping import MapContext, Mapping, SourceMapping, TableMapping, map_chunk, required_source_columns
 from contract.tables import INGEST_ORDER, TABLES, TableSpec
@@ -80,7 +81,7 @@ def ingest(
 
     Timestamps later than ``now`` plus ``clock_skew`` (drift between systems) are refused as future.
     """
-    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew)
+    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     summary = IngestSummary()
     for table_name in INGEST_ORDER:
@@ -149,7 +150,7 @@ def _store_chunk(conn: Connection, stage: Table, raw: pd.DataFrame, spec: TableS
     mapped = map_chunk(raw, spec, tm, ctx)
     rows = _prepare_rows(mapped.frame, spec)
     rows, dup_issues, n_dup = _dedupe_within_chunk(rows, spec)
-    insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec)
+    insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec, ctx.clock_skew)
     if len(insertable):
         bulk_insert(conn, STORE_TABLES[spec.name], insertable.drop(columns=["_row"]))
     issues = [i for i in (mapped.issues.assign(kind="invalid"), dup_issues, store_issues) if len(i)]
@@ -178,8 +179,20 @@ def ingest_records(store: EventStore, table: str, records: pd.DataFrame, taxonom
     """
     spec = TABLES[table]
     tm = TableMapping(columns={c: c for c in spec.column_names if c in records.columns})
-    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew)
+    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
     raw = records.reset_index(drop=True)
+    for _ in range(WRITE_ATTEMPTS - 1):
+        try:
+            return _store_records(store, spec, tm, ctx, raw)
+        except IntegrityError:
+            # another writer stored one of these keys between our check and our insert (a server
+            # database checks rows concurrently); the next attempt sees its row as already stored
+            continue
+    return _store_records(store, spec, tm, ctx, raw)
+
+
+def _store_records(store: EventStore, spec: TableSpec, tm: TableMapping, ctx: MapContext,
+                   raw: pd.DataFrame) -> ChunkOutcome:
     with store.transaction() as conn:
         stage = _stage_table(conn, spec)
         outcome = _store_chunk(conn, stage, raw, spec, tm, ctx)
@@ -187,6 +200,9 @@ def ingest_records(store: EventStore, table: str, records: pd.DataFrame, taxonom
             raise RecordsRejected(outcome.issues)  # rolls the transaction back
         conn.execute(stage.delete())
     return outcome
+
+
+WRITE_ATTEMPTS = 3
 
 
 def _record_attributes(conn: Connection, tm: TableMapping) -> None:
@@ -258,6 +274,7 @@ def _stage_table(conn: Connection, spec: TableSpec) -> Table:
         Column("key", String, nullable=False),
         Column("lead_id", String),
         Column("content_hash", BigInteger, nullable=False),
+        Column("ts", BigInteger),
         prefixes=["TEMPORARY"],
     )
     stage.create(conn, checkfirst=True)
@@ -266,9 +283,10 @@ def _stage_table(conn: Connection, spec: TableSpec) -> Table:
 
 
 def _check_against_store(
-    conn: Connection, stage: Table, rows: pd.DataFrame, spec: TableSpec
+    conn: Connection, stage: Table, rows: pd.DataFrame, spec: TableSpec, clock_skew: timedelta
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Split rows into new ones, exact repeats of stored rows, conflicts and rows for unknown leads."""
+    """Split rows into new ones, exact repeats of stored rows, conflicts, rows for unknown leads and
+    rows dated before their lead was created (beyond the clock-skew tolerance)."""
     empty = pd.DataFrame(columns=["row", "column", "reason"])
     if rows.empty:
         return rows, empty, 0
@@ -278,6 +296,7 @@ def _check_against_store(
         "key": rows[spec.key],
         "lead_id": rows["lead_id"],
         "content_hash": rows["content_hash"],
+        "ts": rows["ts"] if "ts" in rows else None,
     }))
     main = STORE_TABLES[spec.name]
     key_col = main.c[spec.key]
@@ -311,8 +330,24 @@ def _check_against_store(
             issues.append(_issue(bad, "lead_id", [f"unknown lead_id '{lead}' (no such lead in the store; "
                                                  "ingest its lead first)" for lead in bad["lead_id"]], "unknown_lead"))
             drop.update(unknown)
+        drop.update(_before_creation(conn, stage, by_row, issues, drop, clock_skew))
     keep = ~rows["_row"].isin(drop)
     return rows[keep], pd.concat([i for i in issues if len(i)] or [empty]), n_known
+
+
+def _before_creation(conn: Connection, stage: Table, by_row: pd.DataFrame, issues: list[pd.DataFrame],
+                     drop: set[int], clock_skew: timedelta) -> list[int]:
+    """Rows dated before their lead was created: nothing can happen to a lead before it exists
+    (a year-1 event would otherwise read as "first action 739,945 days ago")."""
+    skew_us = int(clock_skew / timedelta(microseconds=1))
+    early = conn.execute(
+        select(stage.c._row).join(leads_table, leads_table.c.lead_id == stage.c.lead_id)
+        .where(stage.c.ts < leads_table.c.created_at - skew_us)
+    ).scalars().all()
+    early = [r for r in early if r not in drop]
+    if early:
+        issues.append(_issue(by_row.loc[early], "ts", ["dated before the lead was created"] * len(early), "invalid"))
+    return early
 
 
 def _quarantine_rows(raw: pd.DataFrame, issues: pd.DataFrame | None, path: Path, table: str) -> pd.DataFrame | None:

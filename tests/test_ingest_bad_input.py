@@ -174,3 +174,20 @@ def test_clock_skew_tolerance_for_timestamps_just_ahead(with_leads: Sources) -> 
     assert (strict.stored, strict.quarantined) == (0, 2)
     tolerant = run(timedelta(minutes=5)).batches[0]
     assert (tolerant.stored, tolerant.quarantined) == (1, 1), "3 minutes ahead is clock drift, 10 is the future"
+
+
+def test_events_and_feedback_before_the_lead_was_created_are_quarantined(with_leads: Sources) -> None:
+    # L1 was created 2025-01-01T09:00Z; the clock-skew tolerance (5 minutes) lets 08:57 through
+    with_leads.write("events.csv", "event_id,lead_id,ts,type\ne1,L1,0001-01-01T00:00:00Z,page_view\n"
+                                   "e2,L1,2024-12-31T09:00:00Z,page_view\ne3,L1,2025-01-01T08:57:00Z,page_view\n"
+                                   "e4,L1,2025-02-01T00:00:00Z,page_view\n")
+    with_leads.write("feedback.csv", "lead_id,ts,outcome,reason\nL1,2024-06-01,prospect,\nL2,2025-03-01,prospect,\n")
+    summary = with_leads.ingest({"events": "events.csv", "feedback": "feedback.csv"})
+    events = quarantine_of(summary, "events")
+    assert events["event_id"].tolist() == ["e1", "e2"] and set(events["_column"]) == {"ts"}
+    assert set(events["_reason"]) == {"dated before the lead was created"}
+    feedback = quarantine_of(summary, "feedback")
+    assert feedback["_row"].tolist() == ["1"] and feedback.loc[0, "_reason"] == "dated before the lead was created"
+    assert [(b.table, b.stored) for b in summary.batches] == [("events", 2), ("feedback", 1)]
+    stored = with_leads.store.read_table("events")
+    assert sorted(stored["event_id"]) == ["e3", "e4"]

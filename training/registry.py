@@ -15,15 +15,17 @@ to the models folder, where serving loads it without MLflow.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames
-from training.bundle import Bundle, load_bundle
+from training.bundle import Bundle, load_bundle, verify_bundle, write_manifest
 from training.evaluation import SplitParams, evaluation_window, window_probabilities
 from training.metrics import PairedDifference, paired_bootstrap_auc
 from training.tracking import MODEL_NAME
@@ -77,14 +79,24 @@ def _version_by_alias(alias: str) -> str | None:
         return None
 
 
-def champion_bundle(work_dir: Path) -> Bundle:
-    """The bundle behind the registry's ``champion`` alias (serving without the exported copy)."""
-    version = _version_by_alias("champion")
-    if version is None:
-        raise FileNotFoundError(f"the registry has no '{MODEL_NAME}@champion': run `prospect promote`")
+def champion_version() -> str | None:
+    """The registry version behind the ``champion`` alias; None when there is none."""
+    return _version_by_alias("champion")
+
+
+def bundle_of_version(version: str, work_dir: Path) -> Bundle:
+    """The bundle of one registry version, stamped with that version."""
     bundle = _bundle_of(version, work_dir)
     bundle.metadata["version"] = version
     return bundle
+
+
+def champion_bundle(work_dir: Path) -> Bundle:
+    """The bundle behind the registry's ``champion`` alias (serving without the exported copy)."""
+    version = champion_version()
+    if version is None:
+        raise FileNotFoundError(f"the registry has no '{MODEL_NAME}@champion': run `prospect promote`")
+    return bundle_of_version(version, work_dir)
 
 
 def log_report(version: str | None, path: Path) -> str | None:
@@ -105,15 +117,45 @@ def log_report(version: str | None, path: Path) -> str | None:
 
 
 def export_champion(bundle_dir: Path, models_dir: Path, version: str) -> Path:
-    """Copy a bundle to ``models/champion``, stamped with its registry version."""
-    target = models_dir / "champion"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(bundle_dir, target)
-    metadata = json.loads((target / "metadata.json").read_text())
+    """Publish a bundle as ``models/champion``, stamped with its registry version, atomically.
+
+    The bundle is copied aside into ``models/releases/``, stamped, given a fresh manifest and
+    checked; only then is the ``champion`` link switched to it by one rename. A promote that is
+    interrupted at any point leaves the previous champion in place, and a running service never
+    sees a half-written bundle. The last few releases are kept for rollbacks and running readers.
+    """
+    releases = models_dir / "releases"
+    releases.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    aside = releases / f".v{version}-{stamp}.partial"
+    shutil.copytree(bundle_dir, aside)
+    metadata = json.loads((aside / "metadata.json").read_text())
     metadata["version"] = version
-    (target / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    (aside / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    write_manifest(aside)
+    verify_bundle(aside)
+    release = releases / f"v{version}-{stamp}"
+    os.rename(aside, release)
+    target = models_dir / "champion"
+    link = models_dir / f".champion-{stamp}"
+    os.symlink(os.path.relpath(release, models_dir), link)
+    if target.is_dir() and not target.is_symlink():  # a champion exported by an older version: a plain folder
+        os.rename(target, releases / f"previous-{stamp}")
+    os.replace(link, target)
+    _prune_releases(releases, keep=KEEP_RELEASES, current=release)
     return target
+
+
+KEEP_RELEASES = 3
+
+
+def _prune_releases(releases: Path, keep: int, current: Path) -> None:
+    """Remove all but the newest ``keep`` releases (never the current one) and leftovers of failed exports."""
+    done = sorted((p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in done[keep:]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _log_promotion(version: str, c: Comparison) -> None:
