@@ -82,7 +82,20 @@ attributes_table = Table(
     Column("description", Text, nullable=False),
 )
 
-TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table}
+history_table = Table(
+    "attribute_history",
+    metadata,
+    Column("history_id", String, primary_key=True),
+    Column("lead_id", String, nullable=False),
+    Column("attribute", String, nullable=False),
+    Column("value", Text, doc="The value written, as text (numbers in Python's float notation); NULL if cleared."),
+    Column("recorded_at", BigInteger, nullable=False),
+    Column("content_hash", BigInteger, nullable=False),
+    # features and serving read a lead's values as of a moment
+    Index("ix_history_lead_time", "lead_id", "recorded_at"),
+)
+
+TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table, "history": history_table}
 
 
 def to_micros(ts: pd.Series) -> np.ndarray:
@@ -149,6 +162,7 @@ class StoreCounts:
     leads: int
     events: int
     feedback: int
+    history: int = 0
 
 
 class EventStore:
@@ -262,13 +276,24 @@ class EventStore:
         table = TABLES[name]
         with self.engine.connect() as conn:
             frame = pd.read_sql_table(table.name, conn)
-        for col in ("created_at", "ts"):
+        for col in ("created_at", "ts", "recorded_at"):
             if col in frame:
                 frame[col] = from_micros(frame[col].to_numpy(dtype=np.int64))
         if name == "leads":
             attrs = pd.DataFrame([json.loads(a) for a in frame.pop("attributes")], index=frame.index)
             frame = pd.concat([frame, attrs], axis=1)
         return frame.drop(columns=["content_hash"])
+
+    def lead_history(self, lead_ids: list[str]) -> pd.DataFrame:
+        """The attribute history of some leads (lead_id, attribute, value, recorded_at in UTC microseconds),
+        ordered by lead and time, read through the (lead_id, recorded_at) index."""
+        h = history_table
+        with self.engine.connect() as conn:
+            rows = _fetch_tuples(conn, select(h.c.lead_id, h.c.attribute, h.c.value, h.c.recorded_at)
+                                 .where(h.c.lead_id.in_(list(dict.fromkeys(lead_ids)))))
+        frame = pd.DataFrame(rows, columns=["lead_id", "attribute", "value", "recorded_at"])
+        frame["recorded_at"] = frame["recorded_at"].astype(np.int64)
+        return frame.sort_values(["lead_id", "recorded_at"], kind="stable", ignore_index=True)
 
     def attribute_specs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
