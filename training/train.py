@@ -79,7 +79,7 @@ def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = Train
     attributes = tuple(a for a in frames.attributes if not (config.drop_after_contact and a.role == "after_contact"))
     snapshots = build_snapshots(frames.leads, frames.events, frames.feedback, config.snapshots,
                                 inbound_types=taxonomy.inbound_types)
-    X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
+    X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events, frames.history)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=attributes).fit(X)
     return Prepared(snapshots, vectorizer.transform_matrix(X), snapshots["label"].to_numpy().astype(np.int64),
                     vectorizer)
