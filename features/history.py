@@ -12,6 +12,7 @@ million snapshot-attribute lookups cost a fraction of the behaviour scan.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numba as nb
@@ -110,6 +111,20 @@ def values_as_of(lead: dict, history: pd.DataFrame, as_of_us: int) -> dict:
         rows = known[known["attribute"] == attribute]
         out[str(attribute)] = None if rows.empty else rows.loc[rows["recorded_at"].idxmax(), "value"]
     return out
+
+
+def first_sales_touch(leads: pd.DataFrame, events: pd.DataFrame, feedback: pd.DataFrame,
+                      inbound_types: Collection[str]) -> np.ndarray:
+    """Per lead (in ``leads`` order), UTC microseconds of its first outbound event or sales answer; int64 max if none."""
+    ids = pd.Index(leads["lead_id"])
+    touch = np.full(len(ids), np.iinfo(np.int64).max, dtype=np.int64)
+    outbound = events[~events["type"].isin(list(inbound_types))]
+    for frame in (outbound, feedback):
+        if len(frame):
+            code = ids.get_indexer(frame["lead_id"])
+            ts = frame["ts"].astype("datetime64[us, UTC]").astype("int64").to_numpy()
+            np.minimum.at(touch, code[code >= 0], ts[code >= 0])
+    return touch
 
 
 def first_recorded_after_touch(history: pd.DataFrame, lead_ids: pd.Series, first_touch_us: np.ndarray

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract.taxonomy import Taxonomy
+from simulator.history import attribute_history
 
 ORIGINS = ("organic_search", "paid_search", "linkedin", "referral", "webinar", "events", "outbound")
 ORIGIN_P = (0.24, 0.22, 0.16, 0.08, 0.10, 0.08, 0.12)
@@ -55,6 +56,8 @@ class FunnelConfig:
     start: str = "2025-01-06"
     months: int = 12
     follow_days: int = 120
+    history: bool = True
+    """Also write attribute_history.parquet: when each criterion became known (``simulator.history``)."""
 
     @property
     def start_ts(self) -> pd.Timestamp:
@@ -281,7 +284,8 @@ def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None
     if cfg.end_ts > pd.Timestamp.now(tz="UTC"):
         raise ValueError(f"the simulation would end at {cfg.end_ts:%Y-%m-%d}, in the future; choose an earlier start")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.parquet" for name in ("leads", "events", "feedback", "truth")}
+    names = ("leads", "events", "feedback", "truth") + (("attribute_history",) if cfg.history else ())
+    paths = {name: out_dir / f"{name}.parquet" for name in names}
     writers: dict[str, pq.ParquetWriter] = {}
     seeds = np.random.SeedSequence(cfg.seed).spawn((cfg.n_leads + CHUNK_LEADS - 1) // CHUNK_LEADS)
     try:
@@ -290,6 +294,11 @@ def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None
             n = min(CHUNK_LEADS, cfg.n_leads - first)
             frames = dict(zip(("leads", "events", "feedback", "truth"),
                               _simulate_chunk(np.random.default_rng(seed), first, n, cfg, taxonomy), strict=True))
+            if cfg.history:
+                frames["attribute_history"], known_at = attribute_history(
+                    np.random.default_rng(seed.spawn(1)[0]), frames["leads"], frames["events"], frames["feedback"],
+                    cfg.end_ts, taxonomy)
+                frames["truth"] = pd.concat([frames["truth"], known_at], axis=1)
             for name, frame in frames.items():
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if name not in writers:

@@ -34,7 +34,8 @@ def test_one_stored_lead_scores_like_the_batch_path(trained) -> None:  # noqa: A
     store, frames, scorer = trained
     as_of = pd.Timestamp("2025-08-01T12:00:00Z")
     ids = frames.leads.loc[frames.leads["created_at"] < as_of, "lead_id"].head(40).tolist()
-    batch = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events)
+    batch = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events,
+                                frames.history)
     for expected in batch:
         one = scorer.score_stored_lead(store, expected.lead_id, as_of)
         assert one.probability == pytest.approx(expected.probability, abs=1e-12)
@@ -54,7 +55,8 @@ def test_reasons_are_the_largest_contributions_in_plain_words(trained) -> None: 
     as_of = pd.Timestamp("2025-10-01T00:00:00Z")
     active = frames.events.groupby("lead_id")["ts"].max()
     ids = active[(active < as_of) & (active > as_of - pd.Timedelta(days=10))].index[:20].tolist()
-    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events)
+    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events,
+                                 frames.history)
     probabilities = np.array([s.probability for s in scored])
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     for s in scored:

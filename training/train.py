@@ -14,6 +14,7 @@ import pandas as pd
 
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames
+from features.history import first_recorded_after_touch, first_sales_touch
 from features.snapshots import SnapshotConfig, build_snapshots
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from training.baselines import logistic_baseline, logistic_scores, rule_score
@@ -73,6 +74,8 @@ class Prepared:
     matrix: np.ndarray
     y: np.ndarray
     vectorizer: FeatureVectorizer
+    late_recorded: dict[str, float] = field(default_factory=dict)
+    """Per attribute with history: share of its leads whose value was first written after the first sales touch."""
 
 
 def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> Prepared:
@@ -81,8 +84,11 @@ def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = Train
                                 inbound_types=taxonomy.inbound_types)
     X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events, frames.history)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=attributes).fit(X)
+    late = {} if frames.history is None or frames.history.empty else first_recorded_after_touch(
+        frames.history, frames.leads["lead_id"],
+        first_sales_touch(frames.leads, frames.events, frames.feedback, taxonomy.inbound_types))
     return Prepared(snapshots, vectorizer.transform_matrix(X), snapshots["label"].to_numpy().astype(np.int64),
-                    vectorizer)
+                    vectorizer, late)
 
 
 def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> TrainResult:
@@ -100,7 +106,7 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
     rng = np.random.default_rng(config.seed)
     train_idx = np.flatnonzero(split.train)
     sample = np.sort(rng.choice(train_idx, GUARD_SAMPLE, replace=False)) if train_idx.size > GUARD_SAMPLE else train_idx
-    allowed = check_leakage(matrix[sample], y[sample], fs, config.allow_leaky, config.seed)
+    allowed = check_leakage(matrix[sample], y[sample], fs, config.allow_leaky, config.seed, prepared.late_recorded)
 
     categorical = [i for i, s in enumerate(fs.specs) if s.dtype == "category"]
     booster = fit_lightgbm(matrix[split.train], y[split.train], matrix[split.fit], y[split.fit], categorical,
