@@ -29,8 +29,17 @@ def load_frames(store: EventStore) -> StoreFrames:
     attributes = tuple(AttributeInfo(r.name, r.kind, r.role, r.description) for r in specs.itertuples())
     return StoreFrames(leads=store.read_table("leads"), events=store.read_table("events"),
                        feedback=store.read_table("feedback"), attributes=attributes,
-                       history=store.read_table("history").sort_values(["lead_id", "recorded_at"], kind="stable",
-                                                                       ignore_index=True))
+                       history=_history(store))
+
+
+def _history(store: EventStore) -> pd.DataFrame:
+    """The attribute history in time order per lead, attribute and value as categories.
+
+    A few distinct texts over millions of rows: as categories they take a fraction of the memory,
+    and the features read their codes instead of hashing every text again.
+    """
+    history = store.read_table("history").sort_values(["lead_id", "recorded_at"], kind="stable", ignore_index=True)
+    return history.astype({"attribute": "category", "value": "category"})
 
 
 @dataclass

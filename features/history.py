@@ -5,9 +5,10 @@ and is unknown before its first record: a budget typed in by sales after the fir
 reach snapshots taken before that call. An attribute without history for a lead keeps the lead's
 one static value (what the leads table holds), so sources without history behave as before.
 
-The lookup is vectorised per attribute: history rows sorted by (lead, time), one segment per lead
-found with ``searchsorted``, then one binary search per snapshot inside its lead's segment. Ten
-million snapshot-attribute lookups cost a fraction of the behaviour scan.
+The lookup is compiled and vectorised over (lead, attribute, time): a linear counting sort groups the
+history rows by lead and attribute (keeping their time order), then each snapshot binary-searches
+(``searchsorted``) its lead's segment of each attribute for its as-of time. Five attributes for a
+million snapshots cost a fraction of the behaviour scan.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from features.encode import factorize
-from features.events import sort_order
 
 HISTORY_COLUMNS = ("lead_id", "attribute", "value", "recorded_at")
 
@@ -38,6 +38,18 @@ class HistoryCodes:
         return HistoryCodes(self.lead[mask] - lead_offset, self.column[mask], self.ts_us[mask], self.value[mask])
 
 
+def _codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
+    """Integer codes (-1 for missing) and the values they stand for; free for categorical columns.
+
+    History's attribute and value columns hold a handful of distinct texts over millions of rows, so
+    :func:`features.dataset.load_frames` reads them as categories; hashing them again would cost
+    more than the whole as-of lookup.
+    """
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(np.int64), list(values.cat.categories)
+    return factorize(values) if len(values) else (np.zeros(0, np.int64), [])
+
+
 def encode_history(lead: np.ndarray, attribute: pd.Series | np.ndarray, value: pd.Series | np.ndarray,
                    ts_us: np.ndarray, columns: dict[str, int], categories: dict[str, dict[str, int]]
                    ) -> HistoryCodes:
@@ -49,25 +61,25 @@ def encode_history(lead: np.ndarray, attribute: pd.Series | np.ndarray, value: p
     saw is unknown, as it is in the static path.
     """
     lead = np.asarray(lead, np.int64)
-    attr_code, attr_names = factorize(attribute) if len(lead) else (np.zeros(0, np.int64), [])
-    column_of = np.array([columns.get(str(a), -1) for a in attr_names] + [-1], dtype=np.int64)
-    column = column_of[attr_code]
-    keep = (column >= 0) & (lead >= 0)
-    value_code, distinct = factorize(pd.Series(value)[keep]) if keep.any() else (np.zeros(0, np.int64), [])
+    attr_code, attr_names = _codes(attribute)
+    value_code, distinct = _codes(value)
     names = [str(a) for a in attr_names]
+    column_of = np.array([columns.get(a, -1) for a in names] + [-1], dtype=np.int64)
     # one row per attribute name: its reading of each distinct value; the extra last column is "missing"
     table = np.full((len(names) + 1, len(distinct) + 1), np.nan)
     numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce").to_numpy(np.float64)
     for k, name in enumerate(names):
-        if name not in columns:
-            continue
         if name in categories:
             position = categories[name]
             table[k, :-1] = [position.get(str(v), np.nan) for v in distinct]
-        else:
+        elif name in columns:
             table[k, :-1] = numbers
-    value_out = table[attr_code[keep], value_code]
-    return HistoryCodes(lead[keep], column[keep], np.asarray(ts_us, np.int64)[keep], value_out)
+    column = column_of[attr_code]
+    value_out = table[attr_code, value_code]
+    keep = (column >= 0) & (lead >= 0)
+    if keep.all():
+        return HistoryCodes(lead, column, np.asarray(ts_us, np.int64), value_out)
+    return HistoryCodes(lead[keep], column[keep], np.asarray(ts_us, np.int64)[keep], value_out[keep])
 
 
 def apply_as_of(matrix: np.ndarray, first_column: int, history: HistoryCodes, n_leads: int,
@@ -76,25 +88,55 @@ def apply_as_of(matrix: np.ndarray, first_column: int, history: HistoryCodes, n_
 
     Only (lead, attribute) pairs with history are touched: the rest keep the static value.
     """
-    for column in np.unique(history.column):
-        rows = np.flatnonzero(history.column == column)
-        lead, ts = history.lead[rows], history.ts_us[rows]
-        order = sort_order(lead, ts)  # cheap when the rows come sorted by lead and time, as the store reads them
-        start = np.searchsorted(lead[order], np.arange(n_leads + 1), side="left")
-        _lookup(ts[order], history.value[rows][order], start, np.asarray(snap_lead, np.int64),
-                np.asarray(as_of, np.int64), matrix, first_column + int(column))
+    present = np.flatnonzero(np.bincount(history.column))
+    compact = np.full(int(present.max()) + 1, -1, np.int64)
+    compact[present] = np.arange(present.size)
+    order, start = _group(history.lead, compact[history.column], history.ts_us, n_leads, present.size)
+    _lookup(history.ts_us[order], history.value[order], start, present.size, first_column + present,
+            np.asarray(snap_lead, np.int64), np.asarray(as_of, np.int64), matrix)
 
 
 @nb.njit(cache=True, nogil=True)
-def _lookup(ts: np.ndarray, value: np.ndarray, start: np.ndarray, snap_lead: np.ndarray, as_of: np.ndarray,
-            matrix: np.ndarray, col: int) -> None:
+def _group(lead: np.ndarray, column: np.ndarray, ts: np.ndarray, n_leads: int, n_columns: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Order rows by (lead, column, time) with a counting sort: ``start[g]..start[g + 1]`` is group g.
+
+    Linear in the rows; rows that come in time order per lead (as the store reads them) stay so,
+    and a group that does not is sorted on its own.
+    """
+    n_groups = n_leads * n_columns
+    start = np.zeros(n_groups + 1, np.int64)
+    for r in range(lead.size):
+        start[lead[r] * n_columns + column[r] + 1] += 1
+    for g in range(n_groups):
+        start[g + 1] += start[g]
+    fill = start[:-1].copy()
+    order = np.empty(lead.size, np.int64)
+    for r in range(lead.size):
+        g = lead[r] * n_columns + column[r]
+        order[fill[g]] = r
+        fill[g] += 1
+    for g in range(n_groups):
+        lo, hi = start[g], start[g + 1]
+        for k in range(lo + 1, hi):
+            if ts[order[k]] < ts[order[k - 1]]:
+                rows = order[lo:hi]
+                order[lo:hi] = rows[np.argsort(ts[rows], kind="mergesort")]
+                break
+    return order, start
+
+
+@nb.njit(cache=True, nogil=True)
+def _lookup(ts: np.ndarray, value: np.ndarray, start: np.ndarray, n_columns: int, matrix_column: np.ndarray,
+            snap_lead: np.ndarray, as_of: np.ndarray, matrix: np.ndarray) -> None:
     for i in range(snap_lead.size):
-        lo = start[snap_lead[i]]
-        hi = start[snap_lead[i] + 1]
-        if hi > lo:
-            # side="left": a value written at the as-of moment itself is not yet known
-            k = lo + np.searchsorted(ts[lo:hi], as_of[i])
-            matrix[i, col] = value[k - 1] if k > lo else np.nan
+        for c in range(n_columns):
+            g = snap_lead[i] * n_columns + c
+            lo, hi = start[g], start[g + 1]
+            if hi > lo:
+                # side="left": a value written at the as-of moment itself is not yet known
+                k = lo + np.searchsorted(ts[lo:hi], as_of[i])
+                matrix[i, matrix_column[c]] = value[k - 1] if k > lo else np.nan
 
 
 def values_as_of(lead: dict, history: pd.DataFrame, as_of_us: int) -> dict:

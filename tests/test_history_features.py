@@ -71,8 +71,8 @@ def _reference(leads: pd.DataFrame, history: pd.DataFrame, snapshots: pd.DataFra
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_lookup_matches_a_plain_loop_on_random_histories(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "categorical"), [(1, False), (2, False), (3, True)])
+def test_lookup_matches_a_plain_loop_on_random_histories(seed: int, categorical: bool) -> None:
     rng = np.random.default_rng(seed)
     n = 60
     ids = [f"L{i}" for i in range(n)]
@@ -85,6 +85,8 @@ def test_lookup_matches_a_plain_loop_on_random_histories(seed: int) -> None:
     history["value"] = np.where(history["attribute"] == "budget", rng.choice(["yes", "no", "maybe"], m),
                                 rng.integers(1, 500, m).astype(str))
     history = history.drop_duplicates(["lead_id", "attribute", "recorded_at"])
+    if categorical:  # as features.dataset.load_frames reads them
+        history = history.astype({"attribute": "category", "value": "category"})
     snapshots = pd.DataFrame({"lead_id": rng.choice(ids, 400), "as_of": [_day(d) for d in rng.integers(0, 32, 400)]})
     X = FeatureInput(snapshots, leads, pd.DataFrame({"lead_id": ids[:1], "ts": [_day(0)], "type": ["page_view"]}),
                      history)
