@@ -56,7 +56,8 @@ def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, valid_share
     snaps = build_snapshots(frames.leads, frames.events, frames.feedback, config, inbound_types=taxonomy.inbound_types)
     split = split_snapshots(snaps, config.horizon_days, valid_share, meta.get("seed", seed))
     held = snaps.loc[split.eval].reset_index(drop=True)
-    matrix = bundle.vectorizer.transform_matrix(FeatureInput(held[["lead_id", "as_of"]], frames.leads, frames.events))
+    matrix = bundle.vectorizer.transform_matrix(FeatureInput(held[["lead_id", "as_of"]], frames.leads, frames.events,
+                                                             frames.history))
     y = held["label"].to_numpy().astype(int)
     p = bundle.probability(matrix)
     specs = bundle.vectorizer.feature_set_.specs

@@ -95,7 +95,7 @@ def latest_window_auc(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, s
                                 inbound_types=taxonomy.inbound_types)
     split = split_snapshots(snaps, snapshots_config.horizon_days, valid_share, seed)
     window = split.fit | split.eval
-    X = FeatureInput(snaps.loc[window, ["lead_id", "as_of"]], frames.leads, frames.events)
+    X = FeatureInput(snaps.loc[window, ["lead_id", "as_of"]], frames.leads, frames.events, frames.history)
     p = bundle.probability(bundle.vectorizer.transform_matrix(X))
     y = snaps.loc[window, "label"].to_numpy()
     return float(roc_auc_score(y, p)), int(window.sum()), split.description
