@@ -22,20 +22,25 @@ import pandas as pd
 
 from features.encode import factorize
 
-HISTORY_COLUMNS = ("lead_id", "attribute", "value", "recorded_at")
-
-
 @dataclass(frozen=True)
 class HistoryCodes:
-    """History rows as arrays ready for the lookup: lead position, profile column, time, coded value."""
+    """History rows as codes ready for the lookup, and the small tables that read them.
 
-    lead: np.ndarray  # int64 position of the lead in the leads being featurised
-    column: np.ndarray  # int64 position of the attribute among the profile columns
+    Per row: the lead's position, the attribute's code, the value's code, the time. Per attribute
+    code: its profile column (-1 when the features do not use it) and its reading of each value code
+    (a category position or a number; NaN when the model never saw it).
+    """
+
+    lead: np.ndarray  # int64 position of the lead in the leads being featurised; -1 when unknown
+    attribute: np.ndarray  # integer code of the attribute name; -1 when missing
+    value: np.ndarray  # integer code of the value text; -1 when missing (cleared)
     ts_us: np.ndarray  # int64 UTC microseconds: when the value was written
-    value: np.ndarray  # float64: category position or number; NaN when unknown or cleared
+    column: np.ndarray  # int64 profile column per attribute code; -1 when not a feature
+    reading: np.ndarray  # float64 [attribute code, value code]
 
     def select(self, mask: np.ndarray, lead_offset: int = 0) -> HistoryCodes:
-        return HistoryCodes(self.lead[mask] - lead_offset, self.column[mask], self.ts_us[mask], self.value[mask])
+        return HistoryCodes(self.lead[mask] - lead_offset, self.attribute[mask], self.value[mask], self.ts_us[mask],
+                            self.column, self.reading)
 
 
 def _codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
@@ -46,7 +51,7 @@ def _codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
     more than the whole as-of lookup.
     """
     if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
-        return values.cat.codes.to_numpy(np.int64), list(values.cat.categories)
+        return values.cat.codes.to_numpy(), list(values.cat.categories)
     return factorize(values) if len(values) else (np.zeros(0, np.int64), [])
 
 
@@ -56,30 +61,23 @@ def encode_history(lead: np.ndarray, attribute: pd.Series | np.ndarray, value: p
     """Code history rows for the lookup.
 
     ``columns`` gives the profile column of each attribute the features use (rows of other attributes
-    and of unknown leads, ``lead < 0``, are dropped); ``categories`` the category positions of the
+    and of unknown leads, ``lead < 0``, are ignored); ``categories`` the category positions of the
     categorical ones. Values are text as the store keeps them; a categorical value the model never
     saw is unknown, as it is in the static path.
     """
-    lead = np.asarray(lead, np.int64)
     attr_code, attr_names = _codes(attribute)
     value_code, distinct = _codes(value)
     names = [str(a) for a in attr_names]
-    column_of = np.array([columns.get(a, -1) for a in names] + [-1], dtype=np.int64)
-    # one row per attribute name: its reading of each distinct value; the extra last column is "missing"
-    table = np.full((len(names) + 1, len(distinct) + 1), np.nan)
+    reading = np.full((max(len(names), 1), max(len(distinct), 1)), np.nan)
     numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce").to_numpy(np.float64)
     for k, name in enumerate(names):
         if name in categories:
             position = categories[name]
-            table[k, :-1] = [position.get(str(v), np.nan) for v in distinct]
+            reading[k, :len(distinct)] = [position.get(str(v), np.nan) for v in distinct]
         elif name in columns:
-            table[k, :-1] = numbers
-    column = column_of[attr_code]
-    value_out = table[attr_code, value_code]
-    keep = (column >= 0) & (lead >= 0)
-    if keep.all():
-        return HistoryCodes(lead, column, np.asarray(ts_us, np.int64), value_out)
-    return HistoryCodes(lead[keep], column[keep], np.asarray(ts_us, np.int64)[keep], value_out[keep])
+            reading[k, :len(distinct)] = numbers
+    return HistoryCodes(np.asarray(lead, np.int64), attr_code, value_code, np.asarray(ts_us, np.int64),
+                        np.array([columns.get(a, -1) for a in names], dtype=np.int64), reading)
 
 
 def apply_as_of(matrix: np.ndarray, first_column: int, history: HistoryCodes, n_leads: int,
@@ -88,50 +86,60 @@ def apply_as_of(matrix: np.ndarray, first_column: int, history: HistoryCodes, n_
 
     Only (lead, attribute) pairs with history are touched: the rest keep the static value.
     """
-    present = np.flatnonzero(np.bincount(history.column))
-    compact = np.full(int(present.max()) + 1, -1, np.int64)
-    compact[present] = np.arange(present.size)
-    order, start = _group(history.lead, compact[history.column], history.ts_us, n_leads, present.size)
-    _lookup(history.ts_us[order], history.value[order], start, present.size, first_column + present,
-            np.asarray(snap_lead, np.int64), np.asarray(as_of, np.int64), matrix)
+    used = np.flatnonzero(history.column >= 0)
+    if used.size == 0:
+        return
+    slot = np.full(history.column.size, -1, np.int64)  # attribute code -> position among the used ones
+    slot[used] = np.arange(used.size)
+    ts, value, start = _group(history.lead, history.attribute, history.value, history.ts_us, slot,
+                              history.reading, n_leads, used.size)
+    _lookup(ts, value, start, used.size, first_column + history.column[used], np.asarray(snap_lead, np.int64),
+            np.asarray(as_of, np.int64), matrix)
 
 
 @nb.njit(cache=True, nogil=True)
-def _group(lead: np.ndarray, column: np.ndarray, ts: np.ndarray, n_leads: int, n_columns: int
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Order rows by (lead, column, time) with a counting sort: ``start[g]..start[g + 1]`` is group g.
+def _group(lead: np.ndarray, attribute: np.ndarray, value: np.ndarray, ts: np.ndarray, slot: np.ndarray,
+           reading: np.ndarray, n_leads: int, n_slots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times and read values grouped by (lead, attribute) with a counting sort: group g is ``start[g]..start[g + 1]``.
 
-    Linear in the rows; rows that come in time order per lead (as the store reads them) stay so,
-    and a group that does not is sorted on its own.
+    Linear in the rows, in two passes; rows that come in time order per lead (as the store reads
+    them) stay so, and a group that does not is sorted on its own.
     """
-    n_groups = n_leads * n_columns
+    n_groups = n_leads * n_slots
     start = np.zeros(n_groups + 1, np.int64)
     for r in range(lead.size):
-        start[lead[r] * n_columns + column[r] + 1] += 1
+        if lead[r] >= 0 and attribute[r] >= 0 and slot[attribute[r]] >= 0:
+            start[lead[r] * n_slots + slot[attribute[r]] + 1] += 1
     for g in range(n_groups):
         start[g + 1] += start[g]
     fill = start[:-1].copy()
-    order = np.empty(lead.size, np.int64)
+    ts_out = np.empty(start[n_groups], np.int64)
+    value_out = np.empty(start[n_groups], np.float64)
     for r in range(lead.size):
-        g = lead[r] * n_columns + column[r]
-        order[fill[g]] = r
+        a = attribute[r]
+        if lead[r] < 0 or a < 0 or slot[a] < 0:
+            continue
+        g = lead[r] * n_slots + slot[a]
+        ts_out[fill[g]] = ts[r]
+        value_out[fill[g]] = reading[a, value[r]] if value[r] >= 0 else np.nan
         fill[g] += 1
     for g in range(n_groups):
         lo, hi = start[g], start[g + 1]
         for k in range(lo + 1, hi):
-            if ts[order[k]] < ts[order[k - 1]]:
-                rows = order[lo:hi]
-                order[lo:hi] = rows[np.argsort(ts[rows], kind="mergesort")]
+            if ts_out[k] < ts_out[k - 1]:
+                idx = np.argsort(ts_out[lo:hi], kind="mergesort")
+                ts_out[lo:hi] = ts_out[lo:hi][idx]
+                value_out[lo:hi] = value_out[lo:hi][idx]
                 break
-    return order, start
+    return ts_out, value_out, start
 
 
 @nb.njit(cache=True, nogil=True)
-def _lookup(ts: np.ndarray, value: np.ndarray, start: np.ndarray, n_columns: int, matrix_column: np.ndarray,
+def _lookup(ts: np.ndarray, value: np.ndarray, start: np.ndarray, n_slots: int, matrix_column: np.ndarray,
             snap_lead: np.ndarray, as_of: np.ndarray, matrix: np.ndarray) -> None:
     for i in range(snap_lead.size):
-        for c in range(n_columns):
-            g = snap_lead[i] * n_columns + c
+        for c in range(n_slots):
+            g = snap_lead[i] * n_slots + c
             lo, hi = start[g], start[g + 1]
             if hi > lo:
                 # side="left": a value written at the as-of moment itself is not yet known

@@ -45,8 +45,8 @@ def to_micros(values: pd.Series | pd.DatetimeIndex, what: str) -> np.ndarray:
     index = pd.DatetimeIndex(values)
     if index.tz is None:
         raise ValueError(f"{what} must be timezone-aware (UTC or with an offset)")
-    out = index.tz_convert("UTC").as_unit("us").asi8
-    if out.size and (index.isna().any() or out.min() < 0):
+    out = index.as_unit("us").asi8  # a zone-aware index holds UTC integers whatever its zone: no conversion
+    if out.size and out.min() < 0:  # NaT is the most negative integer
         raise ValueError(f"{what} has missing values or dates before 1970")
     return out
 
