@@ -329,7 +329,7 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
             with ThreadPoolExecutor(len(parts)) as pool:
                 list(pool.map(lambda p: run(*p), parts))
         if history is not None and history.lead.size:
-            apply_as_of(matrix, self._n_behaviour, history, n_leads, snap_lead, as_of)
+            apply_as_of(matrix, self._n_behaviour, history, n_leads, lead_sorted, as_of_sorted, order)
         return matrix
 
 

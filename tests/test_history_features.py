@@ -115,3 +115,14 @@ def test_share_first_recorded_after_the_first_touch() -> None:
     shares = first_recorded_after_touch(history, pd.Series(["A", "B", "C"]), np.array([2, 9, never]))
     # A: first written at 1, touched at 2 (before); B: written at its touch (after); C: never touched
     assert shares == {"budget": pytest.approx(1 / 3), "industry": 0.0}
+
+
+def test_rows_the_features_do_not_use_never_hide_later_values(small: FeatureInput) -> None:
+    """Rows of undeclared attributes or unknown leads, out of time order, inside a lead's run."""
+    noise = pd.DataFrame({"lead_id": ["A", "nobody"], "attribute": ["colour", "budget"], "value": ["red", "no"],
+                          "recorded_at": [_day(30), _day(1)]})
+    history = pd.concat([small.history.iloc[:1], noise, small.history.iloc[1:]], ignore_index=True)
+    X = FeatureInput(small.snapshots, small.leads, small.events, history)
+    expected = FeatureVectorizer(attributes=ATTRIBUTES).fit(small).transform(small)
+    got = FeatureVectorizer(attributes=ATTRIBUTES).fit(small).transform(X)
+    pd.testing.assert_frame_equal(got, expected)
