@@ -23,6 +23,7 @@ import pandas as pd
 from features.encode import factorize
 from features.events import sort_order
 
+
 @dataclass(frozen=True)
 class HistoryCodes:
     """History rows as codes ready for the lookup, and the small tables that read them.
@@ -204,7 +205,8 @@ def first_recorded_after_touch(history: pd.DataFrame, lead_ids: pd.Series, first
     recorded = pd.DatetimeIndex(history["recorded_at"]).as_unit("us").asi8
     first = pd.DataFrame({"lead_id": history["lead_id"].to_numpy(), "attribute": history["attribute"].to_numpy(),
                           "recorded": recorded}).groupby(["lead_id", "attribute"], sort=False)["recorded"].min()
-    touch = pd.Series(first_touch_us, index=pd.Index(lead_ids)).reindex(first.index.get_level_values("lead_id"))
-    late = first.to_numpy() >= touch.fillna(np.iinfo(np.int64).max).to_numpy(np.int64)
+    position = pd.Index(lead_ids).get_indexer(first.index.get_level_values("lead_id"))
+    touch = np.append(np.asarray(first_touch_us, np.int64), np.iinfo(np.int64).max)[position]  # -1: never
+    late = first.to_numpy() >= touch
     shares = pd.Series(late, index=first.index.get_level_values("attribute")).groupby(level=0).mean()
     return {str(k): float(v) for k, v in shares.items()}

@@ -108,12 +108,13 @@ def test_values_as_of_for_criteria() -> None:
 
 
 def test_share_first_recorded_after_the_first_touch() -> None:
-    history = pd.DataFrame({"lead_id": ["A", "A", "B", "C", "C"],
-                            "attribute": ["budget", "budget", "budget", "budget", "industry"],
-                            "recorded_at": pd.to_datetime([5, 1, 9, 3, 0], unit="us", utc=True)})
+    history = pd.DataFrame({"lead_id": ["A", "A", "B", "C", "C", "Z"],
+                            "attribute": ["budget", "budget", "budget", "budget", "industry", "industry"],
+                            "recorded_at": pd.to_datetime([5, 1, 9, 3, 0, 4], unit="us", utc=True)})
     never = np.iinfo(np.int64).max
     shares = first_recorded_after_touch(history, pd.Series(["A", "B", "C"]), np.array([2, 9, never]))
-    # A: first written at 1, touched at 2 (before); B: written at its touch (after); C: never touched
+    # A: first written at 1, touched at 2 (before); B: written at its touch (after); C: never touched;
+    # Z: a lead the leads table does not know, never touched either
     assert shares == {"budget": pytest.approx(1 / 3), "industry": 0.0}
 
 
