@@ -127,3 +127,21 @@ def test_rows_the_features_do_not_use_never_hide_later_values(small: FeatureInpu
     expected = FeatureVectorizer(attributes=ATTRIBUTES).fit(small).transform(small)
     got = FeatureVectorizer(attributes=ATTRIBUTES).fit(small).transform(X)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_leads_computed_in_ranges_get_the_same_history_values(monkeypatch) -> None:  # noqa: ANN001
+    """More leads than one sort key holds are computed range by range: history must follow its leads."""
+    rng = np.random.default_rng(9)
+    ids = [f"L{i:02d}" for i in range(30)]
+    leads = pd.DataFrame({"lead_id": ids, "created_at": T0, "source": "referral", "budget": "yes",
+                          "employees": 10.0})
+    history = pd.DataFrame({"lead_id": rng.choice(ids, 200), "attribute": "budget",
+                            "value": rng.choice(["yes", "no"], 200),
+                            "recorded_at": [_day(d) for d in rng.uniform(0, 30, 200)]})
+    snapshots = pd.DataFrame({"lead_id": rng.choice(ids, 100), "as_of": [_day(d) for d in rng.uniform(0, 31, 100)]})
+    X = FeatureInput(snapshots, leads, pd.DataFrame({"lead_id": ["L00"], "ts": [_day(0)], "type": ["page_view"]}),
+                     history)
+    vec = FeatureVectorizer(attributes=ATTRIBUTES).fit(X)
+    whole = vec.transform_matrix(X)
+    monkeypatch.setattr("features.vectorizer.MAX_LEADS", 7)
+    np.testing.assert_array_equal(vec.transform_matrix(X), whole)
