@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 import numba as nb
 import numpy as np
@@ -22,6 +23,18 @@ import pandas as pd
 
 from features.encode import factorize
 from features.events import sort_order
+
+
+class HistoryRows(Protocol):
+    """History rows by column: a DataFrame, or the store's LeadHistory arrays."""
+
+    attribute: object
+    value: object
+    recorded_at: object
+
+
+SMALL = 256
+"""Up to this many rows (one lead's history, as serving reads it) are coded with a dict, not Arrow."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,11 @@ def _codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
     """
     if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
         return values.cat.codes.to_numpy(), list(values.cat.categories)
-    return factorize(values) if len(values) else (np.zeros(0, np.int64), [])
+    if len(values) <= SMALL:  # one lead's rows when serving: a dict costs less than setting up Arrow
+        seen: dict = {}
+        codes = [-1 if pd.isna(v) else seen.setdefault(v, len(seen)) for v in values]
+        return np.array(codes, dtype=np.int64), list(seen)
+    return factorize(values)
 
 
 def encode_history(lead: np.ndarray, attribute: pd.Series | np.ndarray, value: pd.Series | np.ndarray,
@@ -71,13 +88,12 @@ def encode_history(lead: np.ndarray, attribute: pd.Series | np.ndarray, value: p
     value_code, distinct = _codes(value)
     names = [str(a) for a in attr_names]
     reading = np.full((max(len(names), 1), max(len(distinct), 1)), np.nan)
-    numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce").to_numpy(np.float64)
     for k, name in enumerate(names):
         if name in categories:
             position = categories[name]
             reading[k, :len(distinct)] = [position.get(str(v), np.nan) for v in distinct]
         elif name in columns:
-            reading[k, :len(distinct)] = numbers
+            reading[k, :len(distinct)] = pd.to_numeric(np.array(distinct, dtype=object), errors="coerce")
     return HistoryCodes(np.asarray(lead, np.int64), attr_code, value_code, np.asarray(ts_us, np.int64),
                         np.array([columns.get(a, -1) for a in names], dtype=np.int64), reading)
 
@@ -162,19 +178,25 @@ def _walk(lead: np.ndarray, attribute: np.ndarray, value: np.ndarray, ts: np.nda
                 matrix[snap_row[s], matrix_column[c]] = current[c]
 
 
-def values_as_of(lead: dict, history: pd.DataFrame, as_of_us: int) -> dict:
+def values_as_of(lead: dict, history: HistoryRows, as_of_us: int) -> dict:
     """A lead's attributes as they were at ``as_of_us``: what criteria and a salesperson see for that moment.
 
-    ``history`` holds this lead's rows (attribute, value, recorded_at in UTC microseconds). An attribute
-    with history takes its last value recorded strictly before the moment (None before the first).
+    ``history`` holds this lead's rows (``attribute``, ``value``, ``recorded_at`` in UTC microseconds:
+    the store's :class:`~store.event_store.LeadHistory`, or a DataFrame). An attribute with history
+    takes its last value recorded strictly before the moment (None before the first). Plain Python
+    over a handful of rows: this runs for every lead scored.
     """
-    if history.empty:
+    recorded = np.asarray(history.recorded_at, np.int64)
+    if recorded.size == 0:
         return lead
+    attributes = np.asarray(history.attribute, dtype=object)
+    values = np.asarray(history.value, dtype=object)
     out = dict(lead)
-    known = history[history["recorded_at"].to_numpy(np.int64) < as_of_us]
-    for attribute in history["attribute"].unique():
-        rows = known[known["attribute"] == attribute]
-        out[str(attribute)] = None if rows.empty else rows.loc[rows["recorded_at"].idxmax(), "value"]
+    out.update(dict.fromkeys(map(str, attributes)))
+    for k in np.argsort(recorded, kind="stable"):
+        if recorded[k] >= as_of_us:
+            break
+        out[str(attributes[k])] = values[k]
     return out
 
 

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from contract.taxonomy import Taxonomy, load_taxonomy
 from features.encode import encode_ids, factorize
 from features.events import MAX_LEADS, EventArrays, sort_order
-from features.history import HistoryCodes, apply_as_of, encode_history
+from features.history import HistoryCodes, HistoryRows, apply_as_of, encode_history
 from features.registry import AttributeInfo, FeatureSet, Vocabulary, behaviour_specs, profile_specs
 from features.scan import scan
 LEAD_COLUMNS = ("lead_id", "created_at", "source")
@@ -202,7 +202,7 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         return encode_history(lead, attribute, value, recorded_us, self._history_column, self._history_categories)
 
     def transform_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray | list, channels: list | None,
-                       as_of_us: int | np.ndarray, history: pd.DataFrame | None = None) -> np.ndarray:
+                       as_of_us: int | np.ndarray, history: HistoryRows | None = None) -> np.ndarray:
         """Features of one lead at one or more as-of times (one row each), from plain arrays: the serving path.
 
         ``lead`` holds ``created_at_us``, ``source`` and the attribute values by name; ``history`` its
@@ -220,9 +220,9 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         seen: dict[str, int] = {}
         any_channel = np.fromiter((seen.setdefault(c, len(seen)) for c in channels), dtype=np.int32, count=n)
         as_of = np.atleast_1d(np.asarray(as_of_us, np.int64))
-        codes = None if history is None or history.empty else self.history_codes(
-            np.zeros(len(history), np.int64), history["attribute"], history["value"],
-            history["recorded_at"].to_numpy(np.int64))
+        codes = None if history is None or len(history) == 0 else self.history_codes(
+            np.zeros(len(history), np.int64), history.attribute, history.value,
+            np.asarray(history.recorded_at, np.int64))
         return self._compute(np.zeros(as_of.size, np.int64), as_of, np.zeros(n, np.int64),
                              np.asarray(ts_us, np.int64), level, inbound, channel, any_channel,
                              np.array([lead["created_at_us"]], np.int64), self._record_values([lead]), codes)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from features.history import values_as_of
+from features.history import HistoryRows, values_as_of
 from features.registry import FeatureSpec
 from prospect.config import Settings
 from features.vectorizer import FeatureInput, timestamp_micros
@@ -155,7 +155,7 @@ class Scorer:
         return self.score_matrix(matrix, snapshots["lead_id"].tolist(), pd.DatetimeIndex(snapshots["as_of"]))
 
     def score_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray, channels: list | None,
-                   as_of: pd.Timestamp, history: pd.DataFrame | None = None) -> Scored:
+                   as_of: pd.Timestamp, history: HistoryRows | None = None) -> Scored:
         """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``.
 
         With ``history`` (attribute, value, recorded_at in UTC microseconds), the reasons, the trend
@@ -206,9 +206,8 @@ class Scorer:
         rows = np.tile(np.arange(n), 2)
         moments = np.repeat(np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64), n)
         history = store.lead_history([lead["lead_id"] for lead in leads])
-        position = pd.Index([lead["lead_id"] for lead in leads]).get_indexer(history["lead_id"])
-        codes = self.bundle.vectorizer.history_codes(position, history["attribute"], history["value"],
-                                                     history["recorded_at"].to_numpy(np.int64))
+        position = pd.Index([lead["lead_id"] for lead in leads]).get_indexer(history.lead_id)
+        codes = self.bundle.vectorizer.history_codes(position, history.attribute, history.value, history.recorded_at)
         matrix = self.bundle.vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel,
                                                         rows, moments, codes)
         p = self.bundle.probability(matrix)
@@ -217,9 +216,12 @@ class Scorer:
         self._add_trend(out, p[n:], np.array([lead["created_at_us"] for lead in leads]), moments[n:])
         if self.criteria is not None:
             bounds = np.searchsorted(owner, np.arange(n + 1), side="left")
-            by_lead = dict(tuple(history.groupby("lead_id", sort=False))) if len(history) else {}
-            then = [values_as_of(lead, by_lead[lead["lead_id"]], as_of_us) if lead["lead_id"] in by_lead else lead
-                    for lead in leads]
+            # the store gives history by lead: each lead's rows are one run
+            cuts = np.flatnonzero(history.lead_id[1:] != history.lead_id[:-1]) + 1
+            runs = {history.lead_id[a]: slice(a, b) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(history)])
+                    if b > a}
+            then = [values_as_of(lead, history.take(runs[lead["lead_id"]]), as_of_us) if lead["lead_id"] in runs
+                    else lead for lead in leads]
             self._add_criteria(out, then, [(events.ts_us[a:b], events.type[a:b]) for a, b in zip(bounds, bounds[1:])],
                                [as_of_us] * n)
         return BatchScores(out, unknown, later)

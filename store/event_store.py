@@ -157,6 +157,22 @@ class LeadEvents:
         return pd.DataFrame({"ts": from_micros(self.ts_us), "type": self.type, "channel": self.channel})
 
 
+@dataclass(frozen=True)
+class LeadHistory:
+    """Attribute-history rows as parallel arrays in (lead, time) order; ``recorded_at`` in UTC microseconds."""
+
+    lead_id: np.ndarray
+    attribute: np.ndarray
+    value: np.ndarray
+    recorded_at: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.recorded_at)
+
+    def take(self, rows: np.ndarray | slice) -> LeadHistory:
+        return LeadHistory(self.lead_id[rows], self.attribute[rows], self.value[rows], self.recorded_at[rows])
+
+
 @dataclass
 class StoreCounts:
     leads: int
@@ -172,6 +188,7 @@ class EventStore:
         self.url = url
         self._engine: Engine | None = None
         self._read_sql: tuple[tuple[str, bool], tuple[str, bool]] | None = None
+        self._history_sql: tuple[str, bool] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -284,16 +301,31 @@ class EventStore:
             frame = pd.concat([frame, attrs], axis=1)
         return frame.drop(columns=["content_hash"])
 
-    def lead_history(self, lead_ids: list[str]) -> pd.DataFrame:
-        """The attribute history of some leads (lead_id, attribute, value, recorded_at in UTC microseconds),
-        ordered by lead and time, read through the (lead_id, recorded_at) index."""
-        h = history_table
+    def lead_history(self, lead_ids: list[str]) -> LeadHistory:
+        """The attribute history of some leads, ordered by lead and time, read through the
+        (lead_id, recorded_at) index: the serving path, so plain arrays and the driver's tuples."""
+        ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
-            rows = _fetch_tuples(conn, select(h.c.lead_id, h.c.attribute, h.c.value, h.c.recorded_at)
-                                 .where(h.c.lead_id.in_(list(dict.fromkeys(lead_ids)))))
-        frame = pd.DataFrame(rows, columns=["lead_id", "attribute", "value", "recorded_at"])
-        frame["recorded_at"] = frame["recorded_at"].astype(np.int64)
-        return frame.sort_values(["lead_id", "recorded_at"], kind="stable", ignore_index=True)
+            if len(ids) == 1:  # one lead scored: the statement compiled once, not per call
+                if self._history_sql is None:
+                    compiled = _LEAD_HISTORY.compile(dialect=self.engine.dialect)
+                    self._history_sql = (str(compiled), compiled.positiontup is not None)
+                sql, positional = self._history_sql
+                cursor = conn.connection.dbapi_connection.cursor()
+                try:
+                    cursor.execute(sql, (ids[0],) if positional else {"lead_id": ids[0]})
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+            else:
+                rows = _fetch_tuples(conn, _HISTORY_COLUMNS.where(history_table.c.lead_id.in_(ids)))
+        if not rows:
+            empty = np.empty(0, dtype=object)
+            return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
+        lead, attribute, value, recorded = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
+        recorded = recorded.astype(np.int64)
+        order = np.lexsort((recorded, lead))
+        return LeadHistory(lead[order], attribute[order], value[order], recorded[order])
 
     def attribute_specs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
@@ -339,6 +371,10 @@ def _fetch_tuples(conn: Connection, statement: Select) -> list[tuple]:
     finally:
         cursor.close()
 
+
+_HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
+                          history_table.c.recorded_at)
+_LEAD_HISTORY = _HISTORY_COLUMNS.where(history_table.c.lead_id == bindparam("lead_id"))
 
 _LEAD = select(leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes).where(
     leads_table.c.lead_id == bindparam("lead_id"))

@@ -145,3 +145,20 @@ def test_leads_computed_in_ranges_get_the_same_history_values(monkeypatch) -> No
     whole = vec.transform_matrix(X)
     monkeypatch.setattr("features.vectorizer.MAX_LEADS", 7)
     np.testing.assert_array_equal(vec.transform_matrix(X), whole)
+
+
+def test_one_lead_with_a_cleared_value_reads_it_as_unknown() -> None:
+    """The serving path codes a few rows with a dict: a cleared (missing) value is unknown, not a category."""
+    leads = pd.DataFrame({"lead_id": ["A"], "created_at": [T0], "source": ["referral"], "budget": ["yes"],
+                          "employees": [5.0]})
+    history = pd.DataFrame({"attribute": pd.array(["budget", "budget"], dtype="string"),
+                            "value": pd.array(["yes", pd.NA], dtype="string"),
+                            "recorded_at": [int(_day(1).value // 1000), int(_day(2).value // 1000)]})
+    X = FeatureInput(pd.DataFrame({"lead_id": ["A"], "as_of": [_day(3)]}), leads,
+                     pd.DataFrame({"lead_id": ["A"], "ts": [_day(0)], "type": ["page_view"]}))
+    vec = FeatureVectorizer(attributes=ATTRIBUTES).fit(X)
+    as_of = np.array([int(_day(1.5).value // 1000), int(_day(3).value // 1000)])
+    rows = vec.to_frame(vec.transform_lead({"created_at_us": int(T0.value // 1000), "source": "referral",
+                                            "budget": "yes", "employees": 5.0}, np.zeros(0, np.int64), [], None,
+                                           as_of, history))
+    assert rows["attr_budget"].astype(object).where(rows["attr_budget"].notna(), None).tolist() == ["yes", None]

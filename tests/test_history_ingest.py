@@ -58,9 +58,11 @@ def test_history_is_stored_once_and_bad_rows_are_quarantined(sources: Sources) -
     assert (batch.stored, batch.duplicates) == (0, 4), "loading the same file twice adds nothing"
     assert sources.store.counts().history == 4
     stored = sources.store.lead_history(["L1", "L2"])
-    assert stored[["lead_id", "attribute", "value"]].values.tolist() == [
-        ["L1", "industry", "retail"], ["L1", "employees", "80"], ["L1", "industry", "software"],
-        ["L2", "industry", "finance"]]
+    rows = list(zip(stored.lead_id, stored.recorded_at, stored.attribute, stored.value, strict=True))
+    assert [r[:2] for r in rows] == sorted(r[:2] for r in rows), "by lead, then time"
+    assert [(lead, attribute, value) for lead, _, attribute, value in sorted(rows)] == [
+        ("L1", "employees", "80"), ("L1", "industry", "retail"), ("L1", "industry", "software"),
+        ("L2", "industry", "finance")]
 
 
 def test_history_may_name_attributes_declared_by_an_earlier_ingest(sources: Sources) -> None:
