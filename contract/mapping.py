@@ -187,6 +187,23 @@ def _is_blank(series: pd.Series) -> pd.Series:
     return series.isna()
 
 
+def display_text(values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """Values as text for messages and quarantine files, whatever they hold.
+
+    pandas formats a typed timestamp through Python's datetime, which ends at year 9999; a Parquet
+    source can hold later ones (a wrong unit, a corrupt value), and those must be reported, not crash.
+    """
+    if isinstance(values, pd.DataFrame):
+        return pd.DataFrame({c: display_text(values[c]) for c in values.columns}, index=values.index)
+    try:
+        return values.astype("string")
+    except (ValueError, NotImplementedError, OverflowError):
+        if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+            raise
+        text = np.datetime_as_string(values.to_numpy(dtype="datetime64[us]"), unit="s")
+        return pd.Series(text, index=values.index, dtype="string").mask(values.isna())
+
+
 def _as_text(series: pd.Series) -> pd.Series:
     out = series.astype("string").str.strip()
     return out.mask(out == "")
@@ -245,7 +262,7 @@ def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapCont
                  lambda v: "cannot parse timestamp '" + v.astype("string") + f"' (expected {fmt})", values)
             now = pd.Timestamp(ctx.now)
             flag(parsed > now, label,
-                 lambda v: "timestamp " + v.astype("string") + f" is in the future (now {now:%Y-%m-%d %H:%M} UTC)",
+                 lambda v: "timestamp " + display_text(v) + f" is in the future (now {now:%Y-%m-%d %H:%M} UTC)",
                  parsed)
             out[col.name] = parsed
             continue

@@ -23,6 +23,7 @@ from contract.mapping import (
     Mapping,
     SourceMapping,
     TableMapping,
+    display_text,
     keep_mask,
     map_chunk,
     required_source_columns,
@@ -348,7 +349,7 @@ def _quarantine_rows(raw: pd.DataFrame, issues: pd.DataFrame | None, path: Path,
         "_column": grouped["column"].to_numpy(),
         "_reason": grouped["reason"].to_numpy(),
     }, index=grouped.index)
-    return pd.concat([head, original.astype("string")], axis=1)
+    return pd.concat([head, display_text(original)], axis=1)
 
 
 def _write_quarantine(parts: list[pd.DataFrame], folder: Path, path: Path, table: str, stamp: str) -> Path:

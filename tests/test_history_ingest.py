@@ -82,3 +82,21 @@ def test_a_history_mapping_is_checked_like_the_others(tmp_path) -> None:  # noqa
     missing = {"name": "t", "sources": [{"file": "h.csv", "history": {"columns": {"lead_id": "a", "value": "b"}}}]}
     with pytest.raises(MappingError, match="required column 'attribute'"):
         load_mapping(write_yaml(tmp_path / "m.yaml", missing))
+
+
+def test_a_parquet_timestamp_beyond_year_9999_is_quarantined_not_a_crash(sources: Sources) -> None:
+    """A Parquet source's timestamps are typed: one far past what Python dates hold must still be reported."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sources.write("leads.csv", LEADS_CSV)
+    far = pa.array([1_735_722_000_000_000, 600_000_000_000_000_000], type=pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"LeadId": ["L1", "L2"], "Field": ["industry", "industry"],
+                             "NewValue": ["retail", "finance"], "CreatedDate": far}), sources.folder / "history.parquet")
+    mapping = _mapping().model_copy(deep=True)
+    mapping.sources[1].file = "history.parquet"
+    summary = _ingest(sources, mapping)
+    batch = next(b for b in summary.batches if b.table == "history")
+    assert (batch.stored, batch.quarantined) == (1, 1)
+    quarantine = pd.read_csv(batch.quarantine_file)
+    assert "is in the future" in quarantine.loc[0, "_reason"] and quarantine.loc[0, "CreatedDate"].startswith("20983")
