@@ -9,7 +9,7 @@ reports every row it cannot use, with the column and the reason, instead of fail
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -59,6 +59,10 @@ class TableMapping(BaseModel):
         default_factory=dict, description="canonical column -> {source value: canonical value}"
     )
     attributes: dict[str, AttributeSpec] = Field(default_factory=dict)
+    keep: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="source column -> values: only rows whose value is listed in every such column are this "
+        "table's; the others are skipped and counted (an export that mixes fields, like Salesforce LeadHistory).")
 
     def source_column(self, canonical: str) -> str | None:
         return self.columns.get(canonical)
@@ -79,6 +83,8 @@ class SourceMapping(BaseModel):
     leads: TableMapping | None = None
     events: TableMapping | None = None
     feedback: TableMapping | None = None
+    history: TableMapping | None = None
+    """Attribute history: lead id, attribute, value, recorded-at (CRM property-history exports)."""
 
     @property
     def file_format(self) -> str:
@@ -102,10 +108,15 @@ class Mapping(BaseModel):
         for source in self.sources:
             mapped = [t for t in TABLES if source.table(t) is not None]
             if not mapped:
-                raise ValueError(f"source {source.file!r} maps no table (leads, events or feedback)")
+                raise ValueError(f"source {source.file!r} maps no table (leads, events, feedback or history)")
             for name in mapped:
                 _check_table_mapping(source.file, TABLES[name], source.table(name))
         return self
+
+    def attribute_kinds(self) -> dict[str, str]:
+        """Every attribute the mapping declares, with its kind: what a history source may write."""
+        return {name: attr.kind for source in self.sources if source.leads is not None
+                for name, attr in source.leads.attributes.items()}
 
 
 def _check_table_mapping(file: str, spec: TableSpec, tm: TableMapping) -> None:
@@ -144,7 +155,7 @@ def load_mapping(path: Path) -> Mapping:
 
 def required_source_columns(tm: TableMapping) -> list[str]:
     """Return the source columns a table mapping reads, in a stable order."""
-    cols = list(tm.columns.values()) + [tm.attribute_column(a) for a in tm.attributes]
+    cols = list(tm.columns.values()) + [tm.attribute_column(a) for a in tm.attributes] + list(tm.keep)
     return list(dict.fromkeys(cols))
 
 
@@ -165,6 +176,8 @@ class MapContext:
     """Timestamps after this are refused as being in the future."""
     clock_skew: timedelta = timedelta(0)
     """Events and feedback dated more than this before their lead's creation are refused."""
+    attributes: dict[str, str] = field(default_factory=dict)
+    """Declared attributes and their kinds (categorical, numeric): what a history row may name."""
 
 
 ISSUE_COLUMNS = ["row", "column", "reason"]
@@ -174,6 +187,23 @@ def _is_blank(series: pd.Series) -> pd.Series:
     if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
         return series.isna() | (series.astype("string").str.strip() == "")
     return series.isna()
+
+
+def display_text(values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """Values as text for messages and quarantine files, whatever they hold.
+
+    pandas formats a typed timestamp through Python's datetime, which ends at year 9999; a Parquet
+    source can hold later ones (a wrong unit, a corrupt value), and those must be reported, not crash.
+    """
+    if isinstance(values, pd.DataFrame):
+        return pd.DataFrame({c: display_text(values[c]) for c in values.columns}, index=values.index)
+    try:
+        return values.astype("string")
+    except (ValueError, NotImplementedError, OverflowError):
+        if not pd.api.types.is_datetime64_any_dtype(values.dtype):
+            raise
+        text = np.datetime_as_string(values.to_numpy(dtype="datetime64[us]"), unit="s")
+        return pd.Series(text, index=values.index, dtype="string").mask(values.isna())
 
 
 def _as_text(series: pd.Series) -> pd.Series:
@@ -234,7 +264,7 @@ def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapCont
                  lambda v: "cannot parse timestamp '" + v.astype("string") + f"' (expected {fmt})", values)
             now = pd.Timestamp(ctx.now)
             flag(parsed > now, label,
-                 lambda v: "timestamp " + v.astype("string") + f" is in the future (now {now:%Y-%m-%d %H:%M} UTC)",
+                 lambda v: "timestamp " + display_text(v) + f" is in the future (now {now:%Y-%m-%d %H:%M} UTC)",
                  parsed)
             out[col.name] = parsed
             continue
@@ -256,6 +286,9 @@ def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapCont
         default_channel = out["type"].map({n: t.channel for n, t in ctx.taxonomy.types.items()})
         out["channel"] = out["channel"].fillna(default_channel).astype("string")
 
+    if spec.name == "history":
+        _check_history(out, tm, ctx, flag)
+
     for name, attr in tm.attributes.items():
         src = tm.attribute_column(name)
         values = raw[src]
@@ -271,3 +304,29 @@ def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapCont
     issue_frame = pd.concat(issues) if issues else pd.DataFrame(columns=ISSUE_COLUMNS)
     good = ~raw.index.isin(issue_frame["row"]) if len(issue_frame) else np.ones(len(raw), dtype=bool)
     return MappedChunk(frame=out[good], issues=issue_frame.reset_index(drop=True))
+
+
+def keep_mask(raw: pd.DataFrame, tm: TableMapping) -> np.ndarray:
+    """Rows that belong to this table under the mapping's ``keep`` filter (all rows without one)."""
+    mask = np.ones(len(raw), dtype=bool)
+    for column, values in tm.keep.items():
+        mask &= _as_text(raw[column]).isin(values).fillna(False).to_numpy(dtype=bool)
+    return mask
+
+
+def _check_history(out: pd.DataFrame, tm: TableMapping, ctx: MapContext, flag: Callable) -> None:
+    """History rows must name a declared attribute; a numeric one's value must be a number (stored as such)."""
+    attribute_src = tm.source_column("attribute") or "(constant attribute)"
+    value_src = tm.source_column("value") or "(constant value)"
+    attribute = out["attribute"]
+    known = ", ".join(sorted(ctx.attributes)) or "none"
+    flag(~attribute.isin(list(ctx.attributes)) & attribute.notna(), attribute_src,
+         lambda v: "unknown attribute '" + v + f"' (declared: {known}; declare it under a leads mapping's "
+         "attributes, or map the source name under values.attribute)", attribute)
+    numeric = (attribute.map(ctx.attributes) == "numeric").fillna(False).to_numpy(dtype=bool)
+    if numeric.any():
+        value = out["value"]
+        numbers = pd.to_numeric(value.where(numeric), errors="coerce")
+        flag(pd.Series(numeric, index=out.index) & numbers.isna() & value.notna(), value_src,
+             lambda v: "not a number (attribute " + attribute[v.index] + " is numeric): '" + v + "'", value)
+        out["value"] = value.mask(numeric & numbers.notna().to_numpy(), numbers.astype("string"))

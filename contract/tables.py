@@ -86,6 +86,21 @@ FEEDBACK = TableSpec(
     ),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (LEADS, EVENTS, FEEDBACK)}
-INGEST_ORDER = ("leads", "events", "feedback")
-"""Leads first: events and feedback for a lead the store does not know are quarantined."""
+HISTORY = TableSpec(
+    name="history",
+    key="history_id",
+    key_from=("lead_id", "attribute", "recorded_at"),
+    columns=(
+        Column("history_id", "id", False, "Id of the change; derived from lead, attribute and time when absent."),
+        Column("lead_id", "id", True, "The lead whose attribute was written."),
+        Column("attribute", "text", True, "Name of a lead attribute declared in a mapping (budget, industry, ...)."),
+        Column("value", "text", False, "The value written; empty when the value was cleared."),
+        Column("recorded_at", "timestamp", True, "When the value was written in the source system."),
+    ),
+)
+"""Attribute history (optional): the shape of CRM property-history exports (HubSpot property history,
+Salesforce LeadHistory). With it, an attribute is used as it was at each as-of time."""
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (LEADS, EVENTS, FEEDBACK, HISTORY)}
+INGEST_ORDER = ("leads", "history", "events", "feedback")
+"""Leads first: history, events and feedback for a lead the store does not know are quarantined."""

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from contract.taxonomy import Taxonomy, load_taxonomy
 from features.encode import encode_ids, factorize
 from features.events import MAX_LEADS, EventArrays, sort_order
+from features.history import HistoryCodes, HistoryRows, apply_as_of, encode_history
 from features.registry import AttributeInfo, FeatureSet, Vocabulary, behaviour_specs, profile_specs
 from features.scan import scan
 LEAD_COLUMNS = ("lead_id", "created_at", "source")
@@ -35,6 +36,8 @@ class FeatureInput:
     snapshots: pd.DataFrame  # lead_id, as_of (tz-aware)
     leads: pd.DataFrame  # lead_id, created_at, source, attribute columns
     events: pd.DataFrame  # lead_id, ts (tz-aware), type, optional channel
+    history: pd.DataFrame | None = None
+    """Attribute history (lead_id, attribute, value, recorded_at tz-aware): values as of each snapshot."""
 
 
 class UnknownEventType(ValueError):
@@ -46,8 +49,8 @@ def to_micros(values: pd.Series | pd.DatetimeIndex, what: str) -> np.ndarray:
     index = pd.DatetimeIndex(values)
     if index.tz is None:
         raise ValueError(f"{what} must be timezone-aware (UTC or with an offset)")
-    out = index.tz_convert("UTC").as_unit("us").asi8
-    if out.size and (index.isna().any() or out.min() < 0):
+    out = index.as_unit("us").asi8  # a zone-aware index holds UTC integers whatever its zone: no conversion
+    if out.size and out.min() < 0:  # NaT is the most negative integer
         raise ValueError(f"{what} has missing values or dates before 1970")
     return out
 
@@ -96,9 +99,12 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
             channels += [str(c) for c in seen.index if c not in channels]
         vocab = Vocabulary(stages=taxonomy.stages, channels=tuple(channels[: self.max_channels]))
         categories = {"origin": _categories(X.leads["source"] if "source" in X.leads else pd.Series(dtype=str))}
+        history = X.history if X.history is not None else pd.DataFrame(columns=["attribute", "value"])
         for a in attributes:
             if a.kind == "categorical":
-                categories[f"attr_{a.name}"] = _categories(X.leads.get(a.name, pd.Series(dtype=str)))
+                recorded = history.loc[history["attribute"] == a.name, "value"]
+                categories[f"attr_{a.name}"] = _categories(pd.concat([X.leads.get(a.name, pd.Series(dtype=str))
+                                                                      .astype("string"), recorded.astype("string")]))
         specs = tuple(behaviour_specs(vocab, taxonomy) + profile_specs(list(attributes)))
         self.taxonomy_ = taxonomy
         self.attributes_ = attributes
@@ -126,6 +132,10 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         self._n_behaviour = sum(1 for s in self.feature_set_.specs if s.role == "behaviour")
         self._profile_columns = [(s.name, "source" if s.name == "origin" else s.name.removeprefix("attr_"))
                                  for s in self.feature_set_.specs[self._n_behaviour:]]
+        self._history_column = {column: k for k, (name, column) in enumerate(self._profile_columns)
+                                if name != "origin"}
+        self._history_categories = {column: self._category_code[name] for name, column in self._profile_columns
+                                    if name != "origin" and name in self._category_code}
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:  # noqa: ARG002
         return np.asarray(self.feature_set_.names, dtype=object)
@@ -157,7 +167,9 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         """
         leads = X.leads.reset_index(drop=True)
         events = X.events
-        unique, (snap_lead, ev_lead) = encode_ids(leads["lead_id"], X.snapshots["lead_id"], events["lead_id"])
+        history = X.history if X.history is not None and len(X.history) else None
+        others = (X.snapshots["lead_id"], events["lead_id"]) + ((history["lead_id"],) if history is not None else ())
+        unique, (snap_lead, ev_lead, *hist_lead) = encode_ids(leads["lead_id"], *others)
         if not unique:
             raise ValueError("leads.lead_id must be unique")
         if (snap_lead < 0).any():
@@ -171,25 +183,34 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         level, inbound, channel, any_channel = self._event_codes(events["type"], events.get("channel"))
         lead_values = self._lead_values(leads)
         created = to_micros(leads["created_at"], "leads.created_at")
+        codes = None if history is None else self.history_codes(
+            hist_lead[0], history["attribute"], history["value"], to_micros(history["recorded_at"], "history.recorded_at"))
         if len(leads) <= MAX_LEADS:
             return self._compute(snap_lead, as_of, ev_lead, ts, level, inbound, channel, any_channel, created,
-                                 lead_values)
+                                 lead_values, codes)
         # more leads than the sort key holds: features are per lead, so compute lead ranges separately
         out = np.empty((len(snap_lead), len(self.feature_set_.specs)), dtype=MATRIX_DTYPE)
         for lo in range(0, len(leads), MAX_LEADS):
             hi = min(lo + MAX_LEADS, len(leads))
             s = np.flatnonzero((snap_lead >= lo) & (snap_lead < hi))
             e = (ev_lead >= lo) & (ev_lead < hi)
+            part = None if codes is None else codes.select((codes.lead >= lo) & (codes.lead < hi), lo)
             out[s] = self._compute(snap_lead[s] - lo, as_of[s], ev_lead[e] - lo, ts[e], level[e], inbound[e],
                                    channel[e], any_channel[e], created[lo:hi],
-                                   {k: v[lo:hi] for k, v in lead_values.items()})
+                                   {k: v[lo:hi] for k, v in lead_values.items()}, part)
         return out
 
+    def history_codes(self, lead: np.ndarray, attribute: pd.Series | np.ndarray, value: pd.Series | np.ndarray,
+                      recorded_us: np.ndarray) -> HistoryCodes:
+        """History rows (``lead`` = position of each row's lead) coded for this feature set's profile columns."""
+        return encode_history(lead, attribute, value, recorded_us, self._history_column, self._history_categories)
+
     def transform_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray | list, channels: list | None,
-                       as_of_us: int | np.ndarray) -> np.ndarray:
+                       as_of_us: int | np.ndarray, history: HistoryRows | None = None) -> np.ndarray:
         """Features of one lead at one or more as-of times (one row each), from plain arrays: the serving path.
 
-        ``lead`` holds ``created_at_us``, ``source`` and the attribute values by name.
+        ``lead`` holds ``created_at_us``, ``source`` and the attribute values by name; ``history`` its
+        attribute history (attribute, value, recorded_at in UTC microseconds), if any.
         """
         n = len(ts_us)
         unknown = [t for t in dict.fromkeys(types) if t not in self._level]
@@ -206,16 +227,21 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         seen: dict[str, int] = {}
         any_channel = np.fromiter((seen.setdefault(c, len(seen)) for c in channels), dtype=np.int32, count=n)
         as_of = np.atleast_1d(np.asarray(as_of_us, np.int64))
+        codes = None if history is None or len(history) == 0 else self.history_codes(
+            np.zeros(len(history), np.int64), history.attribute, history.value,
+            np.asarray(history.recorded_at, np.int64))
         return self._compute(np.zeros(as_of.size, np.int64), as_of, np.zeros(n, np.int64),
                              np.asarray(ts_us, np.int64), level, inbound, channel, any_channel,
-                             np.array([lead["created_at_us"]], np.int64), self._record_values([lead]))
+                             np.array([lead["created_at_us"]], np.int64), self._record_values([lead]), codes)
 
     def transform_leads(self, leads: list[dict], event_lead: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
-                        channels: np.ndarray | None, snapshot_lead: np.ndarray, as_of_us: np.ndarray) -> np.ndarray:
+                        channels: np.ndarray | None, snapshot_lead: np.ndarray, as_of_us: np.ndarray,
+                        history: HistoryCodes | None = None) -> np.ndarray:
         """Features of many leads from plain arrays: the batch-serving path, without DataFrames.
 
         ``leads`` are dicts as in :meth:`transform_lead`; ``event_lead`` and ``snapshot_lead`` give,
-        for each event and each requested row, the position of its lead in ``leads``.
+        for each event and each requested row, the position of its lead in ``leads``; ``history`` comes
+        from :meth:`history_codes` with the same positions.
         """
         if len(leads) > MAX_LEADS:
             raise ValueError(f"at most {MAX_LEADS:,} leads a call")
@@ -223,7 +249,7 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         return self._compute(np.asarray(snapshot_lead, np.int64), np.asarray(as_of_us, np.int64),
                              np.asarray(event_lead, np.int64), np.asarray(ts_us, np.int64), level, inbound, channel,
                              any_channel, np.array([lead["created_at_us"] for lead in leads], np.int64),
-                             self._record_values(leads))
+                             self._record_values(leads), history)
 
     # ------------------------------------------------------------------ internals
     def _event_codes(self, types: pd.Series, channels: pd.Series | None
@@ -279,7 +305,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
 
     def _compute(self, snap_lead: np.ndarray, as_of: np.ndarray, ev_lead: np.ndarray, ts: np.ndarray,
                  level: np.ndarray, inbound: np.ndarray, channel: np.ndarray, any_channel: np.ndarray,
-                 created: np.ndarray, lead_values: dict[str, np.ndarray]) -> np.ndarray:
+                 created: np.ndarray, lead_values: dict[str, np.ndarray], history: HistoryCodes | None = None
+                 ) -> np.ndarray:
         n_leads = created.size
         vocab = self.feature_set_.vocab
         actions = EventArrays.build(ev_lead[inbound], ts[inbound], level[inbound], channel[inbound],
@@ -309,6 +336,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         else:
             with ThreadPoolExecutor(len(parts)) as pool:
                 list(pool.map(lambda p: run(*p), parts))
+        if history is not None and history.lead.size:
+            apply_as_of(matrix, self._n_behaviour, history, n_leads, lead_sorted, as_of_sorted, order)
         return matrix
 
 

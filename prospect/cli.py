@@ -118,10 +118,11 @@ def ingest(
         summary = run(parsed, data_dir, event_store, taxonomy, settings.quarantine_dir, settings.chunk_rows,
                       progress=advance, clock_skew=timedelta(minutes=settings.clock_skew_minutes))
     table = Table(title=f"ingest {parsed.name}")
-    for col in ("file", "table", "read", "stored", "duplicates", "quarantined"):
+    for col in ("file", "table", "read", "stored", "duplicates", "quarantined", "skipped"):
         table.add_column(col, justify="left" if col in ("file", "table") else "right", overflow="fold")
     for b in summary.batches:
-        table.add_row(b.file, b.table, f"{b.read:,}", f"{b.stored:,}", f"{b.duplicates:,}", f"{b.quarantined:,}")
+        table.add_row(b.file, b.table, f"{b.read:,}", f"{b.stored:,}", f"{b.duplicates:,}", f"{b.quarantined:,}",
+                      f"{b.skipped:,}")
     console.print(table)
     for b in summary.batches:
         if b.quarantine_file:
@@ -130,7 +131,7 @@ def ingest(
             err.print(f"[red]error:[/red] {b.error} (nothing stored from this file)")
     counts = event_store.counts()
     console.print(f"store now holds {counts.leads:,} leads, {counts.events:,} events, "
-                  f"{counts.feedback:,} feedback rows")
+                  f"{counts.feedback:,} feedback rows, {counts.history:,} attribute-history rows")
     if summary.exit_code:
         if summary.usable == 0 and not summary.failed:
             err.print("[red]error:[/red] nothing usable was found")
@@ -143,7 +144,8 @@ def status(home: HomeOpt = None, store: StoreOpt = None) -> None:
     from store.event_store import EventStore
 
     counts = EventStore(_settings(home, store).resolved_store_url).counts()
-    console.print(f"{counts.leads:,} leads, {counts.events:,} events, {counts.feedback:,} feedback rows")
+    console.print(f"{counts.leads:,} leads, {counts.events:,} events, {counts.feedback:,} feedback rows, "
+                  f"{counts.history:,} attribute-history rows")
 
 
 @app.command()

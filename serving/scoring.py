@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from features.history import HistoryRows, values_as_of
 from features.registry import FeatureSpec
 from prospect.config import Settings
 from features.vectorizer import FeatureInput, timestamp_micros
@@ -160,24 +161,30 @@ class Scorer:
         text = f"{spec.description}: {describe_value(spec, float(value), self.categories.get(spec.name))}"
         return Reason(feature=spec.name, text=text, impact=float(impact))
 
-    def score_frames(self, snapshots: pd.DataFrame, leads: pd.DataFrame, events: pd.DataFrame) -> list[Scored]:
+    def score_frames(self, snapshots: pd.DataFrame, leads: pd.DataFrame, events: pd.DataFrame,
+                     history: pd.DataFrame | None = None) -> list[Scored]:
         """Score (lead_id, as_of) rows from DataFrames (batch scoring of a file or of the store)."""
-        matrix = self.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, leads, events))
+        matrix = self.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, leads, events, history))
         return self.score_matrix(matrix, snapshots["lead_id"].tolist(), pd.DatetimeIndex(snapshots["as_of"]))
 
     def score_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray, channels: list | None,
-                   as_of: pd.Timestamp) -> Scored:
-        """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``."""
+                   as_of: pd.Timestamp, history: HistoryRows | None = None) -> Scored:
+        """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``.
+
+        With ``history`` (attribute, value, recorded_at in UTC microseconds), the reasons, the trend
+        and the criteria use the attribute values as they were at each moment scored.
+        """
         as_of_us = timestamp_micros(as_of, "as_of")
         if lead["created_at_us"] > as_of_us:
             raise CreatedAfterAsOf("the lead was created after as_of: nothing was known about it then")
         both = np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64)
-        matrix = self.bundle.vectorizer.transform_lead(lead, ts_us, types, channels, both)
+        matrix = self.bundle.vectorizer.transform_lead(lead, ts_us, types, channels, both, history)
         p = self.bundle.probability(matrix)  # now and a week earlier in one call
         scored = self.score_matrix(matrix[:1], [str(lead.get("lead_id", ""))], pd.DatetimeIndex([as_of]),
                                    probabilities=p[:1])[0]
         self._add_trend([scored], p[1:], np.array([lead["created_at_us"]]), both[1:])
-        self._add_criteria([scored], [lead], [(np.asarray(ts_us, np.int64), np.asarray(types, dtype=object))],
+        then = lead if history is None else values_as_of(lead, history, as_of_us)
+        self._add_criteria([scored], [then], [(np.asarray(ts_us, np.int64), np.asarray(types, dtype=object))],
                            [as_of_us])
         return scored
 
@@ -186,7 +193,8 @@ class Scorer:
         lead, events = store.lead_with_events(lead_id)
         if lead is None:
             raise UnknownLead(lead_id)
-        return self.score_lead(lead, events.ts_us, events.type, list(events.channel), as_of)
+        return self.score_lead(lead, events.ts_us, events.type, list(events.channel), as_of,
+                               store.lead_history([lead_id]))
 
     def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: bool = True
                            ) -> BatchScores:
@@ -210,15 +218,24 @@ class Scorer:
         # each lead now and a week earlier, from the same events
         rows = np.tile(np.arange(n), 2)
         moments = np.repeat(np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64), n)
+        history = store.lead_history([lead["lead_id"] for lead in leads])
+        position = pd.Index([lead["lead_id"] for lead in leads]).get_indexer(history.lead_id)
+        codes = self.bundle.vectorizer.history_codes(position, history.attribute, history.value, history.recorded_at)
         matrix = self.bundle.vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel,
-                                                        rows, moments)
+                                                        rows, moments, codes)
         p = self.bundle.probability(matrix)
         out = self.score_matrix(matrix[:n], [lead["lead_id"] for lead in leads], pd.DatetimeIndex([as_of] * n),
                                 reasons, p[:n])
         self._add_trend(out, p[n:], np.array([lead["created_at_us"] for lead in leads]), moments[n:])
         if self.criteria is not None:
             bounds = np.searchsorted(owner, np.arange(n + 1), side="left")
-            self._add_criteria(out, leads, [(events.ts_us[a:b], events.type[a:b]) for a, b in zip(bounds, bounds[1:])],
+            # the store gives history by lead: each lead's rows are one run
+            cuts = np.flatnonzero(history.lead_id[1:] != history.lead_id[:-1]) + 1
+            runs = {history.lead_id[a]: slice(a, b) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(history)])
+                    if b > a}
+            then = [values_as_of(lead, history.take(runs[lead["lead_id"]]), as_of_us) if lead["lead_id"] in runs
+                    else lead for lead in leads]
+            self._add_criteria(out, then, [(events.ts_us[a:b], events.type[a:b]) for a, b in zip(bounds, bounds[1:])],
                                [as_of_us] * n)
         return BatchScores(out, unknown, later)
 

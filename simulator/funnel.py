@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from contract.taxonomy import Taxonomy
 from simulator.shift import apply_shift
+from simulator.history import attribute_history
 
 ORIGINS = ("organic_search", "paid_search", "linkedin", "referral", "webinar", "events", "outbound")
 ORIGIN_P = (0.24, 0.22, 0.16, 0.08, 0.10, 0.08, 0.12)
@@ -68,6 +69,8 @@ class FunnelConfig:
     drift_hazard: float = 1.3
     shift_at: str | None = None
     """From this date on, behaviour and lead mix shift (``simulator.shift``); None: no shift."""
+    history: bool = True
+    """Also write attribute_history.parquet: when each criterion became known (``simulator.history``)."""
 
     @property
     def start_ts(self) -> pd.Timestamp:
@@ -304,7 +307,8 @@ def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None
     if cfg.end_ts > pd.Timestamp.now(tz="UTC"):
         raise ValueError(f"the simulation would end at {cfg.end_ts:%Y-%m-%d}, in the future; choose an earlier start")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.parquet" for name in ("leads", "events", "feedback", "truth")}
+    names = ("leads", "events", "feedback", "truth") + (("attribute_history",) if cfg.history else ())
+    paths = {name: out_dir / f"{name}.parquet" for name in names}
     writers: dict[str, pq.ParquetWriter] = {}
     seeds = np.random.SeedSequence(cfg.seed).spawn((cfg.n_leads + CHUNK_LEADS - 1) // CHUNK_LEADS)
     try:
@@ -317,6 +321,11 @@ def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None
                 frames["leads"], frames["events"] = apply_shift(frames["leads"], frames["events"],
                                                                 pd.Timestamp(cfg.shift_at, tz="UTC"),
                                                                 np.random.default_rng([cfg.seed, i, 1]))
+            if cfg.history:
+                frames["attribute_history"], known_at = attribute_history(
+                    np.random.default_rng(seed.spawn(1)[0]), frames["leads"], frames["events"], frames["feedback"],
+                    cfg.end_ts, taxonomy)
+                frames["truth"] = pd.concat([frames["truth"], known_at], axis=1)
             for name, frame in frames.items():
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if name not in writers:

@@ -83,7 +83,20 @@ attributes_table = Table(
     Column("description", Text, nullable=False),
 )
 
-TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table}
+history_table = Table(
+    "attribute_history",
+    metadata,
+    Column("history_id", String, primary_key=True),
+    Column("lead_id", String, nullable=False),
+    Column("attribute", String, nullable=False),
+    Column("value", Text, doc="The value written, as text (numbers in Python's float notation); NULL if cleared."),
+    Column("recorded_at", BigInteger, nullable=False),
+    Column("content_hash", BigInteger, nullable=False),
+    # features and serving read a lead's values as of a moment
+    Index("ix_history_lead_time", "lead_id", "recorded_at"),
+)
+
+TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table, "history": history_table}
 
 
 def to_micros(ts: pd.Series) -> np.ndarray:
@@ -161,11 +174,28 @@ class LeadEvents:
         return pd.DataFrame({"ts": from_micros(self.ts_us), "type": self.type, "channel": self.channel})
 
 
+@dataclass(frozen=True)
+class LeadHistory:
+    """Attribute-history rows as parallel arrays in (lead, time) order; ``recorded_at`` in UTC microseconds."""
+
+    lead_id: np.ndarray
+    attribute: np.ndarray
+    value: np.ndarray
+    recorded_at: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.recorded_at)
+
+    def take(self, rows: np.ndarray | slice) -> LeadHistory:
+        return LeadHistory(self.lead_id[rows], self.attribute[rows], self.value[rows], self.recorded_at[rows])
+
+
 @dataclass
 class StoreCounts:
     leads: int
     events: int
     feedback: int
+    history: int = 0
 
 
 class EventStore:
@@ -176,6 +206,7 @@ class EventStore:
         self._engine: Engine | None = None
         self._read_sql: tuple[tuple[str, bool], tuple[str, bool]] | None = None
         self._write_lock = threading.RLock()
+        self._history_sql: tuple[str, bool] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -290,13 +321,39 @@ class EventStore:
         table = TABLES[name]
         with self.engine.connect() as conn:
             frame = pd.read_sql_table(table.name, conn)
-        for col in ("created_at", "ts"):
+        for col in ("created_at", "ts", "recorded_at"):
             if col in frame:
                 frame[col] = from_micros(frame[col].to_numpy(dtype=np.int64))
         if name == "leads":
             attrs = pd.DataFrame([json.loads(a) for a in frame.pop("attributes")], index=frame.index)
             frame = pd.concat([frame, attrs], axis=1)
         return frame.drop(columns=["content_hash"])
+
+    def lead_history(self, lead_ids: list[str]) -> LeadHistory:
+        """The attribute history of some leads, ordered by lead and time, read through the
+        (lead_id, recorded_at) index: the serving path, so plain arrays and the driver's tuples."""
+        ids = list(dict.fromkeys(lead_ids))
+        with self.engine.connect() as conn:
+            if len(ids) == 1:  # one lead scored: the statement compiled once, not per call
+                if self._history_sql is None:
+                    compiled = _LEAD_HISTORY.compile(dialect=self.engine.dialect)
+                    self._history_sql = (str(compiled), compiled.positiontup is not None)
+                sql, positional = self._history_sql
+                cursor = conn.connection.dbapi_connection.cursor()
+                try:
+                    cursor.execute(sql, (ids[0],) if positional else {"lead_id": ids[0]})
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+            else:
+                rows = _fetch_tuples(conn, _HISTORY_COLUMNS.where(history_table.c.lead_id.in_(ids)))
+        if not rows:
+            empty = np.empty(0, dtype=object)
+            return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
+        lead, attribute, value, recorded = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
+        recorded = recorded.astype(np.int64)
+        order = np.lexsort((recorded, lead))
+        return LeadHistory(lead[order], attribute[order], value[order], recorded[order])
 
     def attribute_specs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
@@ -342,6 +399,10 @@ def _fetch_tuples(conn: Connection, statement: Select) -> list[tuple]:
     finally:
         cursor.close()
 
+
+_HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
+                          history_table.c.recorded_at)
+_LEAD_HISTORY = _HISTORY_COLUMNS.where(history_table.c.lead_id == bindparam("lead_id"))
 
 _LEAD = select(leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes).where(
     leads_table.c.lead_id == bindparam("lead_id"))

@@ -19,7 +19,16 @@ import pandas as pd
 from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from contract.mapping import MapContext, Mapping, SourceMapping, TableMapping, map_chunk, required_source_columns
+from contract.mapping import (
+    MapContext,
+    Mapping,
+    SourceMapping,
+    TableMapping,
+    display_text,
+    keep_mask,
+    map_chunk,
+    required_source_columns,
+)
 from contract.tables import INGEST_ORDER, TABLES, TableSpec
 from contract.taxonomy import Taxonomy
 from store.event_store import TABLES as STORE_TABLES
@@ -37,6 +46,8 @@ class BatchSummary:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    skipped: int = 0
+    """Rows the mapping's ``keep`` filter leaves to other tables (not this table's rows; not an error)."""
     quarantine_file: Path | None = None
     error: str | None = None
 
@@ -77,9 +88,10 @@ def ingest(
     progress: ProgressFn | None = None,
     clock_skew: timedelta = timedelta(minutes=5),
 ) -> IngestSummary:
-    """Load every table of every source of ``mapping``: leads first, then events, then feedback.
+    """Load every table of every source of ``mapping``: leads first, then attribute history, events, feedback.
 
     Timestamps later than ``now`` plus ``clock_skew`` (drift between systems) are refused as future.
+    A history row may name any attribute this mapping or an earlier ingest declared.
     """
     ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -89,6 +101,10 @@ def ingest(
             tm = source.table(table_name)
             if tm is None:
                 continue
+            if table_name == "history":
+                specs = store.attribute_specs()
+                declared = dict(zip(specs["name"], specs["kind"], strict=True))
+                ctx = MapContext(ctx.taxonomy, ctx.now, {**declared, **mapping.attribute_kinds()})
             batch = BatchSummary(file=source.file, table=table_name)
             summary.batches.append(batch)
             path = (data_dir / source.file) if not Path(source.file).is_absolute() else Path(source.file)
@@ -123,6 +139,10 @@ def _ingest_batch(
         stage = _stage_table(conn, spec)
         for raw in read_chunks(path, source, needed, chunk_rows):
             batch.read += len(raw)
+            if tm.keep:
+                mine = keep_mask(raw, tm)
+                batch.skipped += int((~mine).sum())
+                raw = raw[mine]
             outcome = _store_chunk(conn, stage, raw, spec, tm, ctx)
             batch.stored += outcome.stored
             batch.duplicates += outcome.duplicates
@@ -364,7 +384,7 @@ def _quarantine_rows(raw: pd.DataFrame, issues: pd.DataFrame | None, path: Path,
         "_column": grouped["column"].to_numpy(),
         "_reason": grouped["reason"].to_numpy(),
     }, index=grouped.index)
-    return pd.concat([head, original.astype("string")], axis=1)
+    return pd.concat([head, display_text(original)], axis=1)
 
 
 def _write_quarantine(parts: list[pd.DataFrame], folder: Path, path: Path, table: str, stamp: str) -> Path:

@@ -34,7 +34,8 @@ def test_one_stored_lead_scores_like_the_batch_path(trained) -> None:  # noqa: A
     store, frames, scorer = trained
     as_of = pd.Timestamp("2025-08-01T12:00:00Z")
     ids = frames.leads.loc[frames.leads["created_at"] < as_of, "lead_id"].head(40).tolist()
-    batch = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events)
+    batch = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events,
+                                frames.history)
     for expected in batch:
         one = scorer.score_stored_lead(store, expected.lead_id, as_of)
         assert one.probability == pytest.approx(expected.probability, abs=1e-12)
@@ -54,7 +55,8 @@ def test_reasons_are_the_largest_contributions_in_plain_words(trained) -> None: 
     as_of = pd.Timestamp("2025-10-01T00:00:00Z")
     active = frames.events.groupby("lead_id")["ts"].max()
     ids = active[(active < as_of) & (active > as_of - pd.Timedelta(days=10))].index[:20].tolist()
-    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events)
+    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events,
+                                 frames.history)
     probabilities = np.array([s.probability for s in scored])
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     for s in scored:
@@ -154,3 +156,28 @@ def test_criteria_stand_beside_an_unchanged_score(trained, tmp_path, taxonomy) -
     packaged = {c.status for s in runs[0] for c in s.criteria if c.name == "budget"}
     edited = {c.status for s in runs[2] for c in s.criteria}
     assert "met" in packaged and edited <= {"not_met", "unknown"}
+
+
+def test_a_past_moment_shows_the_attribute_values_of_that_moment(trained, monkeypatch) -> None:  # noqa: ANN001
+    """One lead scored the day before and the day after sales recorded its budget (simulator history)."""
+    store, frames, scorer = trained
+    monkeypatch.setattr("serving.scoring.REASONS", len(scorer.specs))  # word every contribution, not the top 3
+    created = frames.leads.set_index("lead_id")["created_at"]
+    budget = frames.history[frames.history["attribute"] == "budget"]
+    learned = budget[budget["recorded_at"] > budget["lead_id"].map(created) + pd.Timedelta(days=3)]
+    checked = 0
+    for lead_id, value, at in learned[["lead_id", "value", "recorded_at"]].head(40).itertuples(index=False):
+        before = scorer.score_stored_lead(store, lead_id, at - pd.Timedelta(days=1))
+        after = scorer.score_stored_lead(store, lead_id, at + pd.Timedelta(days=1))
+        crit = {s: next(c for c in x.criteria if c.name == "budget") for s, x in (("before", before), ("after", after))}
+        assert crit["before"].status == "unknown" and "not recorded: budget" in crit["before"].evidence
+        assert crit["after"].status == ("met" if value == "yes" else "not_met")
+        assert crit["after"].evidence == f"budget is {value}"
+        reasons = {s: [r.text for r in x.reasons_for + x.reasons_against if r.feature == "attr_budget"]
+                   for s, x in (("before", before), ("after", after))}
+        if reasons["before"] and reasons["after"]:
+            assert reasons["before"][0].endswith(": unknown") and reasons["after"][0].endswith(f": {value}")
+            checked += 1
+        # the static value (today's) never shows before it was recorded
+        assert not any(r.endswith(f": {value}") for r in reasons["before"])
+    assert checked >= 5, "the budget moved the score of too few of these leads to check its reason"

@@ -92,6 +92,6 @@ def evaluation_window(params: SplitParams, frames: StoreFrames, taxonomy: Taxono
 
 def window_probabilities(bundle, window: Window, frames: StoreFrames) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     """(feature matrix, calibrated probabilities) of a bundle on a window's snapshots."""
-    X = FeatureInput(window.snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
+    X = FeatureInput(window.snapshots[["lead_id", "as_of"]], frames.leads, frames.events, frames.history)
     matrix = bundle.vectorizer.transform_matrix(X)
     return matrix, bundle.probability(matrix)

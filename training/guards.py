@@ -2,7 +2,8 @@
 
 - Minimum data: too few labelled snapshots or prospects, or a single class, stops with the numbers
   found and the numbers needed.
-- Leakage: a column the mapping marks as written by sales after contact, or any single feature
+- Leakage: a column the mapping marks as written by sales after contact, an attribute whose values
+  the attribute history shows were mostly first written after the lead's first sales touch, or any single feature
   that alone separates prospects from the rest almost perfectly (ROC AUC 0.95 or more on the
   training part), is almost always the answer leaking into the question. Training stops and names
   it; an explicit override lets it through, and the run records that it did.
@@ -20,6 +21,9 @@ from sklearn.model_selection import StratifiedKFold
 from features.registry import FeatureSet
 
 LEAKY_AUC = 0.95
+LATE_RECORDED_SHARE = 0.5
+"""An attribute whose values were first written after the lead's first sales touch for more than this
+share of its leads is sales' note of the contact rather than a fact known before it."""
 
 
 class TrainingStopped(ValueError):
@@ -108,12 +112,22 @@ def single_feature_auc(matrix: np.ndarray, y: np.ndarray, feature_set: FeatureSe
 
 
 def check_leakage(matrix: np.ndarray, y: np.ndarray, feature_set: FeatureSet, allow: tuple[str, ...] = (),
-                  seed: int = 0) -> dict[str, str]:
-    """Stop on leaky features; return {feature: reason} for those let through by ``allow``."""
+                  seed: int = 0, late_recorded: dict[str, float] | None = None) -> dict[str, str]:
+    """Stop on leaky features; return {feature: reason} for those let through by ``allow``.
+
+    ``late_recorded`` gives, per attribute with history, the share of its leads whose value was first
+    written at or after their first sales touch (``features.history.first_recorded_after_touch``).
+    """
     reasons: dict[str, str] = {}
     for spec in feature_set.specs:
         if spec.role == "after_contact":
             reasons[spec.name] = "the mapping marks it as recorded by sales after contact"
+    for attribute, share in (late_recorded or {}).items():
+        name = f"attr_{attribute}"
+        if share > LATE_RECORDED_SHARE and name in feature_set.names:
+            late = (f"the history shows {share:.0%} of its values were first recorded after the lead's first "
+                    "sales touch (outbound event or feedback)")
+            reasons[name] = f"{reasons[name]}; {late}" if name in reasons else late
     for name, auc in single_feature_auc(matrix, y, feature_set, seed).items():
         if auc >= LEAKY_AUC:
             extra = f"alone it separates prospects with ROC AUC {auc:.3f} (limit {LEAKY_AUC})"

@@ -157,7 +157,7 @@ def check_health(bundle: Bundle, frames: StoreFrames, served: pd.DataFrame, sinc
     if live.empty:
         raise ValueError(f"no lead activity after {since:%Y-%m-%d}: nothing to compare with the training window")
     vec = bundle.vectorizer
-    matrices = [vec.transform_matrix(FeatureInput(s[["lead_id", "as_of"]], frames.leads, frames.events))
+    matrices = [vec.transform_matrix(FeatureInput(s[["lead_id", "as_of"]], frames.leads, frames.events, frames.history))
                 for s in (reference, live)]
     drift = feature_drift(*matrices, vec.feature_set_.specs)
     reference_p = bundle.probability(matrices[0])

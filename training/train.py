@@ -14,6 +14,7 @@ import pandas as pd
 
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames, store_snapshots
+from features.history import first_recorded_after_touch, first_sales_touch
 from features.snapshots import SnapshotConfig
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from training.baselines import logistic_baseline, logistic_scores, rule_score
@@ -86,16 +87,21 @@ class Prepared:
     matrix: np.ndarray
     y: np.ndarray
     vectorizer: FeatureVectorizer
+    late_recorded: dict[str, float] = field(default_factory=dict)
+    """Per attribute with history: share of its leads whose value was first written after the first sales touch."""
 
 
 def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> Prepared:
     attributes = tuple(a for a in frames.attributes if not (config.drop_after_contact and a.role == "after_contact"))
     snapshots = store_snapshots(frames, taxonomy, config.snapshots)
     check_snapshots(snapshots, frames.leads, frames.feedback, config.minimums)
-    X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events)
+    X = FeatureInput(snapshots[["lead_id", "as_of"]], frames.leads, frames.events, frames.history)
     vectorizer = FeatureVectorizer(taxonomy=taxonomy, attributes=attributes).fit(X)
+    late = {} if frames.history is None or frames.history.empty else first_recorded_after_touch(
+        frames.history, frames.leads["lead_id"],
+        first_sales_touch(frames.leads, frames.events, frames.feedback, taxonomy.inbound_types))
     return Prepared(snapshots, vectorizer.transform_matrix(X), snapshots["label"].to_numpy().astype(np.int64),
-                    vectorizer)
+                    vectorizer, late)
 
 
 def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> TrainResult:
@@ -116,7 +122,7 @@ def _guard(prepared: Prepared, split: Split, config: TrainConfig) -> dict[str, s
     train_idx = np.flatnonzero(split.train)
     sample = np.sort(rng.choice(train_idx, GUARD_SAMPLE, replace=False)) if train_idx.size > GUARD_SAMPLE else train_idx
     return check_leakage(prepared.matrix[sample], y[sample], prepared.vectorizer.feature_set_, config.allow_leaky,
-                         config.seed)
+                         config.seed, prepared.late_recorded)
 
 
 def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(),
