@@ -1,0 +1,83 @@
+"""Writing rows into a lake's buckets: spill by bucket, then sort each bucket once.
+
+Rows arrive in whatever order the source gives them (store row order, generator chunks). Each chunk
+is split by bucket and appended to a staging file per bucket; when the run is finished, each
+staging file is read back, sorted by lead and time, and written as that bucket's part file for the
+run. Memory is bounded by one chunk plus one bucket, whatever the size of the data.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.registry import AttributeInfo
+from lake.layout import SORT, bucket_dir, bucket_of, schema
+
+
+def conform(frame: pd.DataFrame, table: str, attributes: tuple[AttributeInfo, ...]) -> pa.Table:
+    """A canonical DataFrame as an Arrow table of the lake's declared schema (missing columns are null)."""
+    target = schema(table, attributes)
+    kinds = {a.name: a.kind for a in attributes}
+    columns = {}
+    for name in target.names:
+        values = frame[name] if name in frame else pd.Series(None, index=frame.index, dtype=object)
+        if kinds.get(name) == "numeric":
+            values = pd.to_numeric(values, errors="coerce").astype(np.float64)
+        elif pa.types.is_string(target.field(name).type):
+            # attribute values are kept as text, as the vectoriser reads categoricals (str of the value)
+            values = values.astype(object).where(values.notna(), None)
+            values = values.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        columns[name] = values
+    return pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), schema=target, preserve_index=False)
+
+
+class BucketWriter:
+    """Writes one table's rows of one run into the lake's buckets (see the module docstring)."""
+
+    def __init__(self, root: Path, table: str, buckets: int, run: int,
+                 attributes: tuple[AttributeInfo, ...] = ()) -> None:
+        self.root, self.table, self.buckets, self.run = Path(root), table, buckets, run
+        self.attributes = attributes
+        self.staging = self.root / "_staging" / f"run-{run:05d}" / table
+        self._writers: dict[int, pq.ParquetWriter] = {}
+        self.rows = 0
+        self.max_ts_us: int | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        data = conform(frame, self.table, self.attributes)
+        bucket = bucket_of(frame["lead_id"].to_numpy(), self.buckets)
+        order = np.argsort(bucket, kind="stable")
+        bounds = np.searchsorted(bucket[order], np.arange(self.buckets + 1))
+        for b in np.flatnonzero(np.diff(bounds)):
+            part = data.take(pa.array(order[bounds[b]:bounds[b + 1]]))
+            if b not in self._writers:
+                self.staging.mkdir(parents=True, exist_ok=True)
+                self._writers[b] = pq.ParquetWriter(self.staging / f"{b:04d}.parquet", data.schema)
+            self._writers[b].write_table(part)
+        self.rows += len(frame)
+        ts = "created_at" if self.table == "leads" else "ts"
+        latest = int(data.column(ts).cast(pa.int64()).to_numpy().max())
+        self.max_ts_us = latest if self.max_ts_us is None else max(self.max_ts_us, latest)
+
+    def finish(self) -> int:
+        """Sort each staged bucket by lead and time and write it as this run's part file; return rows written."""
+        for b, writer in self._writers.items():
+            writer.close()
+            staged = pq.read_table(self.staging / f"{b:04d}.parquet")
+            ordered = staged.sort_by([(c, "ascending") for c in SORT[self.table]])
+            target = bucket_dir(self.root, self.table, b)
+            target.mkdir(parents=True, exist_ok=True)
+            tmp = target / f".part-{self.run:05d}.tmp"
+            pq.write_table(ordered, tmp)
+            tmp.replace(target / f"part-{self.run:05d}.parquet")
+        self._writers.clear()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return self.rows

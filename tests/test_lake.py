@@ -1,0 +1,95 @@
+"""The event lake: export from the store, increments, partitions, reading without a database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from features.dataset import load_frames
+from lake.export import export_store
+from lake.layout import LakeError, bucket_of, part_files, read_manifest
+from lake.reader import read_bucket
+from tests.conftest import REPO, generated_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
+    s = generated_store(tmp_path_factory.mktemp("lake-store"), 1500, 11, taxonomy)
+    yield s
+    s.close()
+
+
+def _all(root, manifest) -> dict[str, pd.DataFrame]:  # noqa: ANN001
+    parts = [read_bucket(root, b, manifest) for b in range(manifest.buckets)]
+    return {t: pd.concat([getattr(p, t) for p in parts], ignore_index=True) for t in ("leads", "events", "feedback")}
+
+
+def test_bucket_is_stable_across_processes() -> None:
+    ids = ["L0000001", "L0000002", "lead-é", "42"]
+    here = bucket_of(ids, 64).tolist()
+    code = f"from lake.layout import bucket_of; print(bucket_of({ids!r}, 64).tolist())"
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                           env={"PYTHONPATH": str(REPO), "PYTHONHASHSEED": "123"}).stdout.strip()
+    assert there == str(here)
+    assert all(0 <= b < 64 for b in here)
+
+
+def test_export_holds_every_row_once_each_lead_in_one_bucket_sorted(store, tmp_path) -> None:  # noqa: ANN001
+    root = tmp_path / "lake"
+    summary = export_store(store, root, buckets=8, chunk_rows=3000)
+    frames = load_frames(store)
+    assert summary.first and summary.new_rows == {"leads": len(frames.leads), "events": len(frames.events),
+                                                  "feedback": len(frames.feedback)}
+    manifest = read_manifest(root)
+    got = _all(root, manifest)
+    for table, key in (("leads", "lead_id"), ("events", "event_id"), ("feedback", "feedback_id")):
+        want = getattr(frames, table).sort_values(key, ignore_index=True)
+        have = got[table].sort_values(key, ignore_index=True)
+        assert len(have) == len(want)
+        for col in want.columns:
+            if col in ("created_at", "ts"):
+                assert (pd.DatetimeIndex(have[col]) == pd.DatetimeIndex(want[col])).all(), col
+            else:
+                assert have[col].astype(object).where(have[col].notna(), None).tolist() == \
+                    want[col].astype(object).where(want[col].notna(), None).tolist(), col
+    for b in range(manifest.buckets):
+        part = read_bucket(root, b, manifest)
+        assert (bucket_of(part.events["lead_id"], 8) == b).all()
+        assert set(part.events["lead_id"]) <= set(part.leads["lead_id"])
+        ordered = part.events.sort_values(["lead_id", "ts"], kind="stable", ignore_index=True)
+        assert ordered["event_id"].tolist() == part.events["event_id"].tolist()
+    assert manifest.observed_until == max(frames.events["ts"].max(), frames.feedback["ts"].max(),
+                                          frames.leads["created_at"].max())
+
+
+def test_second_export_adds_only_new_rows(tmp_path, taxonomy) -> None:  # noqa: ANN001
+    store = generated_store(tmp_path / "s", 300, 3, taxonomy)
+    root = tmp_path / "lake"
+    export_store(store, root, buckets=4)
+    again = export_store(store, root, buckets=4)
+    assert not again.first and again.total == 0
+    assert len(read_manifest(root).runs) == 1
+    with store.transaction() as conn:
+        conn.exec_driver_sql("INSERT INTO events (event_id, lead_id, ts, type, channel, content_hash) "
+                             "SELECT 'extra-1', lead_id, created_at + 1000, 'page_view', 'web', 1 FROM leads LIMIT 1")
+    added = export_store(store, root, buckets=4)
+    assert added.new_rows == {"leads": 0, "events": 1, "feedback": 0}
+    manifest = read_manifest(root)
+    got = _all(root, manifest)
+    assert got["events"]["event_id"].is_unique and "extra-1" in set(got["events"]["event_id"])
+    assert len(got["events"]) == store.counts().events
+    lead = got["events"].loc[got["events"]["event_id"] == "extra-1", "lead_id"].iloc[0]
+    bucket = int(bucket_of([lead], 4)[0])
+    assert [p.name for p in part_files(root, "events", bucket)] == ["part-00001.parquet", "part-00002.parquet"]
+    store.close()
+
+
+def test_a_folder_that_is_not_a_lake_is_refused(store, tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(LakeError, match="not an event lake"):
+        read_manifest(tmp_path)
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(LakeError, match="not empty"):
+        export_store(store, tmp_path)
