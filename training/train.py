@@ -5,6 +5,7 @@ Seeded end to end: the same store content and config give the same model, thresh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -92,8 +93,12 @@ def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainCo
     return fit(prepared, split, config)
 
 
-def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Guards, LightGBM on ``split.train``, early stopping and calibration on ``split.fit``, figures on ``split.eval``."""
+def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(),
+        fit_booster: Callable[..., lgb.Booster] = fit_lightgbm) -> TrainResult:
+    """Guards, LightGBM on ``split.train``, early stopping and calibration on ``split.fit``, figures on ``split.eval``.
+
+    ``fit_booster`` trains the trees (``fit_lightgbm``'s signature): here, or on a Dask cluster.
+    """
     snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
     fs = vectorizer.feature_set_
     check_minimum_data(y[split.train], y[split.fit | split.eval], config.minimums)
@@ -103,8 +108,8 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig()) -
     allowed = check_leakage(matrix[sample], y[sample], fs, config.allow_leaky, config.seed)
 
     categorical = [i for i, s in enumerate(fs.specs) if s.dtype == "category"]
-    booster = fit_lightgbm(matrix[split.train], y[split.train], matrix[split.fit], y[split.fit], categorical,
-                           config.model, config.seed)
+    booster = fit_booster(matrix[split.train], y[split.train], matrix[split.fit], y[split.fit], categorical,
+                          config.model, config.seed)
     calibrator, losses = fit_calibrator(raw_scores(booster, matrix[split.fit]), y[split.fit], config.seed)
     p_fit = calibrator(raw_scores(booster, matrix[split.fit]))
     p_eval = calibrator(raw_scores(booster, matrix[split.eval]))
