@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import text
 
 from features.registry import AttributeInfo
-from lake.layout import TABLES, LakeError, Manifest, read_manifest, write_manifest
-from lake.writer import BucketWriter
+from lake.layout import TABLES, LakeError
+from lake.writer import LakeRun
 from store.event_store import EventStore, canonical_frame
 
 DEFAULT_BUCKETS = 64
@@ -41,20 +40,6 @@ def _attributes(store: EventStore) -> tuple[AttributeInfo, ...]:
     return tuple(AttributeInfo(r.name, r.kind, r.role, r.description) for r in specs.itertuples())
 
 
-def open_lake(root: Path, buckets: int, attributes: tuple[AttributeInfo, ...]) -> Manifest:
-    """The lake's manifest, or a new one; the bucket count of an existing lake never changes."""
-    root = Path(root)
-    if (root / "manifest.json").exists():
-        manifest = read_manifest(root)
-        known = {a["name"] for a in manifest.attributes}
-        manifest.attributes += [a.__dict__ for a in attributes if a.name not in known]
-        return manifest
-    if root.exists() and any(root.iterdir()):
-        raise LakeError(f"{root}: folder is not empty and holds no lake manifest; choose an empty or new folder")
-    root.mkdir(parents=True, exist_ok=True)
-    return Manifest(buckets=buckets, attributes=[a.__dict__ for a in attributes])
-
-
 def _chunks(store: EventStore, table: str, after: int, chunk_rows: int):  # noqa: ANN202 - generator
     """(last rowid, canonical frame) chunks of the rows stored after row ``after``, in storage order."""
     sql = text(f"SELECT rowid AS _rowid, * FROM {table} WHERE rowid > :after ORDER BY rowid LIMIT :n")  # noqa: S608
@@ -70,26 +55,20 @@ def _chunks(store: EventStore, table: str, after: int, chunk_rows: int):  # noqa
 def export_store(store: EventStore, root: Path, buckets: int = DEFAULT_BUCKETS, chunk_rows: int = 500_000,
                  progress: Callable[[str, int], None] | None = None) -> ExportSummary:
     """Copy the store's new leads, events and feedback into the lake at ``root``; return what was added."""
-    manifest = open_lake(root, buckets, _attributes(store))
-    summary = ExportSummary(run=manifest.next_run, first=not manifest.runs)
+    run = LakeRun(root, buckets, _attributes(store), "store")
+    summary = ExportSummary(run=run.run, first=not run.manifest.runs)
     sqlite = store.engine.dialect.name == "sqlite"
-    if not sqlite and manifest.runs:
+    if not sqlite and run.manifest.runs:
         raise LakeError(f"{root}: incremental export needs SQLite's row numbers; this store is "
                         f"{store.engine.dialect.name}: export into a new, empty lake folder instead")
+    watermarks = {}
     for table in TABLES:
-        writer = BucketWriter(root, table, manifest.buckets, summary.run, manifest.attribute_infos)
-        last = manifest.watermarks.get(table, 0)
+        last = run.manifest.watermarks.get(table, 0)
         frames = _chunks(store, table, last, chunk_rows) if sqlite else [(0, store.read_table(table))]
         for last, frame in frames:
-            writer.write(frame)
+            run.write(table, frame)
             if progress:
                 progress(table, len(frame))
-        summary.new_rows[table] = writer.finish()
-        manifest.watermarks[table] = last
-        if writer.max_ts_us is not None:
-            manifest.max_ts_us[table] = max(writer.max_ts_us, manifest.max_ts_us.get(table, writer.max_ts_us))
-    if summary.total:
-        manifest.runs.append({"run": summary.run, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                              "rows": summary.new_rows, "source": "store"})
-    write_manifest(root, manifest)
+        watermarks[table] = last
+    summary.new_rows = run.finish(watermarks)
     return summary

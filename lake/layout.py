@@ -112,3 +112,17 @@ def bucket_dir(root: Path, table: str, bucket: int) -> Path:
 
 def part_files(root: Path, table: str, bucket: int) -> list[Path]:
     return sorted(bucket_dir(root, table, bucket).glob("part-*.parquet"))
+
+
+def open_lake(root: Path, buckets: int, attributes: tuple[AttributeInfo, ...]) -> Manifest:
+    """The lake's manifest, or a new one; the bucket count of an existing lake never changes."""
+    root = Path(root)
+    if (root / "manifest.json").exists():
+        manifest = read_manifest(root)
+        known = {a["name"] for a in manifest.attributes}
+        manifest.attributes += [a.__dict__ for a in attributes if a.name not in known]
+        return manifest
+    if root.exists() and any(root.iterdir()):
+        raise LakeError(f"{root}: folder is not empty and holds no lake manifest; choose an empty or new folder")
+    root.mkdir(parents=True, exist_ok=True)
+    return Manifest(buckets=buckets, attributes=[a.__dict__ for a in attributes])

@@ -9,6 +9,7 @@ run. Memory is bounded by one chunk plus one bucket, whatever the size of the da
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.registry import AttributeInfo
-from lake.layout import SORT, bucket_dir, bucket_of, schema
+from lake.layout import SORT, TABLES, bucket_dir, bucket_of, open_lake, schema, write_manifest
 
 
 def conform(frame: pd.DataFrame, table: str, attributes: tuple[AttributeInfo, ...]) -> pa.Table:
@@ -81,3 +82,35 @@ class BucketWriter:
         self._writers.clear()
         shutil.rmtree(self.staging, ignore_errors=True)
         return self.rows
+
+
+class LakeRun:
+    """One run of writes into a lake (an export, a bulk load): its three tables' rows, then the manifest.
+
+    The manifest is written last and atomically, so a run that fails part-way leaves no trace in it;
+    its part files, named by the run, are simply replaced by the next attempt.
+    """
+
+    def __init__(self, root: Path, buckets: int, attributes: tuple[AttributeInfo, ...], source: str) -> None:
+        self.root, self.source = Path(root), source
+        self.manifest = open_lake(self.root, buckets, attributes)
+        self.run = self.manifest.next_run
+        self.writers = {t: BucketWriter(self.root, t, self.manifest.buckets, self.run, self.manifest.attribute_infos)
+                        for t in TABLES}
+
+    def write(self, table: str, frame: pd.DataFrame) -> None:
+        self.writers[table].write(frame)
+
+    def finish(self, watermarks: dict[str, int] | None = None) -> dict[str, int]:
+        """Sort and write every bucket, then record the run in the manifest; return the rows added per table."""
+        rows = {t: w.finish() for t, w in self.writers.items()}
+        manifest = self.manifest
+        for table, writer in self.writers.items():
+            if writer.max_ts_us is not None:
+                manifest.max_ts_us[table] = max(writer.max_ts_us, manifest.max_ts_us.get(table, writer.max_ts_us))
+        manifest.watermarks.update(watermarks or {})
+        if sum(rows.values()):
+            manifest.runs.append({"run": self.run, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "rows": rows, "source": self.source})
+        write_manifest(self.root, manifest)
+        return rows

@@ -14,6 +14,7 @@ the same bytes for the same seed and size, and memory stays flat at a million le
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,6 +277,17 @@ def _simulate_chunk(rng: np.random.Generator, first: int, n: int, cfg: FunnelCon
     return leads, events_out, fb.reset_index(drop=True), truth
 
 
+def simulate_chunks(cfg: FunnelConfig, taxonomy: Taxonomy) -> Iterator[dict[str, pd.DataFrame]]:
+    """The simulated leads, events, feedback and truth, chunk by chunk: what ``generate`` writes, for
+    callers that stream them elsewhere (a lake) without holding them all."""
+    seeds = np.random.SeedSequence(cfg.seed).spawn((cfg.n_leads + CHUNK_LEADS - 1) // CHUNK_LEADS)
+    for i, seed in enumerate(seeds):
+        first = i * CHUNK_LEADS
+        n = min(CHUNK_LEADS, cfg.n_leads - first)
+        yield dict(zip(("leads", "events", "feedback", "truth"),
+                       _simulate_chunk(np.random.default_rng(seed), first, n, cfg, taxonomy), strict=True))
+
+
 def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None) -> dict[str, Path]:  # noqa: ANN001
     """Write leads, events, feedback and truth as Parquet under ``out_dir``; return the paths."""
     if cfg.end_ts > pd.Timestamp.now(tz="UTC"):
@@ -283,13 +295,9 @@ def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.parquet" for name in ("leads", "events", "feedback", "truth")}
     writers: dict[str, pq.ParquetWriter] = {}
-    seeds = np.random.SeedSequence(cfg.seed).spawn((cfg.n_leads + CHUNK_LEADS - 1) // CHUNK_LEADS)
     try:
-        for i, seed in enumerate(seeds):
-            first = i * CHUNK_LEADS
-            n = min(CHUNK_LEADS, cfg.n_leads - first)
-            frames = dict(zip(("leads", "events", "feedback", "truth"),
-                              _simulate_chunk(np.random.default_rng(seed), first, n, cfg, taxonomy), strict=True))
+        for frames in simulate_chunks(cfg, taxonomy):
+            n = len(frames["leads"])
             for name, frame in frames.items():
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if name not in writers:
