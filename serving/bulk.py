@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 from features.partitioned import Engine
 from features.vectorizer import FeatureInput, timestamp_micros
 from lake.layout import read_manifest
-from lake.reader import read_bucket_table
+from lake.reader import FEATURE_COLUMNS, read_bucket_table
 from serving.scoring import Scorer
 from training.bundle import load_bundle
 
@@ -42,11 +43,12 @@ def score_bucket(root: str, bundle_dir: str, as_of: pd.Timestamp, reasons: bool,
     scorer = _scorer(bundle_dir)
     manifest = read_manifest(Path(root))
     leads = read_bucket_table(Path(root), "leads", bucket, manifest)
-    events = read_bucket_table(Path(root), "events", bucket, manifest)
+    events = read_bucket_table(Path(root), "events", bucket, manifest, FEATURE_COLUMNS["events"])
     moment = timestamp_micros(as_of, "as_of")
     existed = pd.DatetimeIndex(leads["created_at"]).as_unit("us").asi8 <= moment
     ids = leads.loc[existed, "lead_id"]
-    snapshots = pd.DataFrame({"lead_id": ids.to_numpy(), "as_of": pd.DatetimeIndex([as_of] * len(ids))})
+    moments = pd.to_datetime(np.full(len(ids), moment, dtype=np.int64), unit="us", utc=True)
+    snapshots = pd.DataFrame({"lead_id": ids.to_numpy(), "as_of": moments})
     matrix = scorer.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, leads, events))
     p = scorer.bundle.probability(matrix)
     frame = pd.DataFrame({"lead_id": snapshots["lead_id"], "as_of": snapshots["as_of"], "probability": p,

@@ -11,7 +11,7 @@ import pytest
 from features.dataset import load_frames
 from lake.export import export_store
 from lake.layout import LakeError, bucket_of, part_files, read_manifest
-from lake.reader import read_bucket
+from lake.reader import read_bucket, read_bucket_table
 from tests.conftest import REPO, generated_store
 
 
@@ -23,8 +23,8 @@ def store(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
 
 
 def _all(root, manifest) -> dict[str, pd.DataFrame]:  # noqa: ANN001
-    parts = [read_bucket(root, b, manifest) for b in range(manifest.buckets)]
-    return {t: pd.concat([getattr(p, t) for p in parts], ignore_index=True) for t in ("leads", "events", "feedback")}
+    return {t: pd.concat([read_bucket_table(root, t, b, manifest) for b in range(manifest.buckets)], ignore_index=True)
+            for t in ("leads", "events", "feedback")}
 
 
 def test_bucket_is_stable_across_processes() -> None:
@@ -57,10 +57,11 @@ def test_export_holds_every_row_once_each_lead_in_one_bucket_sorted(store, tmp_p
                     want[col].astype(object).where(want[col].notna(), None).tolist(), col
     for b in range(manifest.buckets):
         part = read_bucket(root, b, manifest)
-        assert (bucket_of(part.events["lead_id"], 8) == b).all()
+        assert (bucket_of(part.events["lead_id"], 8) == b).all() and (bucket_of(part.leads["lead_id"], 8) == b).all()
         assert set(part.events["lead_id"]) <= set(part.leads["lead_id"])
-        ordered = part.events.sort_values(["lead_id", "ts"], kind="stable", ignore_index=True)
-        assert ordered["event_id"].tolist() == part.events["event_id"].tolist()
+        events = read_bucket_table(root, "events", b, manifest)
+        ordered = events.sort_values(["lead_id", "ts"], kind="stable", ignore_index=True)
+        assert ordered["event_id"].tolist() == events["event_id"].tolist()
     assert manifest.observed_until == max(frames.events["ts"].max(), frames.feedback["ts"].max(),
                                           frames.leads["created_at"].max())
 
