@@ -42,10 +42,11 @@ class BucketWriter:
     """Writes one table's rows of one run into the lake's buckets (see the module docstring)."""
 
     def __init__(self, root: Path, table: str, buckets: int, run: int,
-                 attributes: tuple[AttributeInfo, ...] = ()) -> None:
+                 attributes: tuple[AttributeInfo, ...] = (), label: str = "") -> None:
         self.root, self.table, self.buckets, self.run = Path(root), table, buckets, run
         self.attributes = attributes
-        self.staging = self.root / "_staging" / f"run-{run:05d}" / table
+        self.name = f"part-{run:05d}{label}"
+        self.staging = self.root / "_staging" / f"run-{run:05d}" / f"{table}{label}"
         self._writers: dict[int, pq.ParquetWriter] = {}
         self.rows = 0
         self.max_ts_us: int | None = None
@@ -76,12 +77,20 @@ class BucketWriter:
             ordered = staged.sort_by([(c, "ascending") for c in SORT[self.table]])
             target = bucket_dir(self.root, self.table, b)
             target.mkdir(parents=True, exist_ok=True)
-            tmp = target / f".part-{self.run:05d}.tmp"
+            tmp = target / f".{self.name}.tmp"
             pq.write_table(ordered, tmp)
-            tmp.replace(target / f"part-{self.run:05d}.parquet")
+            tmp.replace(target / f"{self.name}.parquet")
         self._writers.clear()
         shutil.rmtree(self.staging, ignore_errors=True)
         return self.rows
+
+    def discard(self) -> None:
+        """Drop everything written so far (a source that failed part-way): nothing of it reaches the lake."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.rows, self.max_ts_us = 0, None
 
 
 class LakeRun:
@@ -95,19 +104,29 @@ class LakeRun:
         self.root, self.source = Path(root), source
         self.manifest = open_lake(self.root, buckets, attributes)
         self.run = self.manifest.next_run
-        self.writers = {t: BucketWriter(self.root, t, self.manifest.buckets, self.run, self.manifest.attribute_infos)
-                        for t in TABLES}
+        self.writers: list[BucketWriter] = []
+        self._by_table: dict[str, BucketWriter] = {}
+
+    def writer(self, table: str, label: str = "") -> BucketWriter:
+        """A writer of its own (its own part files), for a batch that must be kept or dropped whole."""
+        writer = BucketWriter(self.root, table, self.manifest.buckets, self.run, self.manifest.attribute_infos, label)
+        self.writers.append(writer)
+        return writer
 
     def write(self, table: str, frame: pd.DataFrame) -> None:
-        self.writers[table].write(frame)
+        if table not in self._by_table:
+            self._by_table[table] = self.writer(table)
+        self._by_table[table].write(frame)
 
     def finish(self, watermarks: dict[str, int] | None = None) -> dict[str, int]:
         """Sort and write every bucket, then record the run in the manifest; return the rows added per table."""
-        rows = {t: w.finish() for t, w in self.writers.items()}
+        rows = dict.fromkeys(TABLES, 0)
         manifest = self.manifest
-        for table, writer in self.writers.items():
+        for writer in self.writers:
+            rows[writer.table] += writer.finish()
             if writer.max_ts_us is not None:
-                manifest.max_ts_us[table] = max(writer.max_ts_us, manifest.max_ts_us.get(table, writer.max_ts_us))
+                manifest.max_ts_us[writer.table] = max(writer.max_ts_us,
+                                                       manifest.max_ts_us.get(writer.table, writer.max_ts_us))
         manifest.watermarks.update(watermarks or {})
         if sum(rows.values()):
             manifest.runs.append({"run": self.run, "at": datetime.now(UTC).isoformat(timespec="seconds"),

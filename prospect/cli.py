@@ -86,10 +86,12 @@ def ingest(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder the mapping's files are relative to "
                                                                       "(default: <home>/demo for the demo mapping, "
                                                                       "else the mapping's folder).")] = None,
+    lake: Annotated[Path | None, typer.Option("--lake", help="Load straight into this Parquet event lake instead of "
+                                                            "the store (bulk history loads).")] = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Load sources into the event store through a mapping file; unusable rows go to quarantine."""
+    """Load sources into the event store (or a lake) through a mapping file; unusable rows go to quarantine."""
     from contract.mapping import MappingError, load_mapping
     from contract.taxonomy import TaxonomyError, load_taxonomy
     from store.event_store import EventStore
@@ -113,8 +115,15 @@ def ingest(
                 tasks[label] = progress.add_task(label, total=None)
             progress.advance(tasks[label], n)
 
-        summary = run(parsed, data_dir, event_store, taxonomy, settings.quarantine_dir, settings.chunk_rows,
-                      progress=advance, clock_skew=timedelta(minutes=settings.clock_skew_minutes))
+        if lake is not None:
+            from lake.ingest import ingest_to_lake
+
+            summary = ingest_to_lake(parsed, data_dir, lake, taxonomy, settings.quarantine_dir, settings.lake_buckets,
+                                     settings.chunk_rows, progress=advance,
+                                     clock_skew=timedelta(minutes=settings.clock_skew_minutes))
+        else:
+            summary = run(parsed, data_dir, event_store, taxonomy, settings.quarantine_dir, settings.chunk_rows,
+                          progress=advance, clock_skew=timedelta(minutes=settings.clock_skew_minutes))
     table = Table(title=f"ingest {parsed.name}")
     for col in ("file", "table", "read", "stored", "duplicates", "quarantined"):
         table.add_column(col, justify="left" if col in ("file", "table") else "right", overflow="fold")
@@ -126,9 +135,12 @@ def ingest(
             console.print(f"quarantined {b.quarantined:,} {b.table} rows of {b.file}: {b.quarantine_file}")
         if b.error:
             err.print(f"[red]error:[/red] {b.error} (nothing stored from this file)")
-    counts = event_store.counts()
-    console.print(f"store now holds {counts.leads:,} leads, {counts.events:,} events, "
-                  f"{counts.feedback:,} feedback rows")
+    if lake is not None:
+        console.print(f"written to the lake {lake}")
+    else:
+        counts = event_store.counts()
+        console.print(f"store now holds {counts.leads:,} leads, {counts.events:,} events, "
+                      f"{counts.feedback:,} feedback rows")
     if summary.exit_code:
         if summary.usable == 0 and not summary.failed:
             err.print("[red]error:[/red] nothing usable was found")

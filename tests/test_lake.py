@@ -94,3 +94,31 @@ def test_a_folder_that_is_not_a_lake_is_refused(store, tmp_path) -> None:  # noq
     (tmp_path / "other.txt").write_text("x")
     with pytest.raises(LakeError, match="not empty"):
         export_store(store, tmp_path)
+
+
+def test_ingest_straight_to_the_lake_matches_the_store_and_quarantines_bad_rows(tmp_path, taxonomy) -> None:  # noqa: ANN001
+    from contract.mapping import load_mapping
+    from lake.ingest import ingest_to_lake
+    from simulator.funnel import FunnelConfig, generate
+    from store.event_store import EventStore
+    from store.ingest import ingest
+
+    generate(FunnelConfig(n_leads=400, seed=9), tmp_path / "demo", taxonomy)
+    events = pd.read_parquet(tmp_path / "demo" / "events.parquet")
+    events.loc[3, "type"] = "telepathy"  # not in the taxonomy: quarantined, the rest loaded
+    events.to_parquet(tmp_path / "demo" / "events.parquet")
+    mapping = load_mapping(REPO / "mappings" / "demo.yaml")
+    store = EventStore(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    ingest(mapping, tmp_path / "demo", store, taxonomy, tmp_path / "q1")
+    summary = ingest_to_lake(mapping, tmp_path / "demo", tmp_path / "lake", taxonomy, tmp_path / "q2", buckets=4)
+    by_table = {b.table: b for b in summary.batches}
+    assert by_table["events"].quarantined == 1 and by_table["events"].stored == len(events) - 1
+    quarantine = pd.read_csv(by_table["events"].quarantine_file)
+    assert quarantine["_row"].tolist() == [4] and "telepathy" in quarantine["_reason"].iloc[0]
+    manifest = read_manifest(tmp_path / "lake")
+    got = _all(tmp_path / "lake", manifest)
+    for table, key in (("leads", "lead_id"), ("events", "event_id"), ("feedback", "feedback_id")):
+        assert sorted(got[table][key]) == sorted(store.read_table(table)[key]), table
+    assert sorted(a.name for a in manifest.attribute_infos) == sorted(store.attribute_specs()["name"])
+    assert manifest.runs[0]["source"] == "ingest demo"
+    store.close()
