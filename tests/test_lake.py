@@ -16,7 +16,7 @@ from tests.conftest import REPO, generated_store
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
+def sim_store(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
     s = generated_store(tmp_path_factory.mktemp("lake-store"), 1500, 11, taxonomy)
     yield s
     s.close()
@@ -37,7 +37,8 @@ def test_bucket_is_stable_across_processes() -> None:
     assert all(0 <= b < 64 for b in here)
 
 
-def test_export_holds_every_row_once_each_lead_in_one_bucket_sorted(store, tmp_path) -> None:  # noqa: ANN001
+def test_export_holds_every_row_once_each_lead_in_one_bucket_sorted(sim_store, tmp_path) -> None:  # noqa: ANN001
+    store = sim_store
     root = tmp_path / "lake"
     summary = export_store(store, root, buckets=8, chunk_rows=3000)
     frames = load_frames(store)
@@ -88,12 +89,12 @@ def test_second_export_adds_only_new_rows(tmp_path, taxonomy) -> None:  # noqa: 
     store.close()
 
 
-def test_a_folder_that_is_not_a_lake_is_refused(store, tmp_path) -> None:  # noqa: ANN001
+def test_a_folder_that_is_not_a_lake_is_refused(sim_store, tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(LakeError, match="not an event lake"):
         read_manifest(tmp_path)
     (tmp_path / "other.txt").write_text("x")
     with pytest.raises(LakeError, match="not empty"):
-        export_store(store, tmp_path)
+        export_store(sim_store, tmp_path)
 
 
 def test_ingest_straight_to_the_lake_matches_the_store_and_quarantines_bad_rows(tmp_path, taxonomy) -> None:  # noqa: ANN001
@@ -122,3 +123,17 @@ def test_ingest_straight_to_the_lake_matches_the_store_and_quarantines_bad_rows(
     assert sorted(a.name for a in manifest.attribute_infos) == sorted(store.attribute_specs()["name"])
     assert manifest.runs[0]["source"] == "ingest demo"
     store.close()
+
+
+def test_export_from_sqlite_and_postgresql_and_what_postgresql_cannot_continue(with_leads, tmp_path) -> None:  # noqa: ANN001
+    store = with_leads.store
+    summary = export_store(store, tmp_path / "lake", buckets=2)
+    assert summary.new_rows["leads"] == 3
+    leads = _all(tmp_path / "lake", read_manifest(tmp_path / "lake"))["leads"].sort_values("lead_id")
+    assert leads["lead_id"].tolist() == ["L1", "L2", "L3"]
+    assert leads["employees"].tolist()[:2] == [120.0, 40.0] and pd.isna(leads["employees"].iloc[2])
+    if store.engine.dialect.name == "sqlite":
+        assert export_store(store, tmp_path / "lake").total == 0
+    else:
+        with pytest.raises(LakeError, match="incremental export needs SQLite"):
+            export_store(store, tmp_path / "lake")
