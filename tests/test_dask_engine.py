@@ -38,6 +38,12 @@ def lake(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture(scope="module")
+def local_model(lake, taxonomy):  # noqa: ANN001, ANN201
+    """The single-process model on the store: the reference for Dask training and bulk scoring."""
+    return train(load_frames(lake[0]), taxonomy, TrainConfig())
+
+
+@pytest.fixture(scope="module")
 def client():  # noqa: ANN201
     client, cluster = connect(workers=2, memory_limit=None)
     yield client
@@ -63,10 +69,10 @@ def test_dask_features_are_bit_equal_to_the_single_process_store_path(lake, clie
     assert np.array_equal(ma.view(np.uint32), mb.view(np.uint32))
 
 
-def test_dask_training_end_to_end_matches_the_single_process_model(lake, client, taxonomy, tmp_path) -> None:  # noqa: ANN001
-    store, root = lake
-    config = TrainConfig()
-    local = train(load_frames(store), taxonomy, config)
+def test_dask_training_end_to_end_matches_the_single_process_model(lake, client, local_model, taxonomy,  # noqa: ANN001
+                                                                   tmp_path) -> None:  # noqa: ANN001
+    _, root = lake
+    config, local = TrainConfig(), local_model
     result = train_lake(LakeJob.open(root, taxonomy), DaskEngine(client), config, dask_lightgbm(client))
     assert result.split.description == local.split.description
     assert result.metrics["model"]["n"] == local.metrics["model"]["n"]
@@ -78,10 +84,9 @@ def test_dask_training_end_to_end_matches_the_single_process_model(lake, client,
     assert bundle.booster.num_trees() == result.booster.best_iteration
 
 
-def test_bulk_scores_equal_the_scorers_per_lead_results(lake, client, taxonomy, tmp_path) -> None:  # noqa: ANN001
+def test_bulk_scores_equal_the_scorers_per_lead_results(lake, client, local_model, tmp_path) -> None:  # noqa: ANN001
     store, root = lake
-    config = TrainConfig()
-    bundle_dir = save_bundle(train(load_frames(store), taxonomy, config), config, tmp_path / "bundle")
+    bundle_dir = save_bundle(local_model, TrainConfig(), tmp_path / "bundle")
     as_of = pd.Timestamp("2025-09-01T12:00:00Z")
     count = bulk_score(root, bundle_dir, as_of, tmp_path / "scores", DaskEngine(client), reasons=True)
     scores = read_scores(tmp_path / "scores").set_index("lead_id")
