@@ -25,17 +25,24 @@ def conform(frame: pd.DataFrame, table: str, attributes: tuple[AttributeInfo, ..
     """A canonical DataFrame as an Arrow table of the lake's declared schema (missing columns are null)."""
     target = schema(table, attributes)
     kinds = {a.name: a.kind for a in attributes}
-    columns = {}
-    for name in target.names:
-        values = frame[name] if name in frame else pd.Series(None, index=frame.index, dtype=object)
-        if kinds.get(name) == "numeric":
+    columns = []
+    for field in target:
+        values = frame[field.name] if field.name in frame else pd.Series(None, index=frame.index, dtype=object)
+        if kinds.get(field.name) == "numeric":
             values = pd.to_numeric(values, errors="coerce").astype(np.float64)
-        elif pa.types.is_string(target.field(name).type):
-            # attribute values are kept as text, as the vectoriser reads categoricals (str of the value)
-            values = values.astype(object).where(values.notna(), None)
-            values = values.map(lambda v: v if v is None or isinstance(v, str) else str(v))
-        columns[name] = values
-    return pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), schema=target, preserve_index=False)
+        columns.append(_arrow(values, field.type))
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def _arrow(values: pd.Series, kind: pa.DataType) -> pa.Array:
+    if not pa.types.is_string(kind):
+        return pa.Array.from_pandas(values, type=kind)
+    try:  # text already: straight to Arrow
+        return pa.Array.from_pandas(values, type=kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # attribute values of other types are kept as text, as the vectoriser reads categoricals (str of the value)
+        text = values.astype(object).where(values.notna(), None)
+        return pa.Array.from_pandas(text.map(lambda v: v if v is None or isinstance(v, str) else str(v)), type=kind)
 
 
 class BucketWriter:
