@@ -171,6 +171,7 @@ def main() -> None:
             client.close()
             cluster.close()
         peak = max(rss_gb(), workers_gb)
+        print(f"peak resident memory: this process {rss_gb():.2f} GB, largest Dask worker {workers_gb:.2f} GB", flush=True)
     print(json.dumps({
         "events": n_big, "small_events": n_small, "leads_scored": scored.scored,
         "lake_features_s": round(lake_s, 2), "dask_features_s": round(dask_s, 2), "peak_rss_gb": round(peak, 2),
