@@ -29,6 +29,15 @@ snapshots, and LightGBM bins every value into a histogram anyway. Counts stay ex
 and day counts keep sub-second precision."""
 
 
+@dataclass(frozen=True)
+class VocabularySummary:
+    """What the vectoriser learns from part of the data: inbound events per channel, categories seen."""
+
+    attributes: tuple[AttributeInfo, ...]
+    channel_counts: dict[str, int]
+    categories: dict[str, tuple[str, ...]]
+
+
 @dataclass
 class FeatureInput:
     """What features are computed from: snapshots to score, the leads, and their events."""
@@ -90,14 +99,20 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: FeatureInput, y: object = None) -> FeatureVectorizer:  # noqa: ARG002 - sklearn signature
-        taxonomy = self.taxonomy or load_taxonomy()
+        return self.fit_summaries([self.summarize(X)])
+
+    def summarize(self, X: FeatureInput) -> VocabularySummary:
+        """What ``fit`` learns from one part of the data; parts are combined by :meth:`fit_summaries`.
+
+        A lake is fitted partition by partition (or on many workers) this way, and learns exactly
+        what a fit on all the data at once would.
+        """
         attributes = tuple(self.attributes) if self.attributes is not None else infer_attributes(X.leads)
-        inbound_types = list(taxonomy.inbound_types)
-        channels = list(dict.fromkeys(taxonomy.types[n].channel for n in inbound_types))
+        inbound = list((self.taxonomy or load_taxonomy()).inbound_types)
+        counts: dict[str, int] = {}
         if "channel" in X.events and len(X.events):
-            seen = X.events.loc[X.events["type"].isin(inbound_types), "channel"].value_counts()
-            channels += [str(c) for c in seen.index if c not in channels]
-        vocab = Vocabulary(stages=taxonomy.stages, channels=tuple(channels[: self.max_channels]))
+            seen = X.events.loc[X.events["type"].isin(inbound), "channel"].value_counts()
+            counts = {str(c): int(n) for c, n in seen.items()}
         categories = {"origin": _categories(X.leads["source"] if "source" in X.leads else pd.Series(dtype=str))}
         history = X.history if X.history is not None else pd.DataFrame(columns=["attribute", "value"])
         for a in attributes:
@@ -105,6 +120,22 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
                 recorded = history.loc[history["attribute"] == a.name, "value"]
                 categories[f"attr_{a.name}"] = _categories(pd.concat([X.leads.get(a.name, pd.Series(dtype=str))
                                                                       .astype("string"), recorded.astype("string")]))
+        return VocabularySummary(attributes, counts, categories)
+
+    def fit_summaries(self, summaries: list[VocabularySummary]) -> FeatureVectorizer:
+        """Freeze the vocabulary learned from the summaries of all parts of the data."""
+        taxonomy = self.taxonomy or load_taxonomy()
+        attributes = summaries[0].attributes
+        channels = list(dict.fromkeys(taxonomy.types[n].channel for n in taxonomy.inbound_types))
+        counts: dict[str, int] = {}
+        for summary in summaries:
+            for channel, n in summary.channel_counts.items():
+                counts[channel] = counts.get(channel, 0) + n
+        # most frequent first; equal counts by name, so the order never depends on how data was split
+        channels += [c for c in sorted(counts, key=lambda c: (-counts[c], c)) if c not in channels]
+        vocab = Vocabulary(stages=taxonomy.stages, channels=tuple(channels[: self.max_channels]))
+        categories = {name: tuple(sorted(set().union(*(s.categories[name] for s in summaries))))
+                      for name in summaries[0].categories}
         specs = tuple(behaviour_specs(vocab, taxonomy) + profile_specs(list(attributes)))
         self.taxonomy_ = taxonomy
         self.attributes_ = attributes

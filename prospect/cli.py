@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +29,22 @@ CapacityOpt = Annotated[str | None, typer.Option("--capacity", help="Leads a wee
                                                 "(from the recent arrival rate) instead of the top 5%.")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of the event store "
                                                              "(default: $PROSPECT_STORE_URL or SQLite in the home folder).")]
+
+
+LakeOpt = Annotated[Path | None, typer.Option("--lake", help="Read a Parquet event lake (see `prospect lake export`) "
+                                                            "partition by partition instead of the store.")]
+
+
+class EngineName(StrEnum):
+    local = "local"
+    dask = "dask"
+
+
+EngineOpt = Annotated[EngineName, typer.Option("--engine", help="local: partitions one after the other in this process; dask: on a Dask "
+                                             "cluster (needs --lake).")]
+SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 "
+                                                                     "(default: $PROSPECT_DASK_SCHEDULER, else a "
+                                                                     "LocalCluster on this machine).")]
 
 
 def _settings(home: Path | None, store: str | None = None) -> Settings:
@@ -88,10 +106,12 @@ def ingest(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder the mapping's files are relative to "
                                                                       "(default: <home>/demo for the demo mapping, "
                                                                       "else the mapping's folder).")] = None,
+    lake: Annotated[Path | None, typer.Option("--lake", help="Load straight into this Parquet event lake instead of "
+                                                            "the store (bulk history loads).")] = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Load sources into the event store through a mapping file; unusable rows go to quarantine."""
+    """Load sources into the event store (or a lake) through a mapping file; unusable rows go to quarantine."""
     from contract.mapping import MappingError, load_mapping
     from contract.taxonomy import TaxonomyError, load_taxonomy
     from store.event_store import EventStore
@@ -115,8 +135,15 @@ def ingest(
                 tasks[label] = progress.add_task(label, total=None)
             progress.advance(tasks[label], n)
 
-        summary = run(parsed, data_dir, event_store, taxonomy, settings.quarantine_dir, settings.chunk_rows,
-                      progress=advance, clock_skew=timedelta(minutes=settings.clock_skew_minutes))
+        if lake is not None:
+            from lake.ingest import ingest_to_lake
+
+            summary = ingest_to_lake(parsed, data_dir, lake, taxonomy, settings.quarantine_dir, settings.lake_buckets,
+                                     settings.chunk_rows, progress=advance,
+                                     clock_skew=timedelta(minutes=settings.clock_skew_minutes))
+        else:
+            summary = run(parsed, data_dir, event_store, taxonomy, settings.quarantine_dir, settings.chunk_rows,
+                          progress=advance, clock_skew=timedelta(minutes=settings.clock_skew_minutes))
     table = Table(title=f"ingest {parsed.name}")
     for col in ("file", "table", "read", "stored", "duplicates", "quarantined", "skipped"):
         table.add_column(col, justify="left" if col in ("file", "table") else "right", overflow="fold")
@@ -129,9 +156,12 @@ def ingest(
             console.print(f"quarantined {b.quarantined:,} {b.table} rows of {b.file}: {b.quarantine_file}")
         if b.error:
             err.print(f"[red]error:[/red] {b.error} (nothing stored from this file)")
-    counts = event_store.counts()
-    console.print(f"store now holds {counts.leads:,} leads, {counts.events:,} events, "
-                  f"{counts.feedback:,} feedback rows, {counts.history:,} attribute-history rows")
+    if lake is not None:
+        console.print(f"written to the lake {lake}")
+    else:
+        counts = event_store.counts()
+        console.print(f"store now holds {counts.leads:,} leads, {counts.events:,} events, "
+                      f"{counts.feedback:,} feedback rows, {counts.history:,} attribute-history rows")
     if summary.exit_code:
         if summary.usable == 0 and not summary.failed:
             err.print("[red]error:[/red] nothing usable was found")
@@ -153,19 +183,26 @@ def features(
     cadence: Annotated[float, typer.Option(help="Days between as-of times of a lead's snapshots.", min=0.01)] = 7.0,
     horizon: Annotated[float, typer.Option(help="Days after the as-of time in which feedback labels it.",
                                            min=0.01)] = 30.0,
+    lake: LakeOpt = None,
+    engine: EngineOpt = EngineName.local,
+    scheduler: SchedulerOpt = None,
+    out: Annotated[Path | None, typer.Option(help="With --lake: folder for the features, one Parquet file per "
+                                                  "partition (default: <home>/features).")] = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Build labelled (lead, as-of) snapshots from the store and compute their features."""
+    """Build labelled (lead, as-of) snapshots from the store (or a lake) and compute their features."""
     import time
 
     from contract.taxonomy import load_taxonomy
-    from features.dataset import load_frames, training_set
+    from features.dataset import training_set
     from features.snapshots import SnapshotConfig
-    from store.event_store import EventStore
 
     settings = _settings(home, store)
-    frames = load_frames(EventStore(settings.resolved_store_url))
+    if lake is not None or engine == "dask":
+        _lake_features(settings, lake, engine, scheduler, SnapshotConfig(cadence, horizon), out)
+        return
+    frames = _store_frames(settings)
     if frames.leads.empty:
         err.print("[red]error:[/red] the store holds no leads; run `prospect ingest` first")
         raise typer.Exit(1)
@@ -176,6 +213,10 @@ def features(
     console.print(f"{len(snaps):,} labelled snapshots of {snaps['lead_id'].nunique():,} leads "
                   f"({snaps['label'].mean():.1%} become prospects within {horizon:g} days); "
                   f"{len(fs.names)} features (set {fs.version}) in {elapsed:.1f} s")
+    _families_table(fs)
+
+
+def _families_table(fs) -> None:  # noqa: ANN001 - features.registry.FeatureSet
     families = Table(title="features per family")
     families.add_column("family")
     families.add_column("features", justify="right")
@@ -214,26 +255,31 @@ def train(
     drop_after_contact: Annotated[bool, typer.Option(help="Leave out attributes the mapping marks as recorded by "
                                                           "sales after contact.")] = False,
     capacity: CapacityOpt = None,
+    lake: LakeOpt = None,
+    engine: EngineOpt = EngineName.local,
+    scheduler: SchedulerOpt = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Train a calibrated LightGBM model on the store's feedback, validated out of time, against two baselines."""
     from contract.taxonomy import load_taxonomy
-    from features.dataset import load_frames
     from features.snapshots import SnapshotConfig
-    from store.event_store import EventStore
     from training.guards import TrainingStopped
     from training.train import TrainConfig
     from training.train import train as run
 
     settings = _settings(home, store)
-    frames = load_frames(EventStore(settings.resolved_store_url))
     config = TrainConfig(snapshots=SnapshotConfig(cadence, horizon), valid_share=valid_share, seed=seed,
                          allow_leaky=tuple(allow_leaky), drop_after_contact=drop_after_contact,
                          capacity_per_week=_per_week(capacity))
-    with err.status("training: snapshots, features, split, LightGBM, calibration, baselines"):
+    on_lake = lake is not None or engine == "dask"
+    frames = None if on_lake else _store_frames(settings)
+    # a lake run shows its own progress bar over partitions
+    with nullcontext() if on_lake else err.status("training: snapshots, features, split, LightGBM, calibration, "
+                                                   "baselines"):
         try:
-            result = run(frames, load_taxonomy(settings.taxonomy), config)
+            result = _lake_train(settings, lake, engine, scheduler, config) if on_lake else \
+                run(frames, load_taxonomy(settings.taxonomy), config)
         except TrainingStopped as exc:
             err.print(f"[red]stopped:[/red] {exc}")
             raise typer.Exit(2) from exc
@@ -337,10 +383,16 @@ def score(
     file: Annotated[Path | None, typer.Option(help="CSV with a lead_id column: score every lead in it.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the scores as CSV here instead of printing them.")] = None,
     as_of: Annotated[str | None, typer.Option(help="Score as of this time (ISO 8601 with zone); default now.")] = None,
+    lake: Annotated[Path | None, typer.Option("--lake", help="Bulk scoring: score every lead of this lake into "
+                                                            "--out, one Parquet file per partition.")] = None,
+    engine: EngineOpt = EngineName.local,
+    scheduler: SchedulerOpt = None,
+    reasons: Annotated[bool, typer.Option(help="Bulk scoring: add the reasons (about 100x the cost of a "
+                                               "score).")] = False,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Score leads of the store with the champion: probability, 0-100 score, tier and reasons."""
+    """Score leads of the store with the champion: probability, 0-100 score, tier and reasons (or a whole lake)."""
     import pandas as pd
 
     from serving.score_recorder import ScoreRecorder
@@ -348,6 +400,9 @@ def score(
     from store.event_store import EventStore
 
     settings = _settings(home, store)
+    if lake is not None or engine == "dask":
+        _bulk_score(settings, lake, engine, scheduler, as_of, out, reasons)
+        return
     try:
         scorer = load_scorer(settings)
     except FileNotFoundError as exc:
@@ -642,6 +697,175 @@ def _utc_time(micros: int) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- the lake and the Dask engine
+lake_app = typer.Typer(help="The Parquet event lake: the store's tables partitioned by lead, for data past one "
+                            "machine.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("export")
+def lake_export(
+    lake: Annotated[Path | None, typer.Option("--lake", help="Lake folder (default: $PROSPECT_LAKE or "
+                                                            "<home>/lake).")] = None,
+    buckets: Annotated[int | None, typer.Option(help="Partitions of a new lake (default: $PROSPECT_LAKE_BUCKETS "
+                                                     "or 64); an existing lake keeps its own.", min=1)] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write the store's leads, events and feedback to the lake; a second export adds only what is new."""
+    from lake.export import export_store
+    from lake.layout import LakeError
+    from store.event_store import EventStore
+
+    settings = _settings(home, store)
+    root = lake or settings.resolved_lake
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def advance(table: str, n: int) -> None:
+            if table not in tasks:
+                tasks[table] = progress.add_task(f"exporting {table}", total=None)
+            progress.advance(tasks[table], n)
+
+        try:
+            summary = export_store(EventStore(settings.resolved_store_url), root, buckets or settings.lake_buckets,
+                                   progress=advance)
+        except LakeError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    added = ", ".join(f"{n:,} {t}" for t, n in summary.new_rows.items())
+    if summary.total == 0:
+        console.print(f"nothing new since the last export: {root} is up to date")
+    elif summary.first:
+        console.print(f"exported {added} to {root} (export run {summary.run})")
+    else:
+        console.print(f"added {added} to {root}: only rows stored since the last export (export run {summary.run})")
+
+
+def _store_frames(settings: Settings):  # noqa: ANN202 - features.dataset.StoreFrames
+    """The store's tables in memory, unless they are too big for one process: then say what to do instead."""
+    from features.dataset import load_frames
+    from store.event_store import EventStore
+
+    event_store = EventStore(settings.resolved_store_url)
+    events = event_store.counts().events
+    if events > settings.max_store_events:
+        err.print(f"[red]error:[/red] the store holds {events:,} events, more than one process loads at once "
+                  f"(PROSPECT_MAX_STORE_EVENTS={settings.max_store_events:,}): run `prospect lake export`, then "
+                  "this command with --lake (one partition at a time) or --engine dask")
+        raise typer.Exit(2)
+    return load_frames(event_store)
+
+
+@contextmanager
+def _engine(settings: Settings, engine: str, scheduler: str | None):  # noqa: ANN202 - yields an Engine
+    """The engine asked for, with a progress bar over partitions; clear messages for an unusable cluster."""
+    from engines.dask_cluster import SchedulerUnreachable, dask_engine
+    from engines.local import LocalEngine
+
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def advance(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(f"{engine}: {what}", total=total)
+            progress.update(tasks[what], completed=done)
+
+        if engine == "local":
+            yield LocalEngine(advance)
+            return
+        try:
+            cluster = dask_engine(scheduler or settings.dask_scheduler, timeout_s=settings.dask_timeout_s,
+                                  progress=advance)
+            running = cluster.__enter__()
+        except SchedulerUnreachable as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        try:
+            link = running.client.dashboard_link if running.client.cluster is None else None
+            err.print(f"Dask: {running.workers} workers" + (f", dashboard {link}" if link else ""))
+            yield running
+        finally:
+            cluster.__exit__(None, None, None)
+
+
+def _lake_job(settings: Settings, lake: Path | None, snapshots, drop_after_contact: bool = False):  # noqa: ANN001, ANN202
+    from contract.taxonomy import load_taxonomy
+    from features.partitioned import LakeJob
+    from lake.layout import LakeError
+
+    try:
+        return LakeJob.open(lake or settings.resolved_lake, load_taxonomy(settings.taxonomy), snapshots,
+                            drop_after_contact)
+    except LakeError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _lake_features(settings: Settings, lake: Path | None, engine: str, scheduler: str | None, snapshots,  # noqa: ANN001
+                   out: Path | None) -> None:
+    import time
+
+    from features.partitioned import write_lake_features
+
+    job = _lake_job(settings, lake, snapshots)
+    target = out or settings.home / "features"
+    started = time.perf_counter()
+    with _engine(settings, engine, scheduler) as running:
+        total, vectorizer = write_lake_features(job, running, target)
+    fs = vectorizer.feature_set_
+    share = total.positives / total.snapshots if total.snapshots else 0.0
+    console.print(f"{total.snapshots:,} labelled snapshots of {total.leads:,} leads ({share:.1%} become prospects "
+                  f"within {snapshots.horizon_days:g} days); {len(fs.names)} features (set {fs.version}) in "
+                  f"{time.perf_counter() - started:.1f} s over {job.buckets} partitions ({engine}); written to "
+                  f"{target}")
+    _families_table(fs)
+
+
+def _lake_train(settings: Settings, lake: Path | None, engine: str, scheduler: str | None, config):  # noqa: ANN001, ANN202
+    from training.lake_train import train_lake
+
+    job = _lake_job(settings, lake, config.snapshots, config.drop_after_contact)
+    with _engine(settings, engine, scheduler) as running:
+        if engine == "dask":
+            from training.dask_model import dask_lightgbm
+
+            return train_lake(job, running, config, dask_lightgbm(running.client))
+        return train_lake(job, running, config)
+
+
+def _bulk_score(settings: Settings, lake: Path | None, engine: str, scheduler: str | None, as_of: str | None,
+                out: Path | None, reasons: bool) -> None:
+    import time
+
+    import pandas as pd
+
+    from serving.bulk import bulk_score
+
+    bundle_dir = settings.models_dir / "champion"
+    if not (bundle_dir / "model.txt").exists():
+        err.print(f"[red]error:[/red] no champion bundle in {bundle_dir}. Run `prospect train` and `prospect promote`.")
+        raise typer.Exit(2)
+    if out is None:
+        err.print("[red]error:[/red] bulk scoring writes a folder of Parquet files: give --out FOLDER")
+        raise typer.Exit(2)
+    try:
+        moment = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC")
+        if moment.tz is None:
+            raise ValueError("give a time zone, e.g. 2026-01-31T12:00:00Z")
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --as-of {as_of!r}: {exc}")
+        raise typer.Exit(2) from exc
+    root = _lake_job(settings, lake, None).root
+    started = time.perf_counter()
+    with _engine(settings, engine, scheduler) as running:
+        count = bulk_score(Path(root), bundle_dir, moment, out, running, reasons)
+    elapsed = time.perf_counter() - started
+    console.print(f"scored {count.scored:,} leads as of {moment:%Y-%m-%d %H:%M %Z} in {elapsed:.1f} s "
+                  f"({count.scored / max(elapsed, 1e-9):,.0f} leads/s, {engine}); {count.created_later:,} created "
+                  f"later were skipped; written to {out}")
 
 
 if __name__ == "__main__":

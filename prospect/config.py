@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         1000, ge=10, description="Open connections per worker; past it, the connection waiting longest for "
         "its request head is closed to make room.")
+    lake: Path | None = Field(None, description="Parquet event lake folder; default: <home>/lake.")
+    lake_buckets: int = Field(64, ge=1, le=100_000, description="Partitions of a new lake (fixed once written): "
+                              "aim for a few per Dask worker thread and at most a few million events each.")
+    dask_scheduler: str | None = Field(None, description="Dask scheduler address (tcp://host:8786); default: a "
+                                       "LocalCluster on this machine.")
+    dask_timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for the Dask scheduler before giving up.")
+    max_store_events: int = Field(30_000_000, gt=0, description="Above this many events `features` and `train` "
+                                  "refuse to load the store into one process and point at the lake and Dask.")
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -82,6 +90,10 @@ class Settings(BaseSettings):
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{(self.home / 'store.sqlite').as_posix()}"
+
+    @property
+    def resolved_lake(self) -> Path:
+        return self.lake or self.home / "lake"
 
     @property
     def quarantine_dir(self) -> Path:

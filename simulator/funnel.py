@@ -17,6 +17,7 @@ the same bytes for the same seed and size, and memory stays flat at a million le
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,6 +303,27 @@ def _simulate_chunk(rng: np.random.Generator, first: int, n: int, cfg: FunnelCon
     return leads, events_out, fb.reset_index(drop=True), truth
 
 
+def simulate_chunks(cfg: FunnelConfig, taxonomy: Taxonomy) -> Iterator[dict[str, pd.DataFrame]]:
+    """The simulated leads, events, feedback and truth, chunk by chunk: what ``generate`` writes, for
+    callers that stream them elsewhere (a lake) without holding them all."""
+    seeds = np.random.SeedSequence(cfg.seed).spawn((cfg.n_leads + CHUNK_LEADS - 1) // CHUNK_LEADS)
+    for i, seed in enumerate(seeds):
+        first = i * CHUNK_LEADS
+        n = min(CHUNK_LEADS, cfg.n_leads - first)
+        frames = dict(zip(("leads", "events", "feedback", "truth"),
+                          _simulate_chunk(np.random.default_rng(seed), first, n, cfg, taxonomy), strict=True))
+        if cfg.shift_at is not None:  # its own generator: the unshifted draws stay the same
+            frames["leads"], frames["events"] = apply_shift(frames["leads"], frames["events"],
+                                                            pd.Timestamp(cfg.shift_at, tz="UTC"),
+                                                            np.random.default_rng([cfg.seed, i, 1]))
+        if cfg.history:
+            frames["attribute_history"], known_at = attribute_history(
+                np.random.default_rng(seed.spawn(1)[0]), frames["leads"], frames["events"], frames["feedback"],
+                cfg.end_ts, taxonomy)
+            frames["truth"] = pd.concat([frames["truth"], known_at], axis=1)
+        yield frames
+
+
 def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None) -> dict[str, Path]:  # noqa: ANN001
     """Write leads, events, feedback and truth as Parquet under ``out_dir``; return the paths."""
     if cfg.end_ts > pd.Timestamp.now(tz="UTC"):
@@ -310,22 +332,9 @@ def generate(cfg: FunnelConfig, out_dir: Path, taxonomy: Taxonomy, progress=None
     names = ("leads", "events", "feedback", "truth") + (("attribute_history",) if cfg.history else ())
     paths = {name: out_dir / f"{name}.parquet" for name in names}
     writers: dict[str, pq.ParquetWriter] = {}
-    seeds = np.random.SeedSequence(cfg.seed).spawn((cfg.n_leads + CHUNK_LEADS - 1) // CHUNK_LEADS)
     try:
-        for i, seed in enumerate(seeds):
-            first = i * CHUNK_LEADS
-            n = min(CHUNK_LEADS, cfg.n_leads - first)
-            frames = dict(zip(("leads", "events", "feedback", "truth"),
-                              _simulate_chunk(np.random.default_rng(seed), first, n, cfg, taxonomy), strict=True))
-            if cfg.shift_at is not None:  # its own generator: the unshifted draws stay the same
-                frames["leads"], frames["events"] = apply_shift(frames["leads"], frames["events"],
-                                                                pd.Timestamp(cfg.shift_at, tz="UTC"),
-                                                                np.random.default_rng([cfg.seed, i, 1]))
-            if cfg.history:
-                frames["attribute_history"], known_at = attribute_history(
-                    np.random.default_rng(seed.spawn(1)[0]), frames["leads"], frames["events"], frames["feedback"],
-                    cfg.end_ts, taxonomy)
-                frames["truth"] = pd.concat([frames["truth"], known_at], axis=1)
+        for frames in simulate_chunks(cfg, taxonomy):
+            n = len(frames["leads"])
             for name, frame in frames.items():
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if name not in writers:

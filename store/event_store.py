@@ -321,13 +321,7 @@ class EventStore:
         table = TABLES[name]
         with self.engine.connect() as conn:
             frame = pd.read_sql_table(table.name, conn)
-        for col in ("created_at", "ts", "recorded_at"):
-            if col in frame:
-                frame[col] = from_micros(frame[col].to_numpy(dtype=np.int64))
-        if name == "leads":
-            attrs = pd.DataFrame([json.loads(a) for a in frame.pop("attributes")], index=frame.index)
-            frame = pd.concat([frame, attrs], axis=1)
-        return frame.drop(columns=["content_hash"])
+        return canonical_frame(name, frame)
 
     def lead_history(self, lead_ids: list[str]) -> LeadHistory:
         """The attribute history of some leads, ordered by lead and time, read through the
@@ -358,6 +352,17 @@ class EventStore:
     def attribute_specs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
             return pd.read_sql_table(attributes_table.name, conn)
+
+
+def canonical_frame(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Stored rows of a table -> canonical columns: UTC timestamps, attributes parsed, no content hash."""
+    for col in ("created_at", "ts", "recorded_at"):
+        if col in frame:
+            frame[col] = from_micros(frame[col].to_numpy(dtype=np.int64))
+    if name == "leads":
+        attrs = pd.DataFrame([json.loads(a) for a in frame.pop("attributes")], index=frame.index)
+        frame = pd.concat([frame, attrs], axis=1)
+    return frame.drop(columns=["content_hash"], errors="ignore")
 
 
 _LEAD_EVENTS = (

@@ -37,6 +37,15 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.
 
     ``weight``: per-row sample weights (recency weighting), None for equal weights.
     """
+    config = lightgbm_config(y, params, seed)
+    train = lgb.Dataset(X, label=y, weight=weight, categorical_feature=categorical, free_raw_data=True)
+    valid = lgb.Dataset(X_valid, label=y_valid, categorical_feature=categorical, reference=train)
+    return lgb.train(config, train, num_boost_round=params.max_rounds, valid_sets=[valid],
+                     callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+
+
+def lightgbm_config(y: np.ndarray, params: ModelParams, seed: int) -> dict:
+    """LightGBM parameters for these training labels: the same for one process and for Dask workers."""
     positives = max(int(y.sum()), 1)
     # regularisation that suits a million snapshots starves a few thousand: scale it with the data
     rows = len(y)
@@ -64,10 +73,7 @@ def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.
         "num_threads": params.threads,
         "verbose": -1,
     }
-    train = lgb.Dataset(X, label=y, weight=weight, categorical_feature=categorical, free_raw_data=True)
-    valid = lgb.Dataset(X_valid, label=y_valid, categorical_feature=categorical, reference=train)
-    return lgb.train(config, train, num_boost_round=params.max_rounds, valid_sets=[valid],
-                     callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+    return config
 
 
 SMALL_PREDICT_ROWS = 2_000

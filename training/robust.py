@@ -17,6 +17,7 @@ Nothing here looks at the eval half: every choice is made on the fit half only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -85,15 +86,19 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
                fit: np.ndarray, feature_set: FeatureSet, params: ModelParams, seed: int,
                half_lives: tuple[float | None, ...] = HALF_LIVES,
-               blend_weights: tuple[float, ...] = BLEND_WEIGHTS) -> RobustModel:
-    """Fit LightGBM per candidate half-life, pick one, blend with the logistic regression, calibrate (fit half)."""
+               blend_weights: tuple[float, ...] = BLEND_WEIGHTS,
+               fit_booster: Callable[..., lgb.Booster] = fit_lightgbm) -> RobustModel:
+    """Fit LightGBM per candidate half-life, pick one, blend with the logistic regression, calibrate (fit half).
+
+    ``fit_booster`` trains the trees (``fit_lightgbm``'s signature, sample weights included): here or on Dask.
+    """
     categorical = [i for i, s in enumerate(feature_set.specs) if s.dtype == "category"]
     timed = pd.DatetimeIndex(as_of[train]).nunique() > 1
     choices: dict[str, float] = {}
     best: tuple[float, float | None, lgb.Booster, np.ndarray] | None = None
     for half_life in (half_lives if timed else (None,)):
         w = recency_weights(as_of[train], half_life)
-        booster = fit_lightgbm(matrix[train], y[train], matrix[fit], y[fit], categorical, params, seed, weight=w)
+        booster = fit_booster(matrix[train], y[train], matrix[fit], y[fit], categorical, params, seed, weight=w)
         auc = _auc(y[fit], raw_scores(booster, matrix[fit]))
         choices["half_life_" + ("none" if half_life is None else f"{half_life:g}")] = auc
         if best is None or auc > best[0] + MIN_GAIN:

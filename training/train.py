@@ -5,6 +5,7 @@ Seeded end to end: the same store content and config give the same model, thresh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,7 +23,7 @@ from training.calibration import Calibrator
 from training.guards import (Minimums, check_leakage, check_minimum_data, check_snapshots, dominance_notes,
                              dominant_features)
 from training.metrics import by_group, evaluate, gains_curve
-from training.model import ModelParams
+from training.model import ModelParams, fit_lightgbm
 from training.robust import BLEND_WEIGHTS, HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_robust
 from training.split import Split, split_snapshots
 from training.tiers import Thresholds, arrivals_per_week, capacity_thresholds, choose_thresholds
@@ -125,18 +126,19 @@ def _guard(prepared: Prepared, split: Split, config: TrainConfig) -> dict[str, s
                          config.seed, prepared.late_recorded)
 
 
-def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(),
-        arrivals: float | None = None) -> TrainResult:
+def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), arrivals: float | None = None,
+        fit_booster: Callable[..., lgb.Booster] = fit_lightgbm) -> TrainResult:
     """Guards, the drift-robust model on ``split.train`` (choices and calibration on ``split.fit``), figures on ``split.eval``.
 
     ``arrivals`` (leads a week, recently) sets the tiers when ``config.capacity_per_week`` asks for a capacity.
+    ``fit_booster`` trains the trees (``fit_lightgbm``'s signature): here, or on a Dask cluster.
     """
     snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
     fs = vectorizer.feature_set_
     allowed = _guard(prepared, split, config)
     frame = vectorizer.to_frame(matrix)
     model = fit_robust(matrix, frame, y, snapshots["as_of"], split.train, split.fit, fs, config.model, config.seed,
-                       config.half_lives, config.blend_weights)
+                       config.half_lives, config.blend_weights, fit_booster)
     booster = model.booster
     p_fit = model.probability(matrix[split.fit], frame[split.fit])
     p_eval = model.probability(matrix[split.eval], frame[split.eval])

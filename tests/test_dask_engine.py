@@ -1,0 +1,145 @@
+"""The Dask engine on a small LocalCluster: same features, training end to end, bulk scores, failures."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engines.dask_cluster import DaskEngine, SchedulerUnreachable, connect
+from engines.local import LocalEngine
+from features.dataset import load_frames
+from features.partitioned import LakeJob, bucket_features, fit_vectorizer, lake_features
+from lake.export import export_store
+from serving.bulk import bulk_score, read_scores
+from serving.scoring import Scorer
+from tests.conftest import generated_store
+from training.bundle import load_bundle, save_bundle
+from training.dask_model import dask_lightgbm
+from training.lake_train import train_lake
+from training.train import TrainConfig, prepare, train
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
+    folder = tmp_path_factory.mktemp("dask-lake")
+    store = generated_store(folder, 4000, 23, taxonomy)
+    export_store(store, folder / "lake", buckets=6)
+    yield store, folder / "lake"
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def local_model(lake, taxonomy):  # noqa: ANN001, ANN201
+    """The single-process model on the store: the reference for Dask training and bulk scoring."""
+    return train(load_frames(lake[0]), taxonomy, TrainConfig())
+
+
+@pytest.fixture(scope="module")
+def client():  # noqa: ANN201
+    client, cluster = connect(workers=2, memory_limit=None)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _by_snapshot(snapshots: pd.DataFrame, matrix: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    order = np.lexsort((pd.DatetimeIndex(snapshots["as_of"]).asi8, snapshots["lead_id"].to_numpy(dtype=str)))
+    return snapshots.iloc[order].reset_index(drop=True), matrix[order]
+
+
+def test_dask_features_are_bit_equal_to_the_single_process_store_path(lake, client, taxonomy) -> None:  # noqa: ANN001
+    store, root = lake
+    whole = prepare(load_frames(store), taxonomy)
+    snapshots, matrix, vectorizer = lake_features(LakeJob.open(root, taxonomy), DaskEngine(client))
+    assert vectorizer.feature_set_ == whole.vectorizer.feature_set_
+    a, ma = _by_snapshot(whole.snapshots, whole.matrix)
+    b, mb = _by_snapshot(snapshots, matrix)
+    assert len(b) == len(a) > 10_000
+    assert a["lead_id"].tolist() == b["lead_id"].tolist() and (a["label"].to_numpy() == b["label"].to_numpy()).all()
+    assert ma.dtype == mb.dtype == np.float32
+    assert np.array_equal(ma.view(np.uint32), mb.view(np.uint32))
+
+
+def test_dask_training_end_to_end_matches_the_single_process_model(lake, client, local_model, taxonomy,  # noqa: ANN001
+                                                                   tmp_path) -> None:  # noqa: ANN001
+    _, root = lake
+    config, local = TrainConfig(), local_model
+    result = train_lake(LakeJob.open(root, taxonomy), DaskEngine(client), config, dask_lightgbm(client))
+    assert result.split.description == local.split.description
+    assert result.metrics["model"]["n"] == local.metrics["model"]["n"]
+    # early stopping chose a round before the last one grown, and the bundle keeps it
+    assert 1 <= result.booster.best_iteration < result.booster.current_iteration()
+    assert abs(result.metrics["model"]["roc_auc"] - local.metrics["model"]["roc_auc"]) < 0.01
+    assert result.metrics["model"]["roc_auc"] > result.metrics["rule_score"]["roc_auc"]
+    bundle = load_bundle(save_bundle(result, config, tmp_path / "bundle"))
+    assert bundle.booster.num_trees() == result.booster.best_iteration
+
+
+def test_bulk_scores_equal_the_scorers_per_lead_results(lake, client, local_model, tmp_path) -> None:  # noqa: ANN001
+    store, root = lake
+    bundle_dir = save_bundle(local_model, TrainConfig(), tmp_path / "bundle")
+    as_of = pd.Timestamp("2025-09-01T12:00:00Z")
+    count = bulk_score(root, bundle_dir, as_of, tmp_path / "scores", DaskEngine(client), reasons=True)
+    scores = read_scores(tmp_path / "scores").set_index("lead_id")
+    leads = store.read_table("leads")
+    existed = leads.loc[leads["created_at"] <= as_of, "lead_id"].tolist()
+    assert count.scored == len(scores) == len(existed) and count.created_later == len(leads) - len(existed)
+    expected = Scorer(load_bundle(bundle_dir)).score_stored_leads(store, existed, as_of)
+    assert not expected.unknown and not expected.created_later
+    for s in expected.scored:
+        row = scores.loc[s.lead_id]
+        assert row["probability"] == pytest.approx(s.probability, abs=1e-12)
+        assert (row["score"], row["tier"]) == (s.score, s.tier)
+        assert row["reasons_for"] == " | ".join(r.text for r in s.reasons_for)
+        assert row["reasons_against"] == " | ".join(r.text for r in s.reasons_against)
+    assert scores["tier"].nunique() == 3
+
+
+def _slow_bucket_features(job, vectorizer, bucket):  # noqa: ANN001, ANN202 - a bucket that takes a while
+    time.sleep(1.0)
+    return bucket_features(job, vectorizer, bucket)
+
+
+def test_a_killed_worker_is_retried_and_the_run_completes(lake, taxonomy) -> None:  # noqa: ANN001
+    _, root = lake
+    job = LakeJob.open(root, taxonomy)
+    vectorizer = fit_vectorizer(job, LocalEngine())
+    client, cluster = connect(workers=2, memory_limit=None)
+    try:
+        before = client.run(os.getpid)
+        killed = []
+
+        def kill_one(what: str, done: int, total: int) -> None:  # noqa: ARG001
+            if not killed:  # the first bucket is done, the others are under way: kill a worker process
+                pid = next(iter(before.values()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        parts = DaskEngine(client, progress=kill_one).map(partial(_slow_bucket_features, job, vectorizer),
+                                                          list(range(job.buckets)))
+        assert killed and killed[0] not in client.run(os.getpid).values()
+    finally:
+        client.close()
+        cluster.close()
+    local = [bucket_features(job, vectorizer, b) for b in range(job.buckets)]
+    for (s1, m1), (s2, m2) in zip(parts, local, strict=True):
+        assert s1.equals(s2) and np.array_equal(m1.view(np.uint32), m2.view(np.uint32))
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_not_a_hang() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(SchedulerUnreachable, match=f"no Dask scheduler answered at tcp://127.0.0.1:{port}"):
+        connect(f"tcp://127.0.0.1:{port}", timeout_s=2)
+    assert time.perf_counter() - started < 30
