@@ -18,6 +18,7 @@ import pandas as pd
 
 from contract.mapping import MapContext, Mapping, map_chunk, required_source_columns
 from contract.tables import INGEST_ORDER, TABLES
+from lake.layout import TABLES as LAKE_TABLES
 from contract.taxonomy import Taxonomy
 from features.registry import AttributeInfo
 from lake.writer import LakeRun
@@ -48,7 +49,7 @@ def ingest_to_lake(mapping: Mapping, data_dir: Path, root: Path, taxonomy: Taxon
                    buckets: int, chunk_rows: int = 200_000, now: datetime | None = None,
                    progress: ProgressFn | None = None, clock_skew: timedelta = timedelta(minutes=5)) -> IngestSummary:
     """Load every table of every source of ``mapping`` into the lake at ``root`` as one run."""
-    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew)
+    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     run = LakeRun(root, buckets, mapping_attributes(mapping), f"ingest {mapping.name}")
     summary = IngestSummary()
@@ -60,6 +61,10 @@ def ingest_to_lake(mapping: Mapping, data_dir: Path, root: Path, taxonomy: Taxon
             spec = TABLES[table_name]
             batch = BatchSummary(file=source.file, table=table_name)
             summary.batches.append(batch)
+            if table_name not in LAKE_TABLES:
+                batch.note = (f"the lake does not keep {table_name} yet: load it into the store with `prospect "
+                              "ingest` (without --lake); features from a lake use each lead's static attributes")
+                continue
             path = (data_dir / source.file) if not Path(source.file).is_absolute() else Path(source.file)
             writer = run.writer(table_name, f"-{k:03d}")
             quarantined = []

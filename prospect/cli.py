@@ -156,6 +156,8 @@ def ingest(
             console.print(f"quarantined {b.quarantined:,} {b.table} rows of {b.file}: {b.quarantine_file}")
         if b.error:
             err.print(f"[red]error:[/red] {b.error} (nothing stored from this file)")
+        if b.note:
+            err.print(f"[yellow]passed over {b.table} of {b.file}:[/yellow] {b.note}")
     if lake is not None:
         console.print(f"written to the lake {lake}")
     else:

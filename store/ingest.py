@@ -9,7 +9,7 @@ the reason, next to the original values.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -50,6 +50,8 @@ class BatchSummary:
     """Rows the mapping's ``keep`` filter leaves to other tables (not this table's rows; not an error)."""
     quarantine_file: Path | None = None
     error: str | None = None
+    note: str | None = None
+    """Why the batch was passed over without reading it (not an error), e.g. a table the target does not keep."""
 
 
 @dataclass
@@ -104,7 +106,7 @@ def ingest(
             if table_name == "history":
                 specs = store.attribute_specs()
                 declared = dict(zip(specs["name"], specs["kind"], strict=True))
-                ctx = MapContext(ctx.taxonomy, ctx.now, {**declared, **mapping.attribute_kinds()})
+                ctx = replace(ctx, attributes={**declared, **mapping.attribute_kinds()})
             batch = BatchSummary(file=source.file, table=table_name)
             summary.batches.append(batch)
             path = (data_dir / source.file) if not Path(source.file).is_absolute() else Path(source.file)
