@@ -66,6 +66,17 @@ def _per_week(capacity: str | None) -> float | None:
     return value
 
 
+def _champion(settings: Settings):  # noqa: ANN202 - training.bundle.Bundle, imported when needed
+    """The exported champion bundle, or exit 2 saying how to get one."""
+    from training.bundle import load_bundle
+
+    try:
+        return load_bundle(settings.models_dir / "champion")
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
+        raise typer.Exit(2) from exc
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err, transient=True)
@@ -507,16 +518,11 @@ def report(
     from report.figures import compute
     from report.page import write
     from store.event_store import EventStore
-    from training.bundle import load_bundle
     from training.registry import log_report
     from training.tracking import use_tracking
 
     settings = _settings(home, store)
-    try:
-        bundle = load_bundle(settings.models_dir / "champion")
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
-        raise typer.Exit(2) from exc
+    bundle = _champion(settings)
     frames = load_frames(EventStore(settings.resolved_store_url))
     with err.status("measuring the champion on the latest held-out leads"):
         figures = compute(bundle, frames, load_taxonomy(settings.taxonomy))
@@ -603,16 +609,12 @@ def monitor(
     from serving.health_gauges import health_file
     from store.event_store import EventStore
     from store.score_log import ScoreLog
-    from training.bundle import load_bundle
     from training.monitor import HealthLimits, check_health
 
     settings = _settings(home, store)
+    bundle = _champion(settings)
     try:
-        bundle = load_bundle(settings.models_dir / "champion")
         start = pd.Timestamp(since, tz="UTC") if since else None
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
-        raise typer.Exit(2) from exc
     except ValueError as exc:
         err.print(f"[red]error:[/red] --since {since!r}: {exc}")
         raise typer.Exit(2) from exc
