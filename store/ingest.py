@@ -104,7 +104,7 @@ def ingest(
             if table_name == "history":
                 specs = store.attribute_specs()
                 declared = dict(zip(specs["name"], specs["kind"], strict=True))
-                ctx = MapContext(ctx.taxonomy, ctx.now, {**declared, **mapping.attribute_kinds()})
+                ctx = MapContext(ctx.taxonomy, ctx.now, ctx.clock_skew, {**declared, **mapping.attribute_kinds()})
             batch = BatchSummary(file=source.file, table=table_name)
             summary.batches.append(batch)
             path = (data_dir / source.file) if not Path(source.file).is_absolute() else Path(source.file)
