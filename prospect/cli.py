@@ -552,6 +552,8 @@ def demo(
 def replay(
     score_id: Annotated[str, typer.Argument(help="A score id from the score log (responses and `prospect score` "
                                                   "show it).")],
+    lake: Annotated[Path | None, typer.Option("--lake", help="The lake whose bulk runs logged the score (default: "
+                                                            "$PROSPECT_LAKE or <home>/lake).")] = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -562,7 +564,8 @@ def replay(
 
     settings = _settings(home, store)
     event_store = EventStore(settings.resolved_store_url)
-    r = Replayer(ScoreLog(event_store), event_store, settings.home).replay(score_id)
+    root = lake or settings.resolved_lake
+    r = Replayer(ScoreLog(event_store), event_store, settings.home, root if root.exists() else None).replay(score_id)
     if r.served is None or r.recomputed is None:
         err.print(f"[red]cannot replay {score_id}:[/red] {r.reason}")
         raise typer.Exit(1)
@@ -846,7 +849,8 @@ def _bulk_score(settings: Settings, lake: Path | None, engine: str, scheduler: s
 
     import pandas as pd
 
-    from serving.bulk import bulk_score
+    from serving.bulk import bulk_score, new_run, prune_bulk_logs
+    from training.bundle_versions import keep_bundle
 
     bundle_dir = settings.models_dir / "champion"
     if not (bundle_dir / "model.txt").exists():
@@ -862,14 +866,20 @@ def _bulk_score(settings: Settings, lake: Path | None, engine: str, scheduler: s
     except ValueError as exc:
         err.print(f"[red]error:[/red] --as-of {as_of!r}: {exc}")
         raise typer.Exit(2) from exc
-    root = _lake_job(settings, lake, None).root
+    root = Path(_lake_job(settings, lake, None).root)
+    # scored from the kept copy of its version: a promotion meanwhile cannot mix versions, and replay finds it
+    bundle_dir = keep_bundle(bundle_dir, settings.home) or bundle_dir
+    log = None
+    if settings.score_log:
+        prune_bulk_logs(root, settings.score_log_retention_days)
+        log = new_run(root, "cli")
     started = time.perf_counter()
     with _engine(settings, engine, scheduler) as running:
-        count = bulk_score(Path(root), bundle_dir, moment, out, running, reasons)
+        count = bulk_score(root, bundle_dir, moment, out, running, reasons, log)
     elapsed = time.perf_counter() - started
     console.print(f"scored {count.scored:,} leads as of {moment:%Y-%m-%d %H:%M %Z} in {elapsed:.1f} s "
                   f"({count.scored / max(elapsed, 1e-9):,.0f} leads/s, {engine}); {count.created_later:,} created "
-                  f"later were skipped; written to {out}")
+                  f"later were skipped; written to {out}" + (f", logged in {log.folder}" if log else ""))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ The recomputation goes through the same scorer path as the original (one lead, o
 probability must come out bit-equal and the reasons and criteria identical. When it cannot be
 recomputed (the model version is no longer kept, the lead was deleted, the rules are gone) or comes
 out different (events before the as-of time deleted or loaded late), the answer says why.
+
+A score of a bulk run is logged in its lake (see ``serving.bulk``), not in the store: given the lake,
+the replayer looks there when the store's log does not know the id, and recomputes the score from the
+lake through the bulk path (its lead's bucket), as it was computed.
 """
 
 from __future__ import annotations
@@ -78,14 +82,19 @@ def payload_inputs(payload: dict) -> tuple[dict, np.ndarray, np.ndarray, list]:
 class Replayer:
     """Replays logged scores, keeping the bundles and rule files it loaded for the next one."""
 
-    def __init__(self, log: ScoreLog, store: EventStore, home: Path) -> None:
-        self.log, self.store, self.home = log, store, home
+    def __init__(self, log: ScoreLog, store: EventStore, home: Path, lake: Path | None = None) -> None:
+        self.log, self.store, self.home, self.lake = log, store, home, lake
         self._scorers: dict[tuple[str, str | None], Scorer] = {}
 
     def replay(self, score_id: str) -> Replay:
         served = self.log.entry(score_id)
+        if served is None and self.lake is not None:
+            from serving.bulk import bulk_log_entry
+
+            served = bulk_log_entry(self.lake, score_id)
         if served is None:
-            return Replay(score_id, reason="no score with this id in the score log (never served, not yet "
+            where = "the score log" + (f" or the bulk runs' log in {self.lake}" if self.lake is not None else "")
+            return Replay(score_id, reason=f"no score with this id in {where} (never served, not yet "
                                            "written, or older than the log's retention)")
         out = Replay(score_id, served)
         scorer = self._scorer(served, out)
@@ -95,7 +104,8 @@ class Replayer:
         try:
             out.recomputed = self._recompute(scorer, served, as_of)
         except KeyError:
-            out.reason = "the lead is no longer in the store (deleted since the score was served)"
+            where = "lake" if served["endpoint"] == "bulk" else "store"
+            out.reason = f"the lead is no longer in the {where} (deleted since the score was served)"
         except CreatedAfterAsOf:
             out.reason = "the lead's creation time now lies after the as-of time (the lead was changed)"
         if out.recomputed is not None:
@@ -106,6 +116,10 @@ class Replayer:
         if served["payload"] is not None:
             lead, ts, types, channels = payload_inputs(json.loads(served["payload"]))
             return scorer.score_lead(lead, ts, types, channels, as_of)
+        if served["endpoint"] == "bulk":
+            from serving.bulk import rescore
+
+            return rescore(self.lake, scorer, served)
         if served["endpoint"] == "score":
             return scorer.score_stored_lead(self.store, served["lead_id"], as_of)
         batch = scorer.score_stored_leads(self.store, [served["lead_id"]], as_of, reasons=bool(served["with_reasons"]))

@@ -81,6 +81,25 @@ def new_score_id() -> str:
     return uuid.uuid4().hex
 
 
+_ARROW_TYPES = {BigInteger: "int64", Integer: "int64", Double: "float64", String: "string", Text: "string"}
+
+
+def arrow_schema():  # noqa: ANN201 - a pyarrow.Schema (pyarrow is imported only by those who write Parquet)
+    """The score log's columns as a Parquet schema: bulk runs log to the lake with the table's own columns."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(c.name, getattr(pa, _ARROW_TYPES[type(c.type)])(), nullable=bool(c.nullable))
+                      for c in score_log_table.c])
+
+
+def parse_entry(row: dict) -> dict:
+    """A log row as :meth:`ScoreLog.entry` gives it: reasons and criteria parsed from their JSON."""
+    entry = dict(row)
+    entry["reasons"] = json.loads(entry["reasons"])
+    entry["criteria"] = json.loads(entry["criteria"])
+    return entry
+
+
 @dataclass(frozen=True)
 class Served:
     """What one response handed out, as queued for the log (turned into rows off the request path)."""
@@ -143,12 +162,7 @@ class ScoreLog:
         """One logged score as a dict (reasons and criteria parsed), None if the id is unknown."""
         with self.store.engine.connect() as conn:
             row = conn.execute(select(score_log_table).where(score_log_table.c.score_id == score_id)).mappings().first()
-        if row is None:
-            return None
-        entry = dict(row)
-        entry["reasons"] = json.loads(entry["reasons"])
-        entry["criteria"] = json.loads(entry["criteria"])
-        return entry
+        return None if row is None else parse_entry(row)
 
     def frame(self, since: pd.Timestamp | None = None) -> pd.DataFrame:
         """Logged scores served at or after ``since`` (all when None), without reasons and payloads."""

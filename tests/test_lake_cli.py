@@ -40,6 +40,12 @@ def test_store_to_lake_to_dask_training_to_bulk_scores(tmp_path) -> None:  # noq
     assert f"scored {len(scores):,} leads" in printed
     assert scores["lead_id"].is_unique and scores["probability"].between(0, 1).all()
     assert {"score", "tier", "model_version"} <= set(scores.columns) and "reasons_for" not in scores
+    # the run is logged in the lake, and a logged score replays equal from it
+    assert "logged in" in printed and scores["score_id"].is_unique
+    logged = pd.concat(pd.read_parquet(f) for f in sorted(lake.glob("score_log/run=*/part-*.parquet")))
+    assert sorted(logged["score_id"]) == sorted(scores["score_id"])
+    replayed = run("replay", scores["score_id"].iloc[0], "--lake", str(lake))
+    assert "(bulk)" in replayed and "equal:" in replayed
 
 
 def test_unreachable_scheduler_and_missing_lake_are_clear_errors(tmp_path) -> None:  # noqa: ANN001
