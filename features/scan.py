@@ -43,6 +43,7 @@ Visits = namedtuple("Visits", ["first_t", "prev_t", "last_day", "days", "session
 Depth = namedtuple("Depth", ["deepest", "reached_t", "first_deep", "last_deep", "n_deep"])
 Timing = namedtuple("Timing", ["business", "weekend"])
 Outreach = namedtuple("Outreach", ["touches", "answered", "pending", "pending_offset", "answer_us"])
+Windows = namedtuple("Windows", ["d7", "d14", "d30", "d90"])  # first action inside each trailing window
 
 compiled = nb.njit(cache=True, nogil=True, inline="always")
 
@@ -147,6 +148,81 @@ def _window(ts: np.ndarray, w: int, end: int, since: int) -> int:
     return w
 
 
+# ---------------------------------------------------------------- writers: one per family, by column name
+@compiled
+def _write_recency(row: np.ndarray, a: int, base: int, v: Visits, has: bool) -> None:
+    row[COL.days_since_last_event] = (a - v.prev_t) / DAY if has else np.nan
+    row[COL.days_since_first_event] = (a - v.first_t) / DAY if has else np.nan
+    row[COL.days_since_created] = (a - base) / DAY
+
+
+@compiled
+def _write_repetition(row: np.ndarray, v: Visits, i: int, i0: int, w: Windows, day_start: np.ndarray,
+                      is_day_start: np.ndarray) -> None:
+    row[COL.events_total] = i - i0
+    row[COL.events_7d] = i - w.d7
+    row[COL.events_30d] = i - w.d30
+    row[COL.events_90d] = i - w.d90
+    row[COL.active_days] = v.days
+    carried = 1 if (w.d30 < i and not is_day_start[w.d30]) else 0  # the window starts inside an active day
+    row[COL.active_days_30d] = day_start[i] - day_start[w.d30] + carried
+    row[COL.sessions] = v.sessions
+    row[COL.return_visits] = max(v.sessions - 1, 0)
+    row[COL.visit_gap_mean_days] = _gap_mean(v)
+    row[COL.visit_gap_cv] = _gap_cv(v)
+
+
+@compiled
+def _write_depth(row: np.ndarray, a: int, v: Visits, d: Depth, n_seen: int, i: int, w: Windows,
+                 deep_so_far: np.ndarray, has: bool) -> None:
+    row[COL.deepest_stage] = d.deepest
+    row[COL.days_since_deepest_stage_reached] = (a - d.reached_t) / DAY if has else np.nan
+    row[COL.distinct_channels] = n_seen
+    row[COL.days_first_touch_to_deep] = (d.first_deep - v.first_t) / DAY if d.n_deep > 0 else np.nan
+    recent = i - w.d30
+    row[COL.share_deep_30d] = (deep_so_far[i] - deep_so_far[w.d30]) / recent if recent > 0 else np.nan
+
+
+@compiled
+def _write_momentum(row: np.ndarray, a: int, v: Visits, d: Depth, i: int, i0: int, w: Windows, has: bool) -> None:
+    row[COL.momentum_7d] = _momentum(a, v.first_t, i, i0, w.d7, 7) if has else np.nan
+    row[COL.momentum_14d] = _momentum(a, v.first_t, i, i0, w.d14, 14) if has else np.nan
+    row[COL.days_since_deep_action] = (a - d.last_deep) / DAY if d.n_deep > 0 else np.nan
+
+
+@compiled
+def _write_responsiveness(row: np.ndarray, o: Outreach) -> None:
+    row[COL.outbound_touches] = o.touches
+    row[COL.answered_share] = o.answered / o.touches if o.touches > 0 else np.nan
+    row[COL.answer_hours_mean] = o.answer_us / o.answered / HOUR if o.answered > 0 else np.nan
+    row[COL.touches_since_last_answer] = o.pending
+
+
+@compiled
+def _write_timing(row: np.ndarray, m: Timing, n: int) -> None:
+    row[COL.share_business_hours] = m.business / n if n > 0 else np.nan
+    row[COL.share_weekend] = m.weekend / n if n > 0 else np.nan
+
+
+@compiled
+def _write_places(row: np.ndarray, a: int, stage_count: np.ndarray, stage_last: np.ndarray,
+                  channel_last: np.ndarray) -> None:
+    """Per stage: days since its last action and its count; per channel: days since its last action."""
+    n_stages, n_channels = stage_count.size - 1, channel_last.size
+    for level in range(1, n_stages + 1):
+        row[N_FIXED + level - 1] = (a - stage_last[level]) / DAY if stage_count[level] > 0 else np.nan
+        row[N_FIXED + n_stages + level - 1] = stage_count[level]
+    for c in range(n_channels):
+        last = channel_last[c]
+        row[N_FIXED + 2 * n_stages + c] = (a - last) / DAY if last >= 0 else np.nan
+
+
+@compiled
+def _advance(w: Windows, ts: np.ndarray, i: int, a: int) -> Windows:
+    return Windows(_window(ts, w.d7, i, a - 7 * DAY), _window(ts, w.d14, i, a - 14 * DAY),
+                   _window(ts, w.d30, i, a - 30 * DAY), _window(ts, w.d90, i, a - 90 * DAY))
+
+
 @nb.njit(cache=True, nogil=True)
 def scan(in_ts: np.ndarray, in_level: np.ndarray, in_channel: np.ndarray, in_any: np.ndarray,
          in_start: np.ndarray, out_ts: np.ndarray, out_start: np.ndarray, snap_lead: np.ndarray,
@@ -167,21 +243,16 @@ def scan(in_ts: np.ndarray, in_level: np.ndarray, in_channel: np.ndarray, in_any
     is_day_start = np.zeros(in_ts.size + 1, np.bool_)
     deep_so_far = np.zeros(in_ts.size + 1, np.int32)
     n_behaviour = N_FIXED + 2 * n_stages + n_channels
-
     s = 0
     while s < snap_lead.size:
         lead = snap_lead[s]
         i0, i_end = in_start[lead], in_start[lead + 1]
         j, j_end = out_start[lead], out_start[lead + 1]
         i, base, n_seen = i0, created[lead], 0
-        v = Visits(0, 0, 0, 0, 0, 0, 0.0, 0.0)
-        d = Depth(0, 0, 0, 0, 0)
-        m = Timing(0, 0)
-        o = Outreach(0, 0, 0, 0, 0.0)
-        w7 = w14 = w30 = w90 = i0
+        v, d, m, o = Visits(0, 0, 0, 0, 0, 0, 0.0, 0.0), Depth(0, 0, 0, 0, 0), Timing(0, 0), Outreach(0, 0, 0, 0, 0.0)
+        w = Windows(i0, i0, i0, i0)
         day_start[i0] = 0
         deep_so_far[i0] = 0
-
         while s < snap_lead.size and snap_lead[s] == lead:
             a = snap_as_of[s]
             # consume everything strictly before as-of, touches before actions at the same instant
@@ -202,59 +273,18 @@ def scan(in_ts: np.ndarray, in_level: np.ndarray, in_channel: np.ndarray, in_any
                 n_seen = _place(t, level, in_channel[i], in_any[i], n_seen, stage_count, stage_last, channel_last,
                                 any_seen, seen)
                 i += 1
-
-            w7 = _window(in_ts, w7, i, a - 7 * DAY)
-            w14 = _window(in_ts, w14, i, a - 14 * DAY)
-            w30 = _window(in_ts, w30, i, a - 30 * DAY)
-            w90 = _window(in_ts, w90, i, a - 90 * DAY)
-            row = result[snap_row[s]]
-            has = i > i0
-            # recency
-            row[COL.days_since_last_event] = (a - v.prev_t) / DAY if has else np.nan
-            row[COL.days_since_first_event] = (a - v.first_t) / DAY if has else np.nan
-            row[COL.days_since_created] = (a - base) / DAY
-            # repetition
-            row[COL.events_total] = i - i0
-            row[COL.events_7d] = i - w7
-            row[COL.events_30d] = i - w30
-            row[COL.events_90d] = i - w90
-            row[COL.active_days] = v.days
-            carried = 1 if (w30 < i and not is_day_start[w30]) else 0  # the window starts inside an active day
-            row[COL.active_days_30d] = day_start[i] - day_start[w30] + carried
-            row[COL.sessions] = v.sessions
-            row[COL.return_visits] = max(v.sessions - 1, 0)
-            row[COL.visit_gap_mean_days] = _gap_mean(v)
-            row[COL.visit_gap_cv] = _gap_cv(v)
-            # channel depth
-            row[COL.deepest_stage] = d.deepest
-            row[COL.days_since_deepest_stage_reached] = (a - d.reached_t) / DAY if has else np.nan
-            row[COL.distinct_channels] = n_seen
-            row[COL.days_first_touch_to_deep] = (d.first_deep - v.first_t) / DAY if d.n_deep > 0 else np.nan
-            recent = i - w30
-            row[COL.share_deep_30d] = (deep_so_far[i] - deep_so_far[w30]) / recent if recent > 0 else np.nan
-            # momentum
-            row[COL.momentum_7d] = _momentum(a, v.first_t, i, i0, w7, 7) if has else np.nan
-            row[COL.momentum_14d] = _momentum(a, v.first_t, i, i0, w14, 14) if has else np.nan
-            row[COL.days_since_deep_action] = (a - d.last_deep) / DAY if d.n_deep > 0 else np.nan
-            # responsiveness
-            row[COL.outbound_touches] = o.touches
-            row[COL.answered_share] = o.answered / o.touches if o.touches > 0 else np.nan
-            row[COL.answer_hours_mean] = o.answer_us / o.answered / HOUR if o.answered > 0 else np.nan
-            row[COL.touches_since_last_answer] = o.pending
-            # origin and timing
-            row[COL.share_business_hours] = m.business / (i - i0) if has else np.nan
-            row[COL.share_weekend] = m.weekend / (i - i0) if has else np.nan
-            # per stage and per channel
-            for level in range(1, n_stages + 1):
-                row[N_FIXED + level - 1] = (a - stage_last[level]) / DAY if stage_count[level] > 0 else np.nan
-                row[N_FIXED + n_stages + level - 1] = stage_count[level]
-            for c in range(n_channels):
-                last = channel_last[c]
-                row[N_FIXED + 2 * n_stages + c] = (a - last) / DAY if last >= 0 else np.nan
+            w = _advance(w, in_ts, i, a)
+            row, has = result[snap_row[s]], i > i0
+            _write_recency(row, a, base, v, has)
+            _write_repetition(row, v, i, i0, w, day_start, is_day_start)
+            _write_depth(row, a, v, d, n_seen, i, w, deep_so_far, has)
+            _write_momentum(row, a, v, d, i, i0, w, has)
+            _write_responsiveness(row, o)
+            _write_timing(row, m, i - i0)
+            _write_places(row, a, stage_count, stage_last, channel_last)
             for p in range(lead_profile.shape[1]):
                 row[n_behaviour + p] = lead_profile[lead, p]
             s += 1
-
         # reset what this lead touched
         stage_count[:] = 0
         channel_last[:] = -1
