@@ -45,7 +45,7 @@ import pandas as pd  # noqa: E402
 from contract.mapping import load_mapping  # noqa: E402
 from contract.taxonomy import load_taxonomy  # noqa: E402
 from features.dataset import load_frames  # noqa: E402
-from prospect.config import Settings  # noqa: E402
+from config.settings import Settings  # noqa: E402
 from serving.scoring import load_scorer  # noqa: E402
 from simulator.funnel import FunnelConfig, generate  # noqa: E402
 from store.event_store import EventStore  # noqa: E402

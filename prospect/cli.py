@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from prospect.config import Settings
+from config.settings import Settings
 
 app = typer.Typer(help="Prospect-propensity scorer: score leads on their behaviour over time.",
                   no_args_is_help=True, add_completion=False)
@@ -75,6 +75,20 @@ def _champion(settings: Settings):  # noqa: ANN202 - training.bundle.Bundle, imp
     except FileNotFoundError as exc:
         err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
         raise typer.Exit(2) from exc
+
+
+def _as_of(as_of: str | None):  # noqa: ANN202 - pandas.Timestamp, imported when needed
+    """``--as-of`` as a zone-aware moment (now when not given), or exit 2 saying what is wrong."""
+    import pandas as pd
+
+    try:
+        moment = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC")
+        if moment.tz is None:
+            raise ValueError("give a time zone, e.g. 2026-01-31T12:00:00Z")
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --as-of {as_of!r}: {exc}")
+        raise typer.Exit(2) from exc
+    return moment
 
 
 def _progress() -> Progress:
@@ -325,15 +339,13 @@ def train(
     console.print("strongest features: " + ", ".join(top["feature"]))
     for note in result.dominance:
         console.print(f"[yellow]dominant feature:[/yellow] {note}")
-    from training.bundle import save_bundle
-    from training.tracking import MODEL_NAME, log_training, use_tracking
+    from training.register import register
+    from training.tracking import MODEL_NAME
 
-    bundle_dir = save_bundle(result, config, settings.home / "bundles" / result.trained_at.replace(":", ""))
     with err.status("logging the run to MLflow"):
-        use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
-        run_id, version = log_training(result, config, bundle_dir)
-    console.print(f"MLflow run {run_id} ({settings.resolved_tracking_uri}); registered {MODEL_NAME} version "
-                  f"{version} as challenger. `prospect promote` makes it the champion if it is better.")
+        done = register(result, config, settings)
+    console.print(f"MLflow run {done.run_id} ({settings.resolved_tracking_uri}); registered {MODEL_NAME} version "
+                  f"{done.version} as challenger. `prospect promote` makes it the champion if it is better.")
 
 
 @app.command()
@@ -355,7 +367,7 @@ def promote(
     frames = load_frames(EventStore(settings.resolved_store_url))
     try:
         with err.status("scoring challenger and champion on the latest window"):
-            c = run(frames, load_taxonomy(settings.taxonomy), settings.models_dir, settings.home / "registry", force,
+            c = run(frames, load_taxonomy(settings.taxonomy), settings.models_dir, settings.registry_cache, force,
                     settings.promotion_margin)
     except PromotionError as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -383,7 +395,7 @@ def rollback(home: HomeOpt = None) -> None:
     settings = _settings(home)
     use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
     try:
-        current, previous = run(settings.models_dir, settings.home / "registry")
+        current, previous = run(settings.models_dir, settings.registry_cache)
     except PromotionError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -421,13 +433,7 @@ def score(
     except FileNotFoundError as exc:
         err.print(f"[red]error:[/red] no champion model: {exc}. Run `prospect train` and `prospect promote`.")
         raise typer.Exit(2) from exc
-    try:
-        moment = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC")
-        if moment.tz is None:
-            raise ValueError("give a time zone, e.g. 2026-01-31T12:00:00Z")
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] --as-of {as_of!r}: {exc}")
-        raise typer.Exit(2) from exc
+    moment = _as_of(as_of)
     ids = list(lead_ids)
     if file is not None:
         try:
@@ -452,15 +458,11 @@ def score(
         err.print(f"[yellow]not in the store, skipped:[/yellow] {len(unknown)} lead id(s), e.g. {unknown[0]}")
     if later:
         err.print(f"[yellow]created after --as-of, skipped:[/yellow] {len(later)} lead id(s), e.g. {later[0]}")
-    rows = pd.DataFrame([{"score_id": i, "lead_id": s.lead_id, "probability": round(s.probability, 4), "score": s.score,
-                          "tier": s.tier, "reasons_for": " | ".join(r.text for r in s.reasons_for),
-                          "reasons_against": " | ".join(r.text for r in s.reasons_against),
-                          "trend": s.trend, "score_week_ago": s.score_week_ago,
-                          **{f"criterion_{c.name}": c.status for c in s.criteria},
-                          "model_version": s.model_version} for s, i in zip(scored, score_ids, strict=True)])
     if out is not None:
-        rows.to_csv(out, index=False)
-        console.print(f"wrote {len(rows):,} scores to {out}")
+        from serving.score_table import score_rows
+
+        score_rows(scored, score_ids).to_csv(out, index=False)
+        console.print(f"wrote {len(scored):,} scores to {out}")
         return
     for s, score_id in zip(scored, score_ids, strict=True):
         chance = f"{s.probability:.1%}" if s.probability >= 0.001 else "<0.1%"  # "0.0%" reads as impossible
@@ -526,7 +528,7 @@ def report(
     frames = load_frames(EventStore(settings.resolved_store_url))
     with err.status("measuring the champion on the latest held-out leads"):
         figures = compute(bundle, frames, load_taxonomy(settings.taxonomy))
-    path = write(figures, out or settings.home / "report" / "report.html")
+    path = write(figures, out or settings.report_page)
     use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
     run_id = log_report(bundle.metadata.get("version"), path)
     logged = f"; logged to MLflow run {run_id}" if run_id else " (the champion is not in this MLflow registry)"
@@ -539,13 +541,13 @@ def demo(
     home: HomeOpt = None,
 ) -> None:
     """Run the whole loop on generated data: generate, ingest, features, train, evaluate, promote and report."""
-    generate(leads=leads, seed=7, start="2025-01-06", months=12, out=None, home=home)
-    ingest(mapping=PACKAGED_MAPPINGS / "demo.yaml", data_dir=None, home=home, store=None)
-    features(cadence=7.0, horizon=30.0, home=home, store=None)
-    train(horizon=30.0, cadence=7.0, valid_share=0.25, seed=7, allow_leaky=[], drop_after_contact=False,
-          capacity=None, home=home, store=None)
-    promote(force=False, home=home, store=None)
-    report(out=None, home=home, store=None)
+    # each command's own defaults: the demo is what a user gets by running them one after the other
+    generate(leads=leads, home=home)
+    ingest(home=home)
+    features(home=home)
+    train(home=home)
+    promote(home=home)
+    report(home=home)
 
 
 @app.command()
@@ -565,7 +567,7 @@ def replay(
     settings = _settings(home, store)
     event_store = EventStore(settings.resolved_store_url)
     root = lake or settings.resolved_lake
-    r = Replayer(ScoreLog(event_store), event_store, settings.home, root if root.exists() else None).replay(score_id)
+    r = Replayer(ScoreLog(event_store), event_store, settings, root if root.exists() else None).replay(score_id)
     if r.served is None or r.recomputed is None:
         err.print(f"[red]cannot replay {score_id}:[/red] {r.reason}")
         raise typer.Exit(1)
@@ -609,7 +611,6 @@ def monitor(
 
     from features.dataset import load_frames
     from report.health import write
-    from serving.health_gauges import health_file
     from store.event_store import EventStore
     from store.score_log import ScoreLog
     from training.monitor import HealthLimits, check_health
@@ -646,8 +647,8 @@ def monitor(
     for r in h.feedback.itertuples():
         console.print(f"  {r.tier}: {r.scores:,} scores, prospect {r.prospect:.1%}, not prospect {r._4:.1%}, "
                       f"unanswered {r.unanswered:.1%} ({r._6})")
-    page = write(h, out or settings.home / "monitor" / "health.html", settings.monitor_feature_psi)
-    figures = health_file(settings.home)
+    page = write(h, out or settings.health_page, settings.monitor_feature_psi)
+    figures = settings.health_figures
     figures.parent.mkdir(parents=True, exist_ok=True)
     figures.with_suffix(".tmp").write_text(json.dumps(h.headline()))
     figures.with_suffix(".tmp").replace(figures)  # the service's gauges never read half a file
@@ -818,7 +819,7 @@ def _lake_features(settings: Settings, lake: Path | None, engine: str, scheduler
     from features.partitioned import write_lake_features
 
     job = _lake_job(settings, lake, snapshots)
-    target = out or settings.home / "features"
+    target = out or settings.features_dir
     started = time.perf_counter()
     with _engine(settings, engine, scheduler) as running:
         total, vectorizer = write_lake_features(job, running, target)
@@ -859,16 +860,10 @@ def _bulk_score(settings: Settings, lake: Path | None, engine: str, scheduler: s
     if out is None:
         err.print("[red]error:[/red] bulk scoring writes a folder of Parquet files: give --out FOLDER")
         raise typer.Exit(2)
-    try:
-        moment = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC")
-        if moment.tz is None:
-            raise ValueError("give a time zone, e.g. 2026-01-31T12:00:00Z")
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] --as-of {as_of!r}: {exc}")
-        raise typer.Exit(2) from exc
+    moment = _as_of(as_of)
     root = Path(_lake_job(settings, lake, None).root)
     # scored from the kept copy of its version: a promotion meanwhile cannot mix versions, and replay finds it
-    bundle_dir = keep_bundle(bundle_dir, settings.home) or bundle_dir
+    bundle_dir = keep_bundle(bundle_dir, settings.bundles_dir) or bundle_dir
     log = None
     if settings.score_log:
         prune_bulk_logs(root, settings.score_log_retention_days)

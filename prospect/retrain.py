@@ -2,7 +2,7 @@
 
 The same library functions as ``prospect train``, ``promote`` and ``report``, in that order. A run
 records how much feedback it trained on (rows, and the latest answer's time) in
-``<home>/retrain/state.json``; the next run does nothing when no feedback arrived since, so cron can
+``Settings.retrain_dir``; the next run does nothing when no feedback arrived since, so cron can
 call it as often as it likes. A lock file keeps two runs from overlapping; the running service keeps
 reading the store meanwhile (SQLite in WAL mode, or a server database).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from contract.taxonomy import Taxonomy
-from prospect.config import Settings
+from config.settings import Settings
 from store.event_store import EventStore, feedback_table, from_micros
 from training.registry import Comparison
 from training.train import TrainConfig, TrainResult
@@ -61,20 +61,21 @@ def feedback_mark(store: EventStore) -> FeedbackMark:
     return FeedbackMark(int(rows), None if latest is None else from_micros([latest])[0].isoformat())
 
 
-def _state(home: Path) -> Path:
-    return home / "retrain" / "state.json"
+def _state(folder: Path) -> Path:
+    return folder / "state.json"
 
 
-def last_trained_on(home: Path) -> FeedbackMark | None:
-    path = _state(home)
+def last_trained_on(folder: Path) -> FeedbackMark | None:
+    """What the last retrain recorded in ``folder`` (``Settings.retrain_dir``), None before the first."""
+    path = _state(folder)
     if not path.exists():
         return None
     data = json.loads(path.read_text())
     return FeedbackMark(data["rows"], data["latest"])
 
 
-def _record(home: Path, mark: FeedbackMark, outcome: RetrainOutcome) -> None:
-    path = _state(home)
+def _record(folder: Path, mark: FeedbackMark, outcome: RetrainOutcome) -> None:
+    path = _state(folder)
     data = {**asdict(mark), "version": outcome.version, "promoted": bool(outcome.comparison and outcome.comparison.promoted),
             "at": datetime.now(UTC).isoformat(timespec="seconds")}
     path.with_suffix(".tmp").write_text(json.dumps(data, indent=1))
@@ -82,9 +83,9 @@ def _record(home: Path, mark: FeedbackMark, outcome: RetrainOutcome) -> None:
 
 
 @contextmanager
-def _lock(home: Path) -> Iterator[None]:
-    (home / "retrain").mkdir(parents=True, exist_ok=True)
-    with (home / "retrain" / "lock").open("w") as handle:
+def _lock(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "lock").open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -99,29 +100,25 @@ def retrain(settings: Settings, taxonomy: Taxonomy, config: TrainConfig = TrainC
             force: bool = False) -> RetrainOutcome:
     """Train, promote if better, export and report, unless no feedback arrived since the last retrain."""
     from features.dataset import load_frames
-    from training.bundle import load_bundle, save_bundle
+    from training.bundle import load_bundle
+    from training.register import train_and_register
     from training.registry import log_report, promote
-    from training.tracking import log_training, use_tracking
-    from training.train import train
 
     store = EventStore(settings.resolved_store_url)
-    with _lock(settings.home):
-        out = RetrainOutcome(feedback_mark(store), last_trained_on(settings.home))
+    with _lock(settings.retrain_dir):
+        out = RetrainOutcome(feedback_mark(store), last_trained_on(settings.retrain_dir))
         if out.previous == out.mark and not force:
             return out
         frames = load_frames(store)
-        out.result = train(frames, taxonomy, config)
-        bundle_dir = save_bundle(out.result, config, settings.home / "bundles" /
-                                 out.result.trained_at.replace(":", ""))
-        use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
-        _, out.version = log_training(out.result, config, bundle_dir)
-        out.comparison = promote(frames, taxonomy, settings.models_dir, settings.home / "registry")
+        registered = train_and_register(frames, taxonomy, config, settings)
+        out.result, out.version = registered.result, registered.version
+        out.comparison = promote(frames, taxonomy, settings.models_dir, settings.registry_cache)
         if report:
             from report.figures import compute
             from report.page import write
 
             champion = load_bundle(settings.models_dir / "champion")
-            out.report = write(compute(champion, frames, taxonomy), settings.home / "report" / "report.html")
+            out.report = write(compute(champion, frames, taxonomy), settings.report_page)
             log_report(champion.metadata.get("version"), out.report)
-        _record(settings.home, out.mark, out)
+        _record(settings.retrain_dir, out.mark, out)
     return out

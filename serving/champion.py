@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.taxonomy import Taxonomy
-from prospect.config import Settings
+from config.settings import Settings
 from serving.criteria import Criteria
 from training.bundle_versions import keep_bundle
 from serving.scoring import Scorer
@@ -91,14 +91,14 @@ def load_champion(settings: Settings, pointer: Pointer) -> Champion:
     """Load the bundle the pointer names (checked against its manifest first)."""
     if pointer.folder is not None:
         bundle = load_bundle(pointer.folder)
-        keep_bundle(pointer.folder, settings.home)  # replay finds it by version later
+        keep_bundle(pointer.folder, settings.bundles_dir)  # replay finds it by version later
     else:
         from training.registry import bundle_of_version
         from training.tracking import use_tracking
 
         use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
         # one cache per process: two workers downloading into one folder at once would mix files
-        bundle = bundle_of_version(pointer.version, settings.home / "serving-cache" / f"pid-{os.getpid()}")
+        bundle = bundle_of_version(pointer.version, settings.serving_cache / f"pid-{os.getpid()}")
     scorer = Scorer(bundle, Criteria.load(settings.criteria, bundle.vectorizer.taxonomy_))
     return Champion(scorer=scorer, taxonomy=bundle.vectorizer.taxonomy_, identity=pointer.identity)
 

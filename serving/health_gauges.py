@@ -28,10 +28,6 @@ FIGURES = {
 }
 
 
-def health_file(home: Path) -> Path:
-    return home / "monitor" / "health.json"
-
-
 class HealthGauges:
     """One gauge per headline figure, refreshed from the monitor's file every ``interval`` seconds."""
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from config.settings import Settings
 from features.vectorizer import timestamp_micros
 from serving.criteria import Criteria, RuleFile
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer
@@ -82,8 +83,8 @@ def payload_inputs(payload: dict) -> tuple[dict, np.ndarray, np.ndarray, list]:
 class Replayer:
     """Replays logged scores, keeping the bundles and rule files it loaded for the next one."""
 
-    def __init__(self, log: ScoreLog, store: EventStore, home: Path, lake: Path | None = None) -> None:
-        self.log, self.store, self.home, self.lake = log, store, home, lake
+    def __init__(self, log: ScoreLog, store: EventStore, settings: Settings, lake: Path | None = None) -> None:
+        self.log, self.store, self.settings, self.lake = log, store, settings, lake
         self._scorers: dict[tuple[str, str | None], Scorer] = {}
 
     def replay(self, score_id: str) -> Replay:
@@ -136,10 +137,10 @@ class Replayer:
             return None
         key = (version, rules)
         if key not in self._scorers:
-            folder = find_bundle(self.home, version)
+            folder = find_bundle(self.settings.bundles_dir, self.settings.bundle_caches, version)
             if folder is None:
                 out.reason = (f"model version {version} is no longer kept on this machine (looked in "
-                              f"{self.home / 'bundles'} and the registry caches)")
+                              f"{self.settings.bundles_dir} and the registry caches)")
                 return None
             bundle = load_bundle(folder)
             bundle.metadata["version"] = version  # registry caches hold the bundle as trained, unstamped

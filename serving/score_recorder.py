@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from prospect.config import Settings
+from config.settings import Settings
 from serving.criteria import Criteria
 from store.event_store import EventStore
 from store.score_log import ScoreLog, ScoreLogWriter, Served, new_score_id

@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.history import HistoryRows, values_as_of
 from features.registry import FeatureSpec
-from prospect.config import Settings
+from config.settings import Settings
 from features.vectorizer import FeatureInput, timestamp_micros
 from serving.criteria import Criteria, CriterionResult, LeadFacts
 from store.event_store import EventStore, LeadEvents
@@ -97,10 +97,10 @@ def load_scorer(settings: Settings) -> Scorer:
         from training.tracking import use_tracking
 
         use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
-        bundle = champion_bundle(settings.home / "serving-cache")
+        bundle = champion_bundle(settings.serving_cache)
     else:
         bundle = load_bundle(settings.models_dir / "champion")
-        keep_bundle(settings.models_dir / "champion", settings.home)  # replay finds it by version later
+        keep_bundle(settings.models_dir / "champion", settings.bundles_dir)  # replay finds it by version later
     return Scorer(bundle, Criteria.load(settings.criteria, bundle.vectorizer.taxonomy_))
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 
 from contract.taxonomy import load_taxonomy
 from features.vectorizer import UnknownEventType, timestamp_micros
-from prospect.config import Settings
+from config.settings import Settings
 from serving import connections
 from serving.api_models import (
     MAX_BATCH,
@@ -59,7 +59,7 @@ from serving.champion import Champion, ChampionWatcher, check_pointer
 from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
 from serving.metrics_labels import label_by_route
 from serving.openapi import DOC_PATH, OpenApiMiddleware, Operation, openapi_document
-from serving.health_gauges import HealthGauges, health_file
+from serving.health_gauges import HealthGauges
 from serving.refusals import JsonOnlyMiddleware, OneErrorShapeMiddleware, keep_lead_data_out_of_logs
 from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
@@ -156,8 +156,8 @@ class ProspectService:
         self.watcher = ChampionWatcher(self.settings, _warm_up)
         self.watcher.start()
         self.score_log = ScoreRecorder(self.settings, self.store, self.watcher.current.scorer.criteria)
-        self.replayer = Replayer(ScoreLog(self.store), self.store, self.settings.home)
-        self.health_gauges = HealthGauges(health_file(self.settings.home))
+        self.replayer = Replayer(ScoreLog(self.store), self.store, self.settings)
+        self.health_gauges = HealthGauges(self.settings.health_figures)
         keep_lead_data_out_of_logs()  # again: BentoML set up this worker's log handlers after the import
         WORKER = self
         # what is loaded now lives as long as the worker: keep the cycle collector from walking it

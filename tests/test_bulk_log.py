@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 
+from config.settings import Settings
 from engines.local import LocalEngine
 from features.dataset import load_frames
 from lake.export import export_store
@@ -41,7 +42,7 @@ def bulk_run(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
     export_store(store, root, buckets=3)
     config = TrainConfig()
     bundle_dir = keep_bundle(save_bundle(train(load_frames(store), taxonomy, config), config,
-                                         home / "models" / "champion", version="3"), home)
+                                         home / "models" / "champion", version="3"), home / "bundles")
     log = new_run(root, "cli")
     count = bulk_score(root, bundle_dir, AS_OF, home / "scores", LocalEngine(), reasons=True, log=log)
     yield home, store, root, bundle_dir, log, count
@@ -77,14 +78,14 @@ def test_a_bulk_run_logs_one_row_per_score_equal_to_the_score_files(bulk_run) ->
 def test_bulk_scores_replay_equal_from_the_lake(bulk_run) -> None:  # noqa: ANN001
     home, store, root, _, _, _ = bulk_run
     logged = read_bulk_log(root)
-    replayer = Replayer(ScoreLog(store), store, home, root)
+    replayer = Replayer(ScoreLog(store), store, Settings(home=home), root)
     for score_id in logged["score_id"].sample(6, random_state=1):
         r = replayer.replay(score_id)
         assert r.served["endpoint"] == "bulk" and r.reason is None
         assert r.equal, r.differences
     one = logged["score_id"].iloc[0]
     assert bulk_log_entry(root, "nope") is None
-    assert "no score with this id" in Replayer(ScoreLog(store), store, home).replay(one).reason  # no lake given
+    assert "no score with this id" in Replayer(ScoreLog(store), store, Settings(home=home)).replay(one).reason  # no lake given
     assert "bulk runs' log" in replayer.replay("nope").reason
 
 

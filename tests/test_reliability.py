@@ -514,7 +514,7 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_schema_violation(servi
 # --- the watcher on its own ----------------------------------------------------------------------------
 
 def test_the_watcher_swaps_once_per_promote_and_keeps_serving_through_bad_pointers(world: dict, tmp_path: Path) -> None:
-    from prospect.config import Settings
+    from config.settings import Settings
     from serving.champion import ChampionWatcher
 
     models = tmp_path / "models"
@@ -539,7 +539,7 @@ def test_the_watcher_follows_the_registry_alias_with_the_mlflow_source(world: di
     import mlflow
     from mlflow import MlflowClient
 
-    from prospect.config import Settings
+    from config.settings import Settings
     from serving.champion import ChampionWatcher
     from training.tracking import MODEL_NAME, use_tracking
 

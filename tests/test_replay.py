@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.dataset import load_frames
-from prospect.config import Settings
+from config.settings import Settings
 from serving.criteria import DEFAULT_RULES
 from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
@@ -60,7 +60,7 @@ def test_a_thousand_logged_scores_replay_bit_equal_across_models_and_rules(logge
     log = ScoreLog(store)
     entries = log.frame()
     assert len(served) == len(set(served)) == len(entries) == 1000
-    replayer = Replayer(log, store, home)
+    replayer = Replayer(log, store, Settings(home=home))
     versions, rules = set(), set()
     for score_id in served:
         r = replayer.replay(score_id)
@@ -88,12 +88,12 @@ def test_replay_says_why_when_it_cannot_be_equal(logged, taxonomy) -> None:  # n
     late = pd.DataFrame([{"event_id": "late-1", "lead_id": lead_id, "ts": as_of - pd.Timedelta(hours=2),
                           "type": "demo_request", "channel": None}])
     ingest_records(store, "events", late, taxonomy)
-    r = Replayer(log, store, home).replay(v2_single)
+    r = Replayer(log, store, Settings(home=home)).replay(v2_single)
     assert not r.equal and r.reason is None
     assert any("probability" in d for d in r.differences) and any("loaded after" in d for d in r.differences)
 
-    assert "no score with this id" in Replayer(log, store, home).replay("nope").reason
+    assert "no score with this id" in Replayer(log, store, Settings(home=home)).replay("nope").reason
     v1 = next(i for i in served if entries.loc[i, "model_version"] == "1")
-    shutil.rmtree(kept_folder(home, "1"))
-    r = Replayer(log, store, home).replay(v1)
+    shutil.rmtree(kept_folder(home / "bundles", "1"))
+    r = Replayer(log, store, Settings(home=home)).replay(v1)
     assert not r.equal and "model version 1 is no longer kept" in r.reason

@@ -26,7 +26,7 @@ def test_retrain_is_idempotent_and_picks_up_new_feedback(tmp_path, taxonomy) -> 
     assert load_bundle(tmp_path / "models" / "champion").metadata["version"] == "1"
     report = tmp_path / "report" / "report.html"
     assert report.exists() and "model 1" in report.read_text()
-    assert last_trained_on(tmp_path) == feedback_mark(store)
+    assert last_trained_on(tmp_path / "retrain") == feedback_mark(store)
 
     again = runner.invoke(app, ["retrain", "--home", str(tmp_path)], env=env)
     assert again.exit_code == 0 and "nothing new since the last retrain" in again.output, again.output
@@ -40,7 +40,7 @@ def test_retrain_is_idempotent_and_picks_up_new_feedback(tmp_path, taxonomy) -> 
     third = runner.invoke(app, ["retrain", "--home", str(tmp_path)], env=env)
     flat = " ".join(third.output.split())
     assert third.exit_code == 0 and "registered version 2 as challenger" in flat, third.output
-    assert f"{feedback_mark(store).rows:,} feedback rows" in flat and last_trained_on(tmp_path).rows == feedback_mark(store).rows
+    assert f"{feedback_mark(store).rows:,} feedback rows" in flat and last_trained_on(tmp_path / "retrain").rows == feedback_mark(store).rows
 
 
 def test_a_second_retrain_while_one_runs_does_nothing(tmp_path) -> None:  # noqa: ANN001

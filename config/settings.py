@@ -1,4 +1,4 @@
-"""All paths and settings in one typed place.
+"""All paths and settings in one typed place, for the library, the CLI, the service and notebooks alike.
 
 Values come from the environment (``PROSPECT_*``) or from CLI flags; nothing is read or created
 at import time. ``Settings()`` is cheap, so commands build one when they start.
@@ -102,3 +102,46 @@ class Settings(BaseSettings):
     @property
     def demo_dir(self) -> Path:
         return self.home / "demo"
+
+    @property
+    def features_dir(self) -> Path:
+        """Where ``prospect features`` writes its Parquet output by default."""
+        return self.home / "features"
+
+    @property
+    def bundles_dir(self) -> Path:
+        """Every trained bundle (one folder per run), and the versions kept for replay (``v<version>``)."""
+        return self.home / "bundles"
+
+    @property
+    def registry_cache(self) -> Path:
+        """Where promotion downloads registered bundles to compare them (``v<version>/bundle``)."""
+        return self.home / "registry"
+
+    @property
+    def serving_cache(self) -> Path:
+        """Where serving from the MLflow registry downloads the champion (``v<version>/bundle``)."""
+        return self.home / "serving-cache"
+
+    @property
+    def bundle_caches(self) -> tuple[Path, ...]:
+        """Folders that may hold a bundle of a given version under ``v<version>/bundle``."""
+        return self.registry_cache, self.serving_cache
+
+    @property
+    def report_page(self) -> Path:
+        return self.home / "report" / "report.html"
+
+    @property
+    def health_page(self) -> Path:
+        return self.home / "monitor" / "health.html"
+
+    @property
+    def health_figures(self) -> Path:
+        """The headline figures of the last ``prospect monitor``, read by the service's gauges."""
+        return self.home / "monitor" / "health.json"
+
+    @property
+    def retrain_dir(self) -> Path:
+        """The retrain job's lock and the record of what it last trained on."""
+        return self.home / "retrain"

@@ -1,0 +1,1 @@
+"""Configuration: every setting and every path the library uses, in one typed place (``config.settings``)."""
