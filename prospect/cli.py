@@ -31,6 +31,10 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="SQLAlchemy URL of
                                                              "(default: $PROSPECT_STORE_URL or SQLite in the home folder).")]
 
 
+ReportPageOpt = Annotated[Path | None, typer.Option(help="Where to write the page; default: "
+                                                         "<home>/report/report.html.")]
+HealthPageOpt = Annotated[Path | None, typer.Option(help="Where to write the page; default: "
+                                                         "<home>/monitor/health.html.")]
 LakeOpt = Annotated[Path | None, typer.Option("--lake", help="Read a Parquet event lake (see `prospect lake export`) "
                                                             "partition by partition instead of the store.")]
 
@@ -509,10 +513,7 @@ def serve(
 
 @app.command()
 def report(
-    out: Annotated[Path | None, typer.Option(help="Where to write the page; default: <home>/report/report.html.")]
-    = None,
-    home: HomeOpt = None,
-    store: StoreOpt = None,
+    out: ReportPageOpt = None, home: HomeOpt = None, store: StoreOpt = None,
 ) -> None:
     """Write the marketing report for the champion (one HTML page) and log it to the champion's MLflow run."""
     from contract.taxonomy import load_taxonomy
@@ -524,8 +525,7 @@ def report(
     from training.tracking import use_tracking
 
     settings = _settings(home, store)
-    bundle = _champion(settings)
-    frames = load_frames(EventStore(settings.resolved_store_url))
+    bundle, frames = _champion(settings), load_frames(EventStore(settings.resolved_store_url))
     with err.status("measuring the champion on the latest held-out leads"):
         figures = compute(bundle, frames, load_taxonomy(settings.taxonomy))
     path = write(figures, out or settings.report_page)
@@ -599,10 +599,7 @@ def monitor(
                                                    "the champion's training window.")] = None,
     days: Annotated[float, typer.Option(help="Length of the live period, and of the end of the training window it "
                                              "is compared with.", min=7)] = 90.0,
-    out: Annotated[Path | None, typer.Option(help="Where to write the page; default: <home>/monitor/health.html.")]
-    = None,
-    home: HomeOpt = None,
-    store: StoreOpt = None,
+    out: HealthPageOpt = None, home: HomeOpt = None, store: StoreOpt = None,
 ) -> None:
     """Model health: feature and score drift, and the served scores against sales' feedback; exit 1 on an alarm."""
     import json
