@@ -1,1 +1,1 @@
-"""Prospect-propensity scorer: command line and configuration."""
+"""The application: the `prospect` command line (one thin command per library function) and the retrain job."""
