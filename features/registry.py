@@ -68,10 +68,10 @@ BEHAVIOUR = (
                      "share"),
     BehaviourFeature("share_weekend", "origin_timing", "Share of actions at weekends", "share"),
 )
-"""The fixed behaviour features, in the order of the scan's columns: the one list. Adding a feature is an
-entry here, the line in ``features.scan`` that writes it by name (``row[COL.name]``, under its family)
-and a line in the tests' reference; the feature-set version follows by itself. The per-stage and
-per-channel columns that follow them are made from the vocabulary."""
+"""The fixed behaviour features, in the order of the scan's columns, each family's together: the one list.
+Adding a feature is an entry here, its value in its family's function in ``features.scan`` (a named
+tuple field made from this list) and a line in the tests' reference; the feature-set version follows
+by itself. The per-stage and per-channel columns that follow them are made from the vocabulary."""
 
 
 @cache

@@ -2,18 +2,21 @@
 
 For each lead, its actions, our outbound touches and its snapshots are walked together in time
 order. Each action updates a small running state per feature family (visits, depth, timing,
-outreach), one compiled update per family; at each snapshot that state -- which has seen only what
-happened strictly before the as-of time -- is written out as one row of features, each value into
-its column by name (``COL``, from ``features.registry.BEHAVIOUR``), then per-stage recency,
-per-stage counts and per-channel recency. The cost is one step per event plus one row per
-snapshot, whatever the number of snapshots per lead, and the same compiled loop serves a single
-lead in microseconds.
+outreach), one compiled update per family; at each snapshot one compiled function per family turns
+that state -- which has seen only what happened strictly before the as-of time -- into the
+family's columns, each value under its registry name (``Recency(days_since_last_event=...)``), and
+the row is written family after family, then per-stage recency, per-stage counts and per-channel
+recency. The cost is one step per event plus one row per snapshot, whatever the number of
+snapshots per lead, and the same compiled loop serves a single lead in microseconds.
 
-Why the state is named tuples that each update returns anew, and the row is written in ``scan``
-itself (measured on 770k snapshots, 30k leads): compiled, tuples stay in registers, while a state
-array was 30% slower; and an array handed to an inlined helper costs reference counting on every
-call, so per-family writers that took the row slowed the scan by 25-30%, whereas updates, whose
-reference counting the compiler prunes, cost nothing measurable.
+Adding a behaviour feature: an entry in ``features.registry.BEHAVIOUR`` (its family's named tuple
+gets the field), the value in that family's function here, a line in the tests' reference.
+
+Why named tuples everywhere (measured on 1M snapshots, 200k leads): compiled, tuples stay in
+registers, while a state array was 30% slower; an array handed to an inlined helper costs
+reference counting on every call, so family functions that wrote into the row (or read the
+per-lead arrays) slowed the scan by about 30%, whereas returning a tuple of values, written by
+``scan`` itself, costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections import namedtuple
 
 import numba as nb
 import numpy as np
+from numba import literal_unroll
 
 from features.registry import BEHAVIOUR
 
@@ -34,9 +38,24 @@ SMOOTHING = 0.1
 """Actions per day added to both momentum rates, so one action after a quiet month reads as a rise, not infinity."""
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 
-# Compiled code reads this tuple as constants: ``row[COL.events_7d]`` costs what ``row[4]`` does.
-COL = namedtuple("Columns", [f.name for f in BEHAVIOUR])(*range(len(BEHAVIOUR)))
 N_FIXED = len(BEHAVIOUR)
+
+
+def _family(family: str, title: str) -> type:
+    """The values of one family's columns, named as in the registry and in its order."""
+    return namedtuple(title, [f.name for f in BEHAVIOUR if f.family == family])
+
+
+Recency = _family("recency", "Recency")
+Repetition = _family("repetition", "Repetition")
+ChannelDepth = _family("channel_depth", "ChannelDepth")
+Momentum = _family("momentum", "Momentum")
+Responsiveness = _family("responsiveness", "Responsiveness")
+OriginTiming = _family("origin_timing", "OriginTiming")
+FAMILY_ORDER = (Recency, Repetition, ChannelDepth, Momentum, Responsiveness, OriginTiming)
+"""The order ``scan`` writes the families in: the registry's column order, checked below."""
+if [name for fam in FAMILY_ORDER for name in fam._fields] != [f.name for f in BEHAVIOUR]:
+    raise ImportError("features.registry.BEHAVIOUR must list each family's features together, in FAMILY_ORDER")
 
 # The running state of one lead, per family; times in UTC microseconds.
 Visits = namedtuple("Visits", ["first_t", "prev_t", "last_day", "days", "sessions", "session_t", "gap_sum", "gap_sq"])
@@ -148,79 +167,71 @@ def _window(ts: np.ndarray, w: int, end: int, since: int) -> int:
     return w
 
 
-# ---------------------------------------------------------------- writers: one per family, by column name
+# ---------------------------------------------------------------- the columns of each family, by name
 @compiled
-def _write_recency(row: np.ndarray, a: int, base: int, v: Visits, has: bool) -> None:
-    row[COL.days_since_last_event] = (a - v.prev_t) / DAY if has else np.nan
-    row[COL.days_since_first_event] = (a - v.first_t) / DAY if has else np.nan
-    row[COL.days_since_created] = (a - base) / DAY
-
-
-@compiled
-def _write_repetition(row: np.ndarray, v: Visits, i: int, i0: int, w: Windows, day_start: np.ndarray,
-                      is_day_start: np.ndarray) -> None:
-    row[COL.events_total] = i - i0
-    row[COL.events_7d] = i - w.d7
-    row[COL.events_30d] = i - w.d30
-    row[COL.events_90d] = i - w.d90
-    row[COL.active_days] = v.days
-    carried = 1 if (w.d30 < i and not is_day_start[w.d30]) else 0  # the window starts inside an active day
-    row[COL.active_days_30d] = day_start[i] - day_start[w.d30] + carried
-    row[COL.sessions] = v.sessions
-    row[COL.return_visits] = max(v.sessions - 1, 0)
-    row[COL.visit_gap_mean_days] = _gap_mean(v)
-    row[COL.visit_gap_cv] = _gap_cv(v)
+def _recency(a: int, base: int, v: Visits, has: bool) -> Recency:
+    return Recency(
+        days_since_last_event=(a - v.prev_t) / DAY if has else np.nan,
+        days_since_first_event=(a - v.first_t) / DAY if has else np.nan,
+        days_since_created=(a - base) / DAY,
+    )
 
 
 @compiled
-def _write_depth(row: np.ndarray, a: int, v: Visits, d: Depth, n_seen: int, i: int, w: Windows,
-                 deep_so_far: np.ndarray, has: bool) -> None:
-    row[COL.deepest_stage] = d.deepest
-    row[COL.days_since_deepest_stage_reached] = (a - d.reached_t) / DAY if has else np.nan
-    row[COL.distinct_channels] = n_seen
-    row[COL.days_first_touch_to_deep] = (d.first_deep - v.first_t) / DAY if d.n_deep > 0 else np.nan
+def _repetition(v: Visits, i: int, i0: int, w: Windows, day_starts_30d: int, starts_mid_day: bool) -> Repetition:
+    """``day_starts_30d``: first actions of a day among the window's; ``starts_mid_day``: its first action is not one."""
+    carried = 1 if (w.d30 < i and starts_mid_day) else 0  # the window starts inside an active day
+    return Repetition(
+        events_total=float(i - i0),
+        events_7d=float(i - w.d7),
+        events_30d=float(i - w.d30),
+        events_90d=float(i - w.d90),
+        active_days=float(v.days),
+        active_days_30d=float(day_starts_30d + carried),
+        sessions=float(v.sessions),
+        return_visits=float(max(v.sessions - 1, 0)),
+        visit_gap_mean_days=_gap_mean(v),
+        visit_gap_cv=_gap_cv(v),
+    )
+
+
+@compiled
+def _depth(a: int, v: Visits, d: Depth, n_seen: int, i: int, w: Windows, deep_30d: int, has: bool) -> ChannelDepth:
     recent = i - w.d30
-    row[COL.share_deep_30d] = (deep_so_far[i] - deep_so_far[w.d30]) / recent if recent > 0 else np.nan
+    return ChannelDepth(
+        deepest_stage=float(d.deepest),
+        days_since_deepest_stage_reached=(a - d.reached_t) / DAY if has else np.nan,
+        distinct_channels=float(n_seen),
+        days_first_touch_to_deep=(d.first_deep - v.first_t) / DAY if d.n_deep > 0 else np.nan,
+        share_deep_30d=deep_30d / recent if recent > 0 else np.nan,
+    )
 
 
 @compiled
-def _write_momentum(row: np.ndarray, a: int, v: Visits, d: Depth, i: int, i0: int, w: Windows, has: bool) -> None:
-    row[COL.momentum_7d] = _momentum(a, v.first_t, i, i0, w.d7, 7) if has else np.nan
-    row[COL.momentum_14d] = _momentum(a, v.first_t, i, i0, w.d14, 14) if has else np.nan
-    row[COL.days_since_deep_action] = (a - d.last_deep) / DAY if d.n_deep > 0 else np.nan
+def _pace(a: int, v: Visits, d: Depth, i: int, i0: int, w: Windows, has: bool) -> Momentum:
+    return Momentum(
+        momentum_7d=_momentum(a, v.first_t, i, i0, w.d7, 7) if has else np.nan,
+        momentum_14d=_momentum(a, v.first_t, i, i0, w.d14, 14) if has else np.nan,
+        days_since_deep_action=(a - d.last_deep) / DAY if d.n_deep > 0 else np.nan,
+    )
 
 
 @compiled
-def _write_responsiveness(row: np.ndarray, o: Outreach) -> None:
-    row[COL.outbound_touches] = o.touches
-    row[COL.answered_share] = o.answered / o.touches if o.touches > 0 else np.nan
-    row[COL.answer_hours_mean] = o.answer_us / o.answered / HOUR if o.answered > 0 else np.nan
-    row[COL.touches_since_last_answer] = o.pending
+def _responsiveness(o: Outreach) -> Responsiveness:
+    return Responsiveness(
+        outbound_touches=float(o.touches),
+        answered_share=o.answered / o.touches if o.touches > 0 else np.nan,
+        answer_hours_mean=o.answer_us / o.answered / HOUR if o.answered > 0 else np.nan,
+        touches_since_last_answer=float(o.pending),
+    )
 
 
 @compiled
-def _write_timing(row: np.ndarray, m: Timing, n: int) -> None:
-    row[COL.share_business_hours] = m.business / n if n > 0 else np.nan
-    row[COL.share_weekend] = m.weekend / n if n > 0 else np.nan
-
-
-@compiled
-def _write_places(row: np.ndarray, a: int, stage_count: np.ndarray, stage_last: np.ndarray,
-                  channel_last: np.ndarray) -> None:
-    """Per stage: days since its last action and its count; per channel: days since its last action."""
-    n_stages, n_channels = stage_count.size - 1, channel_last.size
-    for level in range(1, n_stages + 1):
-        row[N_FIXED + level - 1] = (a - stage_last[level]) / DAY if stage_count[level] > 0 else np.nan
-        row[N_FIXED + n_stages + level - 1] = stage_count[level]
-    for c in range(n_channels):
-        last = channel_last[c]
-        row[N_FIXED + 2 * n_stages + c] = (a - last) / DAY if last >= 0 else np.nan
-
-
-@compiled
-def _advance(w: Windows, ts: np.ndarray, i: int, a: int) -> Windows:
-    return Windows(_window(ts, w.d7, i, a - 7 * DAY), _window(ts, w.d14, i, a - 14 * DAY),
-                   _window(ts, w.d30, i, a - 30 * DAY), _window(ts, w.d90, i, a - 90 * DAY))
+def _timing(m: Timing, n: int) -> OriginTiming:
+    return OriginTiming(
+        share_business_hours=m.business / n if n > 0 else np.nan,
+        share_weekend=m.weekend / n if n > 0 else np.nan,
+    )
 
 
 @nb.njit(cache=True, nogil=True)
@@ -273,15 +284,23 @@ def scan(in_ts: np.ndarray, in_level: np.ndarray, in_channel: np.ndarray, in_any
                 n_seen = _place(t, level, in_channel[i], in_any[i], n_seen, stage_count, stage_last, channel_last,
                                 any_seen, seen)
                 i += 1
-            w = _advance(w, in_ts, i, a)
+            w = Windows(_window(in_ts, w.d7, i, a - 7 * DAY), _window(in_ts, w.d14, i, a - 14 * DAY),
+                        _window(in_ts, w.d30, i, a - 30 * DAY), _window(in_ts, w.d90, i, a - 90 * DAY))
             row, has = result[snap_row[s]], i > i0
-            _write_recency(row, a, base, v, has)
-            _write_repetition(row, v, i, i0, w, day_start, is_day_start)
-            _write_depth(row, a, v, d, n_seen, i, w, deep_so_far, has)
-            _write_momentum(row, a, v, d, i, i0, w, has)
-            _write_responsiveness(row, o)
-            _write_timing(row, m, i - i0)
-            _write_places(row, a, stage_count, stage_last, channel_last)
+            col = 0  # the families in registry order, each column under its name
+            for values in literal_unroll((_recency(a, base, v, has),
+                                          _repetition(v, i, i0, w, day_start[i] - day_start[w.d30],
+                                                      not is_day_start[w.d30]),
+                                          _depth(a, v, d, n_seen, i, w, deep_so_far[i] - deep_so_far[w.d30], has),
+                                          _pace(a, v, d, i, i0, w, has), _responsiveness(o), _timing(m, i - i0))):
+                for k in range(len(values)):
+                    row[col + k] = values[k]
+                col += len(values)
+            for level in range(1, n_stages + 1):  # per stage, then per channel
+                row[N_FIXED + level - 1] = (a - stage_last[level]) / DAY if stage_count[level] > 0 else np.nan
+                row[N_FIXED + n_stages + level - 1] = stage_count[level]
+            for c in range(n_channels):
+                row[N_FIXED + 2 * n_stages + c] = (a - channel_last[c]) / DAY if channel_last[c] >= 0 else np.nan
             for p in range(lead_profile.shape[1]):
                 row[n_behaviour + p] = lead_profile[lead, p]
             s += 1
