@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.timeunits import US_PER_MS
+
 LEAD_BITS = 21
 TIME_BITS = 42
 MAX_LEADS = 1 << LEAD_BITS
 """Leads per batch; the vectoriser splits larger inputs by lead (features are per lead)."""
-US_PER_DAY = 86_400_000_000
-US_PER_MS = 1_000
 
 
 def sort_key(lead: np.ndarray, ts_us: np.ndarray) -> np.ndarray:

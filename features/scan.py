@@ -28,11 +28,12 @@ import numba as nb
 import numpy as np
 from numba import literal_unroll
 
+from contract.timeunits import US_PER_DAY, US_PER_HOUR, US_PER_MINUTE
 from features.registry import BEHAVIOUR
 
-DAY = 86_400_000_000
-HOUR = 3_600_000_000
-SESSION_GAP = 30 * 60 * 1_000_000
+DAY = US_PER_DAY
+HOUR = US_PER_HOUR
+SESSION_GAP = 30 * US_PER_MINUTE
 """A gap of 30 minutes or more between two actions starts a new session (the web-analytics convention)."""
 SMOOTHING = 0.1
 """Actions per day added to both momentum rates, so one action after a quiet month reads as a rise, not infinity."""

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.events import US_PER_DAY
-from features.vectorizer import to_micros
+from contract.timeunits import US_PER_DAY, to_micros
 
 
 @dataclass(frozen=True)

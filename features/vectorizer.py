@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from contract.taxonomy import Taxonomy, load_taxonomy
+from contract.timeunits import to_micros
 from features.encode import encode_ids, factorize
 from features.events import MAX_LEADS, EventArrays, sort_order
 from features.history import HistoryCodes, HistoryRows, apply_as_of, encode_history
@@ -51,25 +52,6 @@ class FeatureInput:
 
 class UnknownEventType(ValueError):
     """An event's type is not in the taxonomy the features were built with (e.g. a model trained before it existed)."""
-
-
-def to_micros(values: pd.Series | pd.DatetimeIndex, what: str) -> np.ndarray:
-    """Timezone-aware timestamps -> int64 UTC microseconds; naive timestamps are refused, never guessed."""
-    index = pd.DatetimeIndex(values)
-    if index.tz is None:
-        raise ValueError(f"{what} must be timezone-aware (UTC or with an offset)")
-    out = index.as_unit("us").asi8  # a zone-aware index holds UTC integers whatever its zone: no conversion
-    if out.size and out.min() < 0:  # NaT is the most negative integer
-        raise ValueError(f"{what} has missing values or dates before 1970")
-    return out
-
-
-def timestamp_micros(moment: pd.Timestamp | object, what: str) -> int:
-    """One timezone-aware moment -> int UTC microseconds (``Timestamp.value`` is nanoseconds whatever the unit)."""
-    stamp = pd.Timestamp(moment)
-    if stamp.tz is None:
-        raise ValueError(f"{what} must be timezone-aware (UTC or with an offset)")
-    return int(stamp.tz_convert("UTC").as_unit("us").asm8.astype(np.int64))
 
 
 def infer_attributes(leads: pd.DataFrame) -> tuple[AttributeInfo, ...]:

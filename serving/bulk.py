@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.partitioned import Engine
-from features.vectorizer import FeatureInput, timestamp_micros
+from contract.timeunits import timestamp_micros
+from features.vectorizer import FeatureInput
 from lake.layout import bucket_of, read_manifest
 from lake.reader import FEATURE_COLUMNS, read_bucket_table
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from config.settings import Settings
-from features.vectorizer import timestamp_micros
+from contract.timeunits import timestamp_micros
 from serving.criteria import Criteria, RuleFile
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer
 from store.event_store import EventStore

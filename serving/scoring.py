@@ -19,7 +19,8 @@ import pandas as pd
 from features.history import HistoryRows, values_as_of
 from features.registry import FeatureSpec
 from config.settings import Settings
-from features.vectorizer import FeatureInput, timestamp_micros
+from contract.timeunits import timestamp_micros
+from features.vectorizer import FeatureInput
 from serving.criteria import Criteria, CriterionResult, LeadFacts
 from store.event_store import EventStore, LeadEvents
 from training.bundle import Bundle, load_bundle

@@ -34,7 +34,8 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, Serv
 from sqlalchemy.exc import OperationalError
 
 from contract.taxonomy import load_taxonomy
-from features.vectorizer import UnknownEventType, timestamp_micros
+from contract.timeunits import timestamp_micros
+from features.vectorizer import UnknownEventType
 from config.settings import Settings
 from serving import connections
 from serving.api_models import (
