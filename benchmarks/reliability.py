@@ -40,7 +40,7 @@ from tests.conftest import generated_store  # noqa: E402
 from tests.fuzz import run_fuzzer  # noqa: E402
 from tests.service_harness import start  # noqa: E402
 from training.bundle import save_bundle  # noqa: E402
-from training.registry import export_champion  # noqa: E402
+from training.promotion import export_champion  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
 KEY = "bench-key"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features.encode import factorize
-from features.events import sort_order
+from features.event_order import sort_order
 
 
 class HistoryRows(Protocol):

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from contract.taxonomy import Taxonomy, load_taxonomy
 from contract.timeunits import to_micros
 from features.encode import encode_ids, factorize
-from features.events import MAX_LEADS, EventArrays, sort_order
+from features.event_order import MAX_LEADS, EventArrays, sort_order
 from features.history import HistoryCodes, HistoryRows, apply_as_of, encode_history
 from features.registry import AttributeInfo, FeatureSet, Vocabulary, behaviour_specs, profile_specs
 from features.scan import scan

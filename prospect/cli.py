@@ -362,8 +362,8 @@ def promote(
     from contract.taxonomy import load_taxonomy
     from features.dataset import load_frames
     from store.event_store import EventStore
-    from training.registry import PromotionError
-    from training.registry import promote as run
+    from training.promotion import PromotionError
+    from training.promotion import promote as run
     from training.tracking import use_tracking
 
     settings = _settings(home, store)
@@ -392,8 +392,8 @@ def promote(
 @app.command()
 def rollback(home: HomeOpt = None) -> None:
     """Return the champion alias to the previous champion and export its bundle."""
-    from training.registry import PromotionError
-    from training.registry import rollback as run
+    from training.promotion import PromotionError
+    from training.promotion import rollback as run
     from training.tracking import use_tracking
 
     settings = _settings(home)
@@ -518,10 +518,10 @@ def report(
     """Write the marketing report for the champion (one HTML page) and log it to the champion's MLflow run."""
     from contract.taxonomy import load_taxonomy
     from features.dataset import load_frames
-    from report.figures import compute
+    from report.numbers import compute
     from report.page import write
     from store.event_store import EventStore
-    from training.registry import log_report
+    from training.promotion import log_report
     from training.tracking import use_tracking
 
     settings = _settings(home, store)
@@ -669,7 +669,7 @@ def retrain(
     from prospect.retrain import RetrainBusy
     from prospect.retrain import retrain as run
     from training.guards import TrainingStopped
-    from training.registry import PromotionError
+    from training.promotion import PromotionError
     from training.train import TrainConfig
 
     settings = _settings(home, store)

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from contract.taxonomy import Taxonomy
 from config.settings import Settings
 from store.event_store import EventStore, feedback_table, from_micros
-from training.registry import Comparison
+from training.promotion import Comparison
 from training.train import TrainConfig, TrainResult
 
 
@@ -102,7 +102,7 @@ def retrain(settings: Settings, taxonomy: Taxonomy, config: TrainConfig = TrainC
     from features.dataset import load_frames
     from training.bundle import load_bundle
     from training.register import train_and_register
-    from training.registry import log_report, promote
+    from training.promotion import log_report, promote
 
     store = EventStore(settings.resolved_store_url)
     with _lock(settings.retrain_dir):
@@ -114,7 +114,7 @@ def retrain(settings: Settings, taxonomy: Taxonomy, config: TrainConfig = TrainC
         out.result, out.version = registered.result, registered.version
         out.comparison = promote(frames, taxonomy, settings.models_dir, settings.registry_cache)
         if report:
-            from report.figures import compute
+            from report.numbers import compute
             from report.page import write
 
             champion = load_bundle(settings.models_dir / "champion")

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from report.figures import ReportFigures  # noqa: E402
+from report.numbers import ReportNumbers  # noqa: E402
 from training.tiers import TIERS  # noqa: E402
 
 BLUE, GREY, ORANGE = "#2563eb", "#9ca3af", "#ea580c"
@@ -26,7 +26,7 @@ def _svg(fig: plt.Figure) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog: the SVG sits inside HTML
 
 
-def importance(f: ReportFigures, top: int = 15) -> str:
+def importance(f: ReportNumbers, top: int = 15) -> str:
     rows = f.importance.head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1))
     ax.barh([_short(d) for d in rows["description"]], rows["mean_abs_contribution"], color=BLUE)
@@ -34,7 +34,7 @@ def importance(f: ReportFigures, top: int = 15) -> str:
     return _svg(fig)
 
 
-def families(f: ReportFigures) -> str:
+def families(f: ReportNumbers) -> str:
     fam = f.families
     fig, ax = plt.subplots(figsize=(7, 3.2))
     x = np.arange(len(fam))
@@ -46,7 +46,7 @@ def families(f: ReportFigures) -> str:
     return _svg(fig)
 
 
-def dependence(f: ReportFigures, feature: str, description: str) -> str:
+def dependence(f: ReportNumbers, feature: str, description: str) -> str:
     d = f.dependence[feature].dropna(subset=["value"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     left.scatter(d["value"], d["contribution"], s=4, alpha=0.25, color=BLUE, rasterized=True)
@@ -70,7 +70,7 @@ def conversion(table: pd.DataFrame, by: str, title: str) -> str:
     return _svg(fig)
 
 
-def calibration(f: ReportFigures) -> str:
+def calibration(f: ReportNumbers) -> str:
     c = f.calibration
     top = float(max(c["predicted"].max(), c["observed"].max(), 1e-3))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -81,7 +81,7 @@ def calibration(f: ReportFigures) -> str:
     return _svg(fig)
 
 
-def gains(f: ReportFigures) -> str:
+def gains(f: ReportNumbers) -> str:
     g = f.gains
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "--", color=GREY, label="random order")
@@ -93,7 +93,7 @@ def gains(f: ReportFigures) -> str:
     return _svg(fig)
 
 
-def score_distribution(f: ReportFigures) -> str:
+def score_distribution(f: ReportNumbers) -> str:
     fig, ax = plt.subplots(figsize=(7, 3.2))
     bins = np.arange(0, 102, 2)
     for tier in TIERS:

@@ -1,4 +1,4 @@
-"""Render the report figures into one self-contained HTML page (inline SVG and CSS, no scripts)."""
+"""Render the report numbers (report.numbers) as charts in one self-contained HTML page (inline SVG and CSS, no scripts)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from report import charts
-from report.figures import ReportFigures
+from report.numbers import ReportNumbers
 
 MODEL_LABELS = {"model": "LightGBM (this model)", "rule_score": "Rule score (points per event)",
                 "logistic": "Logistic regression"}
@@ -28,7 +28,7 @@ def _figure(value: float) -> str:
     return "–" if pd.isna(value) else f"{value:.3f}"
 
 
-def render(f: ReportFigures) -> str:
+def render(f: ReportNumbers) -> str:
     env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["j2", "html"]))
     descriptions = dict(zip(f.importance["feature"], f.importance["description"], strict=True))
     families = dict(zip(f.importance["feature"], f.importance["family"], strict=True))
@@ -57,7 +57,7 @@ def render(f: ReportFigures) -> str:
     )
 
 
-def write(f: ReportFigures, path: Path) -> Path:
+def write(f: ReportNumbers, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(f), encoding="utf-8")
     return path

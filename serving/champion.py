@@ -63,7 +63,7 @@ def read_pointer(settings: Settings) -> Pointer:
     Raises BundleError when there is no champion to point at.
     """
     if settings.model_source == "mlflow":
-        from training.registry import champion_version
+        from training.promotion import champion_version
 
         version = champion_version()
         if version is None:
@@ -93,7 +93,7 @@ def load_champion(settings: Settings, pointer: Pointer) -> Champion:
         bundle = load_bundle(pointer.folder)
         keep_bundle(pointer.folder, settings.bundles_dir)  # replay finds it by version later
     else:
-        from training.registry import bundle_of_version
+        from training.promotion import bundle_of_version
         from training.tracking import use_tracking
 
         use_tracking(settings.resolved_tracking_uri, settings.artifact_root)

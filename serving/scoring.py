@@ -94,7 +94,7 @@ def load_scorer(settings: Settings) -> Scorer:
     Raises FileNotFoundError when there is no champion to load.
     """
     if settings.model_source == "mlflow":
-        from training.registry import champion_bundle
+        from training.promotion import champion_bundle
         from training.tracking import use_tracking
 
         use_tracking(settings.resolved_tracking_uri, settings.artifact_root)

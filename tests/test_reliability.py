@@ -32,7 +32,7 @@ from store.ingest import ingest
 from tests.conftest import REPO, generated_store
 from tests.service_harness import Served, free_port, launch, start
 from training.bundle import save_bundle
-from training.registry import export_champion
+from training.promotion import export_champion
 from training.train import TrainConfig, train
 
 KEY = "reliability-key"
@@ -200,7 +200,7 @@ def test_a_damaged_bundle_stops_the_start_with_one_clear_line(world: dict, tmp_p
 
 
 def test_an_interrupted_export_leaves_the_previous_champion(world: dict, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    import training.registry as registry
+    import training.promotion as registry
     from training.bundle import verify_bundle
 
     models = tmp_path / "models"

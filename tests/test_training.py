@@ -166,7 +166,7 @@ def test_train_command_prints_the_table_and_stops_on_leakage(tmp_path) -> None: 
 
 def test_the_evaluation_window_is_rebuilt_from_the_bundle_not_from_defaults(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
     """Promotion, the report and the model card measure the leads the run held out with *its* share and seed."""
-    from report.figures import compute
+    from report.numbers import compute
     from training.bundle import load_bundle, save_bundle
     from training.evaluation import SplitParams, evaluation_window
 
@@ -191,7 +191,7 @@ def test_promote_only_when_not_worse_on_unseen_leads_force_and_rollback(tmp_path
 
     from training.bundle import save_bundle
     from training.model import ModelParams
-    from training.registry import PromotionError, promote, rollback
+    from training.promotion import PromotionError, promote, rollback
     from training.split import in_fit_half
     from training.tracking import log_training, use_tracking
 

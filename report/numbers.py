@@ -27,7 +27,7 @@ CUTOFF_SCORES = (50, 60, 70, 80, 85, 90, 95, 97, 99)
 
 
 @dataclass
-class ReportFigures:
+class ReportNumbers:
     metadata: dict
     window: str  # which snapshots the figures describe
     n_snapshots: int
@@ -47,7 +47,7 @@ class ReportFigures:
     ready_threshold: float  # the probability the prospect-ready tier starts at
 
 
-def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, seed: int = 7) -> ReportFigures:
+def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, seed: int = 7) -> ReportNumbers:
     meta = bundle.metadata
     window = evaluation_window(SplitParams.from_metadata(meta), frames, taxonomy)
     snaps, split, held = window.all_snapshots, window.split, window.snapshots
@@ -115,7 +115,7 @@ def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, seed: int =
                      "become prospects": y[chosen].mean() if chosen.any() else float("nan"),
                      "share of all prospects": y[chosen].sum() / max(y.sum(), 1)})
     metrics = pd.DataFrame(meta["metrics"]).T.reset_index(names="model")
-    return ReportFigures(
+    return ReportNumbers(
         metadata=meta, window=split.description, n_snapshots=len(held), n_leads=int(held["lead_id"].nunique()),
         base_rate=float(y.mean()) if len(y) else float("nan"), importance=importance, families=families,
         dependence=dependence, by_origin=by_origin, by_stage=by_stage, calibration=calibration_curve(y, p),
