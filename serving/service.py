@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 
 import bentoml
@@ -65,11 +65,10 @@ from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
 from serving.scoring import CreatedAfterAsOf, Scored, UnknownLead
 from store.event_store import EventStore
-from store.ingest import RecordsRejected, ingest_records
+from store.ingest import RecordsRejected, store_records
 from store.score_log import ScoreLog
 
 
-EVENT_COLUMNS = ("event_id", "lead_id", "ts", "type", "channel")
 UNKNOWN_TYPE = ("the lead has events of a type the model's taxonomy does not know (the store accepted them under a "
                 "newer taxonomy): retrain and promote a model on the current taxonomy to score it")
 
@@ -231,23 +230,20 @@ class ProspectService:
         """Store events of known leads; resending the same event_id with the same content is a no-op."""
         if len(request.events) > MAX_POSTED_EVENTS:
             raise UnprocessableEntity(f"events has {len(request.events)} items; at most {MAX_POSTED_EVENTS} a call")
-        frame = pd.DataFrame([e.model_dump() for e in request.events], columns=list(EVENT_COLUMNS))
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-        return self._store("events", frame, "events")
+        return self._store("events", [e.model_dump() for e in request.events], "events")
 
     @bentoml.api(route="/feedback")
     def feedback(self, request: FeedbackRequest, /) -> StoredResponse:
         """Store what sales decided about a lead; the next `prospect train` learns from it."""
         record = request.model_dump()
-        record["ts"] = pd.Timestamp(record["ts"] or pd.Timestamp.now(tz="UTC"))
-        frame = pd.DataFrame([record], columns=["feedback_id", "lead_id", "ts", "outcome", "reason"])
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-        return self._store("feedback", frame, "")
+        record["ts"] = record["ts"] or datetime.now(UTC)
+        return self._store("feedback", [record], "")
 
-    def _store(self, table: str, frame: pd.DataFrame, what: str) -> StoredResponse:
+    def _store(self, table: str, records: list[dict], what: str) -> StoredResponse:
+        """The validated records straight to the store's rules and checks (the file-ingest ones), no frames."""
         try:
-            outcome = ingest_records(self.store, table, frame, self.taxonomy,
-                                     clock_skew=pd.Timedelta(minutes=self.settings.clock_skew_minutes))
+            outcome = store_records(self.store, table, records, self.taxonomy,
+                                    clock_skew=timedelta(minutes=self.settings.clock_skew_minutes))
         except RecordsRejected as exc:
             raise _rejected(exc, what) from None
         except OperationalError:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Dialect,
     Engine,
     Index,
     MetaData,
@@ -116,21 +118,32 @@ def _python_values(series: pd.Series) -> list:
     return values.where(series.notna(), None).tolist()
 
 
-def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
-    """Insert a DataFrame through the driver's executemany.
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
+    """Insert a DataFrame (or columns of plain arrays, None for missing) through the driver's executemany.
 
     SQLAlchemy's generic executemany builds a parameter dict per row, which costs more than the
-    insert itself at a million rows; positional tuples go straight to the driver.
+    insert itself at a million rows; positional tuples go straight to the driver. The statement is
+    compiled once per table and columns (compiling cost more than inserting 20 rows).
     """
-    if frame.empty:
+    names = list(frame.columns) if isinstance(frame, pd.DataFrame) else list(frame)
+    if isinstance(frame, pd.DataFrame):
+        columns = {name: _python_values(frame[name]) for name in names}
+    else:
+        columns = {name: np.asarray(values).tolist() for name, values in frame.items()}
+    if not names or not len(columns[names[0]]):
         return
-    compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(frame.columns))
-    columns = {name: _python_values(frame[name]) for name in frame.columns}
-    if compiled.positiontup is not None:
-        params = list(zip(*(columns[name] for name in compiled.positiontup), strict=True))
+    sql, positional = _insert_sql(conn.dialect, table, tuple(names))
+    if positional is not None:
+        params = list(zip(*(columns[name] for name in positional), strict=True))
     else:
         params = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-    conn.exec_driver_sql(str(compiled), params)
+    conn.exec_driver_sql(sql, params)
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
+    return str(compiled), None if compiled.positiontup is None else tuple(compiled.positiontup)
 
 
 SQLITE_BUSY_SECONDS = 30.0
