@@ -73,6 +73,11 @@ UNKNOWN_TYPE = ("the lead has events of a type the model's taxonomy does not kno
                 "newer taxonomy): retrain and promote a model on the current taxonomy to score it")
 
 
+FLOOR_ENV = "BENCH_EVENTS_FLOOR"
+"""Set to 1 (benchmarks/reliability.py does) to add /events_floor: /events minus the store, in the same
+workers as the scorers, so a benchmark can show how far the store path is from what the server allows."""
+
+
 class Conflict(BentoMLException):
     error_code = HTTPStatus.CONFLICT
 
@@ -251,6 +256,12 @@ class ProspectService:
             # better than a bare 500 (the message of the error would carry the SQL parameters)
             raise ServiceUnavailable("the store is busy: nothing was stored; send the same request again") from None
         return StoredResponse(stored=outcome.stored, duplicates=outcome.duplicates)
+
+    if os.environ.get(FLOOR_ENV) == "1":
+        @bentoml.api(route="/events_floor")
+        def events_floor(self, request: EventsRequest, /) -> StoredResponse:
+            """/events without storing: what HTTP, BentoML and validation alone allow (benchmarks only)."""
+            return StoredResponse(stored=len(request.events), duplicates=0)
 
     @bentoml.api(route="/replay")
     def replay(self, request: ReplayRequest, /) -> ReplayResponse:

@@ -345,8 +345,9 @@ def _hash_columns(columns: list[np.ndarray]) -> np.ndarray:
     columns (SipHash with pandas' fixed key; stored hashes were made that way), without the frame.
     """
     n = len(columns[0]) if columns else 0
-    # categorizing first only pays off on long arrays with repeats; the hashes are the same either way
-    hashes = (pd.util.hash_array(values, categorize=n > 1000) for values in columns)
+    # categorizing first only pays off on long arrays with repeats, and only it gives missing values
+    # pandas' hash for them (the stored one); otherwise the hashes are the same either way
+    hashes = (pd.util.hash_array(values, categorize=n > 1000 or bool(pd.isna(values).any())) for values in columns)
     return combine_hash_arrays(hashes, len(columns), n).view(np.int64)
 
 
