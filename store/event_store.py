@@ -38,6 +38,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
@@ -172,6 +173,10 @@ def _sqlite_begin(conn: Connection) -> None:
 WRITE_OPTION = "prospect_write"
 
 
+class StoreBusy(Exception):  # noqa: N818 - a state, not a failure: the caller queues and retries
+    """Another writer holds the store's write lock (only from ``EventStore.transaction(wait=False)``)."""
+
+
 @dataclass(frozen=True)
 class LeadEvents:
     """One lead's events as parallel arrays; ``ts_us`` is UTC microseconds since the epoch."""
@@ -243,17 +248,42 @@ class EventStore:
             self._engine = None
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, wait: bool = True) -> Iterator[Connection]:
         """One all-or-nothing unit of work: a failure anywhere inside rolls every write back.
 
         Writers of one process take turns (a lock), and on SQLite each transaction takes the
         database's write lock when it begins, waiting up to SQLITE_BUSY_SECONDS for writers in other
         processes: concurrent writes queue instead of failing with "database is locked".
+        With ``wait=False`` a writer that would have to queue raises :class:`StoreBusy` at once
+        instead (the service's event loop must not sit in that queue; it retries in a thread).
         """
-        with self._write_lock, self.engine.connect() as conn:
-            conn.execution_options(**{WRITE_OPTION: True})
+        if not self._write_lock.acquire(blocking=wait):
+            raise StoreBusy
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with self._begin(conn, wait):
+                    yield conn
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
+    def _begin(self, conn: Connection, wait: bool) -> Iterator[None]:
+        """``conn.begin()``; without waiting, a SQLite write lock held by another process is StoreBusy."""
+        if wait or conn.dialect.name != "sqlite":
             with conn.begin():
-                yield conn
+                yield
+            return
+        raw = conn.connection.dbapi_connection
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            transaction = conn.begin()  # BEGIN IMMEDIATE: fails at once if another process writes
+        except OperationalError as exc:
+            raise StoreBusy from exc
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+        with transaction:
+            yield
 
     def counts(self) -> StoreCounts:
         with self.engine.connect() as conn:

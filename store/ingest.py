@@ -248,7 +248,8 @@ def ingest_records(store: EventStore, table: str, records: pd.DataFrame, taxonom
 
 
 def store_records(store: EventStore, table: str, records: Sequence[MappingOf[str, object]], taxonomy: Taxonomy,
-                  now: datetime | None = None, clock_skew: timedelta = timedelta(minutes=5)) -> ChunkOutcome:
+                  now: datetime | None = None, clock_skew: timedelta = timedelta(minutes=5), wait: bool = True
+                  ) -> ChunkOutcome:
     """Store records already in canonical columns (what the HTTP service receives), all or nothing.
 
     Files go through :func:`ingest`, which quarantines bad rows and keeps the good ones; a caller of
@@ -256,28 +257,29 @@ def store_records(store: EventStore, table: str, records: Sequence[MappingOf[str
     (:class:`RecordsRejected`) and the client can fix and resend. Repeats of stored records with the
     same content are counted as duplicates, which makes resending safe. The records pass the same
     rules (``contract.rules``) and the same store checks as file rows, without pandas on the way.
+    ``wait=False``: raise ``StoreBusy`` rather than queue behind another writer (nothing stored).
     """
     spec = TABLES[table]
     ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
     rows, issues = _record_rows(records, spec, ctx)
     for _ in range(WRITE_ATTEMPTS - 1):
         try:
-            return _store_records(store, spec, ctx, rows, issues)
+            return _store_records(store, spec, ctx, rows, issues, wait)
         except IntegrityError:
             # another writer stored one of these keys between our check and our insert (a server
             # database checks rows concurrently); the next attempt sees its row as already stored
             continue
-    return _store_records(store, spec, ctx, rows, issues)
+    return _store_records(store, spec, ctx, rows, issues, wait)
 
 
-def _store_records(store: EventStore, spec: TableSpec, ctx: MapContext, rows: Rows, issues: list[Issue]
-                   ) -> ChunkOutcome:
+def _store_records(store: EventStore, spec: TableSpec, ctx: MapContext, rows: Rows, issues: list[Issue],
+                   wait: bool = True) -> ChunkOutcome:
     """The records' store checks and insert in one transaction; with any issue, nothing is written.
 
     Records the rules refused are still there for the store checks of the others (as in a file),
     so the caller hears of every problem of the call at once.
     """
-    with store.transaction() as conn:
+    with store.transaction(wait) as conn:
         outcome = _store_rows(conn, rows, spec, ctx.clock_skew, list(issues))
         if outcome.issues:
             raise RecordsRejected(outcome.issues)  # rolls the transaction back

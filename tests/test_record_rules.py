@@ -137,3 +137,38 @@ def test_feedback_without_a_reason_sent_again_in_a_file_is_a_duplicate(with_lead
     batch = with_leads.ingest({"feedback": "feedback.csv"}).batches[0]
     assert (batch.stored, batch.duplicates, batch.quarantined) == (0, 1, 0)
     assert len(with_leads.store.read_table("feedback")) == 1
+
+
+def test_a_writer_that_must_not_wait_hears_the_store_is_busy(tmp_path, taxonomy) -> None:  # noqa: ANN001
+    """The service's event loop writes only when the lock is free; otherwise StoreBusy, and nothing stored."""
+    import threading
+
+    from store.event_store import EventStore, StoreBusy
+
+    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
+    holder, other = EventStore(url), EventStore(url)  # two stores: two processes' connections
+    sources = Sources(tmp_path, holder, taxonomy)
+    sources.write("leads.csv", "lead_id,created_at,source,industry,employees\nL1,2025-01-01T09:00:00Z,web,x,1\n")
+    assert sources.ingest({"leads": "leads.csv"}).batches[0].stored == 1
+    record = _record("events", "w1,L1,2025-02-01T10:00:00Z,page_view")
+    with holder.transaction():
+        with pytest.raises(StoreBusy):
+            store_records(other, "events", [record], taxonomy, now=NOW, wait=False)
+        seen = []
+
+        def try_to_write() -> None:  # another thread of the holder's process
+            try:
+                with holder.transaction(wait=False):
+                    seen.append("wrote")
+            except StoreBusy:
+                seen.append("busy")
+
+        same_process = threading.Thread(target=try_to_write)
+        same_process.start()
+        same_process.join()
+        assert seen == ["busy"]
+    assert other.counts().events == 0
+    assert store_records(other, "events", [record], taxonomy, now=NOW, wait=False).stored == 1
+    assert store_records(holder, "events", [record], taxonomy, now=NOW, wait=False).duplicates == 1
+    holder.close()
+    other.close()
