@@ -8,11 +8,15 @@ workers on the SQLite store and measured:
   (score_rps_with_writes is their rate), so ``with_scoring_ratio`` shows what scoring costs writes;
 - events_5xx: every 5xx (or connection error) over both write phases; stored_check says whether the
   store holds exactly the events accepted (each once);
+- events_floor_per_s: the same write calls, with the same 4 scorers, to /events_floor, which the
+  service adds when started with BENCH_EVENTS_FLOOR=1: the request validated, nothing stored, in
+  the same workers: the most /events can reach here whatever storing costs (--no-floor skips it);
 - fuzz_5xx / fuzz_schema_violations: schemathesis against the service's OpenAPI document (all
   operations, all checks, 100 examples each, seed 42).
 
 The load generator shares the two cores with the service, so the rates are floors.
-Usage: python benchmarks/reliability.py [--leads 5000] [--seconds 20]. Last line: JSON.
+Usage: python benchmarks/reliability.py [--leads 5000] [--seconds 20] [--no-fuzz] [--no-floor].
+Last line: JSON.
 """
 
 from __future__ import annotations
@@ -45,9 +49,13 @@ from training.train import TrainConfig, train  # noqa: E402
 
 KEY = "bench-key"
 AS_OF = "2025-10-01T00:00:00Z"
+FLOOR_ENV = "BENCH_EVENTS_FLOOR"
+"""serving.service.FLOOR_ENV (not imported: importing the service module starts its checks)."""
 
 
-async def _phase(base: str, leads: list[str], writers: int, scorers: int, seconds: float, tag: str) -> dict:
+async def _phase(base: str, leads: list[str], writers: int, scorers: int, seconds: float, tag: str,
+                 path: str = "/events") -> dict:
+    """``writers`` clients post 20 new events a call to ``path`` while ``scorers`` clients score."""
     import aiohttp
 
     counts = {"events": 0, "calls": 0, "scores": 0, "bad": 0}
@@ -62,12 +70,13 @@ async def _phase(base: str, leads: list[str], writers: int, scorers: int, second
                 batch = [{"event_id": f"{tag}-{k}-{n}-{i}", "lead_id": leads[(n * 20 + i + k) % len(leads)],
                           "ts": "2025-09-15T10:00:00Z", "type": "page_view"} for i in range(20)]
                 try:
-                    async with session.post("/events", json={"events": batch}) as r:
+                    async with session.post(path, json={"events": batch}) as r:
                         body = await r.json()
                         if r.status == 200:
                             counts["events"] += body["stored"]
                             counts["calls"] += 1
-                            accepted.update(e["event_id"] for e in batch)
+                            if path == "/events":
+                                accepted.update(e["event_id"] for e in batch)
                         elif r.status >= 500:
                             counts["bad"] += 1
                 except aiohttp.ClientError:
@@ -97,6 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--leads", type=int, default=5000)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--no-fuzz", action="store_true", help="skip the fuzzer (throughput figures only)")
+    parser.add_argument("--no-floor", action="store_true", help="skip the bare-endpoint floor")
     args = parser.parse_args()
     taxonomy = load_taxonomy()
     with tempfile.TemporaryDirectory(prefix="prospect-reliability-") as tmp:
@@ -107,17 +118,24 @@ def main() -> None:
         export_champion(save_bundle(train(frames, taxonomy, config), config, folder / "trained"), folder / "models", "1")
         leads = frames.leads.loc[frames.leads["created_at"] < pd.Timestamp("2025-06-01", tz="UTC"), "lead_id"].tolist()
         served = start({"PROSPECT_STORE_URL": store.url, "PROSPECT_MODELS_DIR": str(folder / "models"),
-                        "PROSPECT_HOME": str(folder), "PROSPECT_SERVE_WORKERS": "2"}, folder / "serve.log", KEY)
+                        "PROSPECT_HOME": str(folder), "PROSPECT_SERVE_WORKERS": "2",
+                        FLOOR_ENV: "0" if args.no_floor else "1"}, folder / "serve.log", KEY)
         try:
             alone = asyncio.run(_phase(served.base, leads, 4, 0, args.seconds, "alone"))
             mixed = asyncio.run(_phase(served.base, leads, 4, 4, args.seconds, "mixed"))
+            floor = None if args.no_floor else asyncio.run(_phase(served.base, leads, 4, 4, args.seconds, "floor",
+                                                                  path="/events_floor"))
             events = store.read_table("events")
             stored = set(events["event_id"])
             exact = (alone["accepted"] | mixed["accepted"]) <= stored and len(events) == len(stored)
             print(f"writes alone: {alone['events']:,} events in {alone['elapsed']:.1f} s; with 4 scorers: "
                   f"{mixed['events']:,} events and {mixed['scores']:,} scores in {mixed['elapsed']:.1f} s")
-            fuzz = run_fuzzer(served.base, KEY, folder / "fuzz", max_examples=100, seed=42)
-            print(f"fuzz: {fuzz.requests:,} requests, failures by check: {fuzz.failures}")
+            if floor is not None:
+                print(f"floor (/events_floor: validation and no store, same workers, 4 scorers): "
+                      f"{floor['events']:,} events and {floor['scores']:,} scores in {floor['elapsed']:.1f} s")
+            fuzz = None if args.no_fuzz else run_fuzzer(served.base, KEY, folder / "fuzz", max_examples=100, seed=42)
+            if fuzz is not None:
+                print(f"fuzz: {fuzz.requests:,} requests, failures by check: {fuzz.failures}")
         finally:
             served.stop()
             store.close()
@@ -128,9 +146,11 @@ def main() -> None:
         "score_rps_with_writes": round(mixed["scores"] / mixed["elapsed"], 1),
         "events_5xx": alone["bad"] + mixed["bad"],
         "stored_check": bool(exact),
-        "fuzz_requests": fuzz.requests,
-        "fuzz_5xx": fuzz.server_errors,
-        "fuzz_schema_violations": fuzz.schema_violations,
+        "events_floor_per_s": None if floor is None else round(floor["events"] / floor["elapsed"], 1),
+        "events_floor_5xx": None if floor is None else floor["bad"],
+        "fuzz_requests": None if fuzz is None else fuzz.requests,
+        "fuzz_5xx": None if fuzz is None else fuzz.server_errors,
+        "fuzz_schema_violations": None if fuzz is None else fuzz.schema_violations,
     }
     print(json.dumps(figures))
 

@@ -19,8 +19,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contract import rules
 from contract.errors import describe
-from contract.tables import CRITERIA_FIELDS, OUTCOMES, TABLES, TableSpec
+from contract.tables import CRITERIA_FIELDS, TABLES, TableSpec
 from contract.taxonomy import Taxonomy
 
 
@@ -185,7 +186,7 @@ ISSUE_COLUMNS = ["row", "column", "reason"]
 
 def _is_blank(series: pd.Series) -> pd.Series:
     if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        return series.isna() | (series.astype("string").str.strip() == "")
+        return pd.Series(rules.is_missing(series.to_numpy(dtype=object)), index=series.index)
     return series.isna()
 
 
@@ -207,8 +208,9 @@ def display_text(values: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
 
 
 def _as_text(series: pd.Series) -> pd.Series:
-    out = series.astype("string").str.strip()
-    return out.mask(out == "")
+    if not (series.dtype == object or pd.api.types.is_string_dtype(series.dtype)):
+        series = series.astype("string")  # numbers or times of a Parquet source: their text
+    return pd.Series(rules.clean_text(series.to_numpy(dtype=object)), index=series.index, dtype="string")
 
 
 def parse_timestamps(values: pd.Series, fmt: TimestampFormat) -> pd.Series:
@@ -241,7 +243,7 @@ def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapCont
         mask = mask.fillna(False).to_numpy(dtype=bool)
         if mask.any():
             rows = raw.index[mask]
-            text = reason if isinstance(reason, str) else reason(values[mask]).to_numpy()
+            text = reason if isinstance(reason, str) else np.asarray(reason(values[mask]), dtype=object)
             issues.append(pd.DataFrame({"row": rows, "column": column, "reason": text}, index=rows))
 
     for col in spec.columns:
@@ -256,16 +258,15 @@ def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapCont
             continue
         blank = _is_blank(values)
         if col.required:
-            flag(blank, label, f"required {spec.name}.{col.name} is empty")
+            flag(blank, label, rules.required_reason(spec.name, col.name))
         if col.kind == "timestamp":
             parsed = parse_timestamps(values, tm.timestamps.get(col.name, TimestampFormat()))
             fmt = tm.timestamps.get(col.name, TimestampFormat()).format
             flag(parsed.isna() & ~blank, label,
                  lambda v: "cannot parse timestamp '" + v.astype("string") + f"' (expected {fmt})", values)
-            now = pd.Timestamp(ctx.now)
-            flag(parsed > now, label,
-                 lambda v: "timestamp " + display_text(v) + f" is in the future (now {now:%Y-%m-%d %H:%M} UTC)",
-                 parsed)
+            ts_us = parsed.to_numpy(dtype="datetime64[us]").astype(np.int64)  # NaT: the smallest, never future
+            flag(pd.Series(rules.in_future(ts_us, ctx.now) & parsed.notna().to_numpy()), label,
+                 lambda v: rules.future_reasons(v, ctx.now), ts_us)
             out[col.name] = parsed
             continue
         text = _as_text(values)
@@ -273,18 +274,17 @@ def map_chunk(raw: pd.DataFrame, spec: TableSpec, tm: TableMapping, ctx: MapCont
             mapped = text.map(tm.values[col.name])
             text = mapped.where(mapped.notna(), text).astype("string")
         if col.kind == "outcome":
-            flag(~text.isin(OUTCOMES) & text.notna(), label,
-                 lambda v: "unknown outcome '" + v + "' (expected prospect or not_prospect; map source values "
-                 f"under values.{col.name} in the mapping)", text)
+            outcomes = text.to_numpy(dtype=object, na_value=None)
+            flag(pd.Series(rules.unknown_outcomes(outcomes)), label,
+                 lambda v, name=col.name: rules.unknown_outcome_reasons(v, name), outcomes)
         out[col.name] = text
 
     if spec.name == "events":
-        known = pd.Index(list(ctx.taxonomy.types))
-        flag(~out["type"].isin(known) & out["type"].notna(), tm.source_column("type") or "(constant type)",
-             lambda v: "unknown event type '" + v + "' (not in the taxonomy; add it to the taxonomy YAML or map "
-             "it to a known type)", out["type"])
-        default_channel = out["type"].map({n: t.channel for n, t in ctx.taxonomy.types.items()})
-        out["channel"] = out["channel"].fillna(default_channel).astype("string")
+        types = out["type"].to_numpy(dtype=object, na_value=None)
+        flag(pd.Series(rules.unknown_types(types, ctx.taxonomy)), tm.source_column("type") or "(constant type)",
+             rules.unknown_type_reasons, types)
+        channels = rules.default_channels(types, out["channel"].to_numpy(dtype=object, na_value=None), ctx.taxonomy)
+        out["channel"] = pd.Series(channels, index=out.index, dtype="string")
 
     if spec.name == "history":
         _check_history(out, tm, ctx, flag)

@@ -31,6 +31,7 @@ from store.ingest import (
     _prepare_rows,
     _quarantine_rows,
     _write_quarantine,
+    issue_frame,
 )
 from store.sources import SourceError, read_chunks
 
@@ -73,10 +74,10 @@ def ingest_to_lake(mapping: Mapping, data_dir: Path, root: Path, taxonomy: Taxon
                     batch.read += len(raw)
                     mapped = map_chunk(raw, spec, tm, ctx)
                     rows, dup_issues, n_dup = _dedupe_within_chunk(_prepare_rows(mapped.frame, spec), spec)
-                    writer.write(canonical_frame(table_name, rows.drop(columns=["_row"])))
+                    writer.write(canonical_frame(table_name, rows.to_frame().drop(columns=["_row"])))
                     batch.stored += len(rows)
                     batch.duplicates += n_dup
-                    issues = [i for i in (mapped.issues, dup_issues) if len(i)]
+                    issues = [i for i in (mapped.issues, issue_frame(dup_issues)) if len(i)]
                     bad = _quarantine_rows(raw, pd.concat(issues) if issues else None, path,
                                            table_name)
                     if bad is not None:

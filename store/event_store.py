@@ -11,9 +11,10 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Dialect,
     Engine,
     Index,
     MetaData,
@@ -36,6 +38,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
 
@@ -116,21 +119,32 @@ def _python_values(series: pd.Series) -> list:
     return values.where(series.notna(), None).tolist()
 
 
-def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> None:
-    """Insert a DataFrame through the driver's executemany.
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
+    """Insert a DataFrame (or columns of plain arrays, None for missing) through the driver's executemany.
 
     SQLAlchemy's generic executemany builds a parameter dict per row, which costs more than the
-    insert itself at a million rows; positional tuples go straight to the driver.
+    insert itself at a million rows; positional tuples go straight to the driver. The statement is
+    compiled once per table and columns (compiling cost more than inserting 20 rows).
     """
-    if frame.empty:
+    names = list(frame.columns) if isinstance(frame, pd.DataFrame) else list(frame)
+    if isinstance(frame, pd.DataFrame):
+        columns = {name: _python_values(frame[name]) for name in names}
+    else:
+        columns = {name: np.asarray(values).tolist() for name, values in frame.items()}
+    if not names or not len(columns[names[0]]):
         return
-    compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(frame.columns))
-    columns = {name: _python_values(frame[name]) for name in frame.columns}
-    if compiled.positiontup is not None:
-        params = list(zip(*(columns[name] for name in compiled.positiontup), strict=True))
+    sql, positional = _insert_sql(conn.dialect, table, tuple(names))
+    if positional is not None:
+        params = list(zip(*(columns[name] for name in positional), strict=True))
     else:
         params = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-    conn.exec_driver_sql(str(compiled), params)
+    conn.exec_driver_sql(sql, params)
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
+    return str(compiled), None if compiled.positiontup is None else tuple(compiled.positiontup)
 
 
 SQLITE_BUSY_SECONDS = 30.0
@@ -157,6 +171,10 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 WRITE_OPTION = "prospect_write"
+
+
+class StoreBusy(Exception):  # noqa: N818 - a state, not a failure: the caller queues and retries
+    """Another writer holds the store's write lock (only from ``EventStore.transaction(wait=False)``)."""
 
 
 @dataclass(frozen=True)
@@ -230,17 +248,42 @@ class EventStore:
             self._engine = None
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, wait: bool = True) -> Iterator[Connection]:
         """One all-or-nothing unit of work: a failure anywhere inside rolls every write back.
 
         Writers of one process take turns (a lock), and on SQLite each transaction takes the
         database's write lock when it begins, waiting up to SQLITE_BUSY_SECONDS for writers in other
         processes: concurrent writes queue instead of failing with "database is locked".
+        With ``wait=False`` a writer that would have to queue raises :class:`StoreBusy` at once
+        instead (the service's event loop must not sit in that queue; it retries in a thread).
         """
-        with self._write_lock, self.engine.connect() as conn:
-            conn.execution_options(**{WRITE_OPTION: True})
+        if not self._write_lock.acquire(blocking=wait):
+            raise StoreBusy
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with self._begin(conn, wait):
+                    yield conn
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
+    def _begin(self, conn: Connection, wait: bool) -> Iterator[None]:
+        """``conn.begin()``; without waiting, a SQLite write lock held by another process is StoreBusy."""
+        if wait or conn.dialect.name != "sqlite":
             with conn.begin():
-                yield conn
+                yield
+            return
+        raw = conn.connection.dbapi_connection
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            transaction = conn.begin()  # BEGIN IMMEDIATE: fails at once if another process writes
+        except OperationalError as exc:
+            raise StoreBusy from exc
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+        with transaction:
+            yield
 
     def counts(self) -> StoreCounts:
         with self.engine.connect() as conn:

@@ -8,17 +8,20 @@ the reason, next to the original values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping as MappingOf, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, String, Table, delete, insert, select
+from pandas.core.util.hashing import combine_hash_arrays
+from sqlalchemy import Connection, Dialect, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from contract import rules
 from contract.mapping import (
     MapContext,
     Mapping,
@@ -138,93 +141,196 @@ def _ingest_batch(
     with store.transaction() as conn:
         if spec.has_attributes:
             _record_attributes(conn, tm)
-        stage = _stage_table(conn, spec)
         for raw in read_chunks(path, source, needed, chunk_rows):
             batch.read += len(raw)
             if tm.keep:
                 mine = keep_mask(raw, tm)
                 batch.skipped += int((~mine).sum())
                 raw = raw[mine]
-            outcome = _store_chunk(conn, stage, raw, spec, tm, ctx)
+            mapped = map_chunk(raw, spec, tm, ctx)
+            outcome = _store_rows(conn, _prepare_rows(mapped.frame, spec), spec, ctx.clock_skew,
+                                  _map_issues(mapped.issues))
             batch.stored += outcome.stored
             batch.duplicates += outcome.duplicates
-            bad = _quarantine_rows(raw, outcome.issues if len(outcome.issues) else None, path, spec.name)
+            bad = _quarantine_rows(raw, outcome.issue_frame() if outcome.issues else None, path, spec.name)
             if bad is not None:
                 batch.quarantined += len(bad)
                 quarantined.append(bad)
             if progress:
                 progress(f"{path.name}:{spec.name}", len(raw))
-        conn.execute(stage.delete())
     return quarantined
+
+
+Issue = tuple[int, str, str, str]
+"""One problem of one record: row (0-based), column, reason, kind (an :data:`IssueKind`)."""
+
+ISSUE_COLUMNS = ["row", "column", "reason", "kind"]
+
+
+def issue_frame(issues: list[Issue]) -> pd.DataFrame:
+    return pd.DataFrame(issues, columns=ISSUE_COLUMNS).astype({"row": np.int64})
+
+
+def _map_issues(issues: pd.DataFrame) -> list[Issue]:
+    return [(int(r), str(c), str(t), "invalid") for r, c, t in
+            zip(issues["row"], issues["column"], issues["reason"], strict=True)]
 
 
 @dataclass
 class ChunkOutcome:
     stored: int
     duplicates: int
-    issues: pd.DataFrame
-    """One row per problem: row (0-based), column, reason. Rows with an issue were not stored."""
+    issues: list[Issue]
+    """One entry per problem. Rows with an issue were not stored."""
+
+    def issue_frame(self) -> pd.DataFrame:
+        return issue_frame(self.issues)
 
 
-def _store_chunk(conn: Connection, stage: Table, raw: pd.DataFrame, spec: TableSpec, tm: TableMapping,
-                 ctx: MapContext) -> ChunkOutcome:
-    """Map, check and insert one chunk of source rows inside the caller's transaction."""
-    mapped = map_chunk(raw, spec, tm, ctx)
-    rows = _prepare_rows(mapped.frame, spec)
+@dataclass
+class Rows:
+    """Store rows of one table as columns of plain arrays, with the input row each came from.
+
+    Arrays, not a DataFrame: an API call stores 20 records, and building frames for them cost
+    more than the store's work (a file chunk of 200,000 rows does not mind either way).
+    """
+
+    row: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def take(self, which: np.ndarray) -> Rows:
+        return Rows(self.row[which], {name: values[which] for name, values in self.columns.items()})
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"_row": self.row, **self.columns})
+
+
+def _store_rows(conn: Connection, rows: Rows, spec: TableSpec, clock_skew: timedelta,
+                issues: list[Issue]) -> ChunkOutcome:
+    """Check prepared rows against each other and the store, insert the new ones (caller's transaction).
+
+    Rows named in ``issues`` already (refused by the record rules) are left out first.
+    """
+    if issues:
+        rows = rows.take(~np.isin(rows.row, [i[0] for i in issues]))
     rows, dup_issues, n_dup = _dedupe_within_chunk(rows, spec)
-    insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec, ctx.clock_skew)
+    insertable, store_issues, n_known = _check_against_store(conn, rows, spec, clock_skew)
     if len(insertable):
-        bulk_insert(conn, STORE_TABLES[spec.name], insertable.drop(columns=["_row"]))
-    issues = [i for i in (mapped.issues.assign(kind="invalid"), dup_issues, store_issues) if len(i)]
-    return ChunkOutcome(stored=len(insertable), duplicates=n_dup + n_known,
-                        issues=pd.concat(issues, ignore_index=True) if issues else
-                        pd.DataFrame(columns=["row", "column", "reason", "kind"]))
+        _insert_rows(conn, spec, insertable)
+    return ChunkOutcome(stored=len(insertable), duplicates=n_dup + n_known, issues=issues + dup_issues + store_issues)
+
+
+def _insert_rows(conn: Connection, spec: TableSpec, rows: Rows) -> None:
+    """The one place where ingestion writes rows (events included: file ingest and the API alike)."""
+    bulk_insert(conn, STORE_TABLES[spec.name], rows.columns)
 
 
 class RecordsRejected(ValueError):
     """Some records could not be stored, so none were: ``issues`` says which, where and why."""
 
-    def __init__(self, issues: pd.DataFrame) -> None:
-        self.issues = issues.sort_values("row", kind="stable").reset_index(drop=True)
+    def __init__(self, issues: pd.DataFrame | list[Issue]) -> None:
+        frame = issues if isinstance(issues, pd.DataFrame) else issue_frame(issues)
+        self.issues = frame.sort_values("row", kind="stable").reset_index(drop=True)
         first = self.issues.iloc[0]
         super().__init__(f"record {int(first['row'])}, field {first['column']}: {first['reason']}")
 
 
 def ingest_records(store: EventStore, table: str, records: pd.DataFrame, taxonomy: Taxonomy,
                    now: datetime | None = None, clock_skew: timedelta = timedelta(minutes=5)) -> ChunkOutcome:
+    """Store records given as a DataFrame in canonical columns, all or nothing (see :func:`store_records`)."""
+    frame = records.reset_index(drop=True)
+    listed = [{name: (None if pd.isna(value) else value) for name, value in row.items()}
+              for row in frame.astype(object).to_dict(orient="records")]
+    return store_records(store, table, listed, taxonomy, now=now, clock_skew=clock_skew)
+
+
+def store_records(store: EventStore, table: str, records: Sequence[MappingOf[str, object]], taxonomy: Taxonomy,
+                  now: datetime | None = None, clock_skew: timedelta = timedelta(minutes=5), wait: bool = True
+                  ) -> ChunkOutcome:
     """Store records already in canonical columns (what the HTTP service receives), all or nothing.
 
     Files go through :func:`ingest`, which quarantines bad rows and keeps the good ones; a caller of
     the API is still holding its data, so a single bad record rejects the whole call with the reasons
     (:class:`RecordsRejected`) and the client can fix and resend. Repeats of stored records with the
-    same content are counted as duplicates, which makes resending safe.
+    same content are counted as duplicates, which makes resending safe. The records pass the same
+    rules (``contract.rules``) and the same store checks as file rows, without pandas on the way.
+    ``wait=False``: raise ``StoreBusy`` rather than queue behind another writer (nothing stored).
     """
     spec = TABLES[table]
-    tm = TableMapping(columns={c: c for c in spec.column_names if c in records.columns})
     ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
-    raw = records.reset_index(drop=True)
+    rows, issues = _record_rows(records, spec, ctx)
     for _ in range(WRITE_ATTEMPTS - 1):
         try:
-            return _store_records(store, spec, tm, ctx, raw)
+            return _store_records(store, spec, ctx, rows, issues, wait)
         except IntegrityError:
             # another writer stored one of these keys between our check and our insert (a server
             # database checks rows concurrently); the next attempt sees its row as already stored
             continue
-    return _store_records(store, spec, tm, ctx, raw)
+    return _store_records(store, spec, ctx, rows, issues, wait)
 
 
-def _store_records(store: EventStore, spec: TableSpec, tm: TableMapping, ctx: MapContext,
-                   raw: pd.DataFrame) -> ChunkOutcome:
-    with store.transaction() as conn:
-        stage = _stage_table(conn, spec)
-        outcome = _store_chunk(conn, stage, raw, spec, tm, ctx)
-        if len(outcome.issues):
+def _store_records(store: EventStore, spec: TableSpec, ctx: MapContext, rows: Rows, issues: list[Issue],
+                   wait: bool = True) -> ChunkOutcome:
+    """The records' store checks and insert in one transaction; with any issue, nothing is written.
+
+    Records the rules refused are still there for the store checks of the others (as in a file),
+    so the caller hears of every problem of the call at once.
+    """
+    with store.transaction(wait) as conn:
+        outcome = _store_rows(conn, rows, spec, ctx.clock_skew, list(issues))
+        if outcome.issues:
             raise RecordsRejected(outcome.issues)  # rolls the transaction back
-        conn.execute(stage.delete())
     return outcome
 
 
 WRITE_ATTEMPTS = 3
+
+
+def _record_rows(records: Sequence[MappingOf[str, object]], spec: TableSpec, ctx: MapContext) -> tuple[Rows, list[Issue]]:
+    """API records -> store rows, checked by the rules file rows pass in ``map_chunk``."""
+    issues: list[Issue] = []
+    columns: dict[str, np.ndarray] = {}
+    row = np.arange(len(records), dtype=np.int64)
+
+    def flag(mask: np.ndarray, column: str, reasons: Callable[[np.ndarray], list[str]] | str,
+             values: np.ndarray | None = None) -> None:
+        """Record an issue for each masked record; ``reasons`` builds texts from the masked values only."""
+        if mask.any():
+            texts = [reasons] * int(mask.sum()) if isinstance(reasons, str) else reasons(values[mask])
+            issues.extend((int(r), column, t, "invalid") for r, t in zip(row[mask], texts, strict=True))
+
+    for col in spec.columns:
+        raw = np.empty(len(records), dtype=object)
+        raw[:] = [r.get(col.name) for r in records]
+        values = _micros(raw) if col.kind == "timestamp" else rules.clean_text(raw)
+        missing = np.fromiter((v is None for v in raw), bool, len(raw)) if col.kind == "timestamp" else \
+            np.fromiter((v is None for v in values), bool, len(values))
+        if col.required:
+            flag(missing, col.name, rules.required_reason(spec.name, col.name))
+        if col.kind == "timestamp":
+            future = rules.in_future(values, ctx.now) & ~missing
+            flag(future, col.name, lambda v: rules.future_reasons(v, ctx.now), values)
+        if col.kind == "outcome":
+            bad = rules.unknown_outcomes(values)
+            flag(bad, col.name, lambda v, name=col.name: rules.unknown_outcome_reasons(v, name), values)
+        columns[col.name] = values
+    if spec.name == "events":
+        bad = rules.unknown_types(columns["type"], ctx.taxonomy)
+        flag(bad, "type", rules.unknown_type_reasons, columns["type"])
+        columns["channel"] = rules.default_channels(columns["type"], columns["channel"], ctx.taxonomy)
+    return _finish_rows(spec, row, columns), issues
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(values: np.ndarray) -> np.ndarray:
+    """Aware datetimes (or pandas Timestamps) -> int64 microseconds since the epoch, as ``to_micros`` stores them."""
+    return np.fromiter(((v - _EPOCH) // timedelta(microseconds=1) if v is not None else 0 for v in values),
+                       dtype=np.int64, count=len(values))
 
 
 def _record_attributes(conn: Connection, tm: TableMapping) -> None:
@@ -234,142 +340,141 @@ def _record_attributes(conn: Connection, tm: TableMapping) -> None:
                                                      description=attr.description))
 
 
-def _hash_rows(frame: pd.DataFrame) -> np.ndarray:
-    """A 64-bit hash per row, stable across runs for equal values (pandas' SipHash with a fixed key)."""
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
+def _hash_columns(columns: list[np.ndarray]) -> np.ndarray:
+    """A 64-bit hash per row of some columns, stable across runs for equal values.
+
+    The same values as ``pd.util.hash_pandas_object(frame, index=False)`` of a frame of these
+    columns (SipHash with pandas' fixed key; stored hashes were made that way), without the frame.
+    """
+    n = len(columns[0]) if columns else 0
+    # categorizing first only pays off on long arrays with repeats, and only it gives missing values
+    # pandas' hash for them (the stored one); otherwise the hashes are the same either way
+    hashes = (pd.util.hash_array(values, categorize=n > 1000 or bool(pd.isna(values).any())) for values in columns)
+    return combine_hash_arrays(hashes, len(columns), n).view(np.int64)
 
 
-def _prepare_rows(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """Canonical frame -> store rows: integer timestamps, derived keys, content hash, source row."""
-    rows = pd.DataFrame({"_row": frame.index.to_numpy()}, index=frame.index)
+def _prepare_rows(frame: pd.DataFrame, spec: TableSpec) -> Rows:
+    """Mapped canonical frame -> store rows: integer timestamps, attributes as JSON, keys and content hash."""
+    columns: dict[str, np.ndarray] = {}
     for col in spec.column_names:
         if col in spec.timestamps:
-            rows[col] = to_micros(frame[col])
+            columns[col] = to_micros(frame[col])
         else:
-            rows[col] = frame[col].astype(object).where(frame[col].notna(), None)
+            columns[col] = frame[col].astype(object).where(frame[col].notna(), None).to_numpy(dtype=object)
     if spec.has_attributes:
         attr_cols = [c for c in frame.columns if c.startswith("attr:")]
         attrs = frame[attr_cols].rename(columns=lambda c: c.removeprefix("attr:"))
-        rows["attributes"] = (
-            attrs.to_json(orient="records", lines=True).splitlines() if len(attrs) and attr_cols
-            else ["{}"] * len(rows)
-        )
-    missing_key = rows[spec.key].isna()
+        lines = attrs.to_json(orient="records", lines=True).splitlines() if len(attrs) and attr_cols else \
+            ["{}"] * len(frame)
+        columns["attributes"] = np.array(lines, dtype=object)
+    return _finish_rows(spec, frame.index.to_numpy(dtype=np.int64), columns)
+
+
+def _finish_rows(spec: TableSpec, row: np.ndarray, columns: dict[str, np.ndarray]) -> Rows:
+    """Derive the missing keys (a hash of ``spec.key_from``) and hash each row's content."""
+    key = columns[spec.key]
+    missing_key = np.fromiter((k is None for k in key), dtype=bool, count=len(key))
     if missing_key.any():
-        derived = _hash_rows(rows.loc[missing_key, list(spec.key_from)]).view(np.uint64)
-        rows.loc[missing_key, spec.key] = [f"h{v:016x}" for v in derived]
-    content = [c for c in rows.columns if c not in ("_row", spec.key)]
-    rows["content_hash"] = _hash_rows(rows[content]) if len(rows) else np.array([], dtype=np.int64)
-    return rows
+        derived = _hash_columns([columns[c][missing_key] for c in spec.key_from]).view(np.uint64)
+        key = key.copy()
+        key[missing_key] = [f"h{v:016x}" for v in derived]
+        columns = {**columns, spec.key: key}
+    content = [values for name, values in columns.items() if name != spec.key]
+    columns["content_hash"] = _hash_columns(content) if len(row) else np.array([], dtype=np.int64)
+    return Rows(row, columns)
 
 
 IssueKind = Literal["invalid", "conflict", "unknown_lead"]
 """What an issue is, for callers that answer differently (the HTTP service: 422, 409, 404)."""
 
 
-def _issue(rows: pd.DataFrame, column: str, reasons: list[str] | pd.Series, kind: IssueKind) -> pd.DataFrame:
-    return pd.DataFrame({"row": rows["_row"].to_numpy(), "column": column, "reason": list(reasons), "kind": kind})
-
-
-def _dedupe_within_chunk(rows: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _dedupe_within_chunk(rows: Rows, spec: TableSpec) -> tuple[Rows, list[Issue], int]:
     """Keep the first row per key; an exact repeat is a duplicate, a different one is quarantined."""
-    repeat = rows.duplicated(spec.key, keep="first")
-    if not repeat.any():
-        return rows, pd.DataFrame(columns=["row", "column", "reason"]), 0
-    first = rows[~repeat].set_index(spec.key)
-    again = rows[repeat]
-    first_hash = first.loc[again[spec.key], "content_hash"].to_numpy()
-    first_row = first.loc[again[spec.key], "_row"].to_numpy()
-    conflict = again["content_hash"].to_numpy() != first_hash
-    bad = again[conflict]
-    reasons = [f"duplicate {spec.key} '{k}' with different content (first seen at row {r + 1})"
-               for k, r in zip(bad[spec.key], first_row[conflict], strict=True)]
-    return rows[~repeat], _issue(bad, spec.key, reasons, "conflict"), int((~conflict).sum())
+    first: dict[object, int] = {}
+    keep = np.ones(len(rows), dtype=bool)
+    issues: list[Issue] = []
+    hashes = rows.columns["content_hash"]
+    for i, k in enumerate(rows.columns[spec.key]):
+        j = first.setdefault(k, i)
+        if j != i:
+            keep[i] = False
+            if hashes[i] != hashes[j]:
+                issues.append((int(rows.row[i]), spec.key, f"duplicate {spec.key} '{k}' with different content "
+                               f"(first seen at row {int(rows.row[j]) + 1})", "conflict"))
+    if keep.all():
+        return rows, [], 0
+    return rows.take(keep), issues, int((~keep).sum()) - len(issues)
 
 
-def _stage_table(conn: Connection, spec: TableSpec) -> Table:
-    """A temporary table of the chunk's keys, so conflicts are found with one join, not per row."""
-    stage = Table(
-        f"stage_{spec.name}",
-        MetaData(),
-        Column("_row", Integer, nullable=False),
-        Column("key", String, nullable=False),
-        Column("lead_id", String),
-        Column("content_hash", BigInteger, nullable=False),
-        Column("ts", BigInteger),
-        prefixes=["TEMPORARY"],
-    )
-    stage.create(conn, checkfirst=True)
-    conn.execute(stage.delete())
-    return stage
-
-
-def _check_against_store(
-    conn: Connection, stage: Table, rows: pd.DataFrame, spec: TableSpec, clock_skew: timedelta
-) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _check_against_store(conn: Connection, rows: Rows, spec: TableSpec, clock_skew: timedelta
+                         ) -> tuple[Rows, list[Issue], int]:
     """Split rows into new ones, exact repeats of stored rows, conflicts, rows for unknown leads and
-    rows dated before their lead was created (beyond the clock-skew tolerance)."""
-    empty = pd.DataFrame(columns=["row", "column", "reason"])
-    if rows.empty:
-        return rows, empty, 0
-    conn.execute(stage.delete())
-    bulk_insert(conn, stage, pd.DataFrame({
-        "_row": rows["_row"].astype(np.int64),
-        "key": rows[spec.key],
-        "lead_id": rows["lead_id"],
-        "content_hash": rows["content_hash"],
-        "ts": rows["ts"] if "ts" in rows else None,
-    }))
-    main = STORE_TABLES[spec.name]
-    key_col = main.c[spec.key]
-    stored = conn.execute(
-        select(stage.c._row, stage.c.content_hash, main.c.content_hash.label("stored_hash"))
-        .join(main, key_col == stage.c.key)
-    ).all()
-    issues = [empty]
-    drop: set[int] = set()
+    rows dated before their lead was created (beyond the clock-skew tolerance).
+
+    Only the keys and leads of these rows are looked up, through the primary keys.
+    """
+    if not len(rows):
+        return rows, [], 0
+    keys = rows.columns[spec.key]
+    stored = dict(_lookup(conn, STORE_TABLES[spec.name], spec.key, "content_hash", keys))
+    drop = np.fromiter((k in stored for k in keys), dtype=bool, count=len(keys))
+    issues: list[Issue] = []
     n_known = 0
-    conflicts = []
-    for row, new_hash, old_hash in stored:
-        drop.add(row)
-        if new_hash == old_hash:
+    for i in np.flatnonzero(drop):
+        if stored[keys[i]] == rows.columns["content_hash"][i]:
             n_known += 1
         else:
-            conflicts.append(row)
-    by_row = rows.set_index("_row", drop=False)
-    if conflicts:
-        bad = by_row.loc[conflicts]
-        issues.append(_issue(bad, spec.key, [f"duplicate {spec.key} '{k}' with different content than the "
-                                            "stored row" for k in bad[spec.key]], "conflict"))
+            issues.append((int(rows.row[i]), spec.key, f"duplicate {spec.key} '{keys[i]}' with different content "
+                           "than the stored row", "conflict"))
     if spec.name != "leads":
-        unknown = conn.execute(
-            select(stage.c._row).where(~select(leads_table.c.lead_id)
-                                       .where(leads_table.c.lead_id == stage.c.lead_id).exists())
-        ).scalars().all()
-        unknown = [r for r in unknown if r not in drop]
-        if unknown:
-            bad = by_row.loc[unknown]
-            issues.append(_issue(bad, "lead_id", [f"unknown lead_id '{lead}' (no such lead in the store; "
-                                                 "ingest its lead first)" for lead in bad["lead_id"]], "unknown_lead"))
-            drop.update(unknown)
-        drop.update(_before_creation(conn, stage, by_row, issues, drop, clock_skew))
-    keep = ~rows["_row"].isin(drop)
-    return rows[keep], pd.concat([i for i in issues if len(i)] or [empty]), n_known
+        leads = rows.columns["lead_id"]
+        created = dict(_lookup(conn, leads_table, "lead_id", "created_at", leads[~drop]))
+        unknown = ~drop & np.fromiter((lead not in created for lead in leads), dtype=bool, count=len(leads))
+        issues += [(int(rows.row[i]), "lead_id", f"unknown lead_id '{leads[i]}' (no such lead in the store; "
+                    "ingest its lead first)", "unknown_lead") for i in np.flatnonzero(unknown)]
+        drop |= unknown
+        if "ts" in rows.columns:
+            created_us = np.fromiter((created.get(lead, 0) for lead in leads), dtype=np.int64, count=len(leads))
+            early = ~drop & rules.before_creation(rows.columns["ts"], created_us, clock_skew // timedelta(microseconds=1))
+            issues += [(int(r), "ts", rules.BEFORE_CREATION, "invalid") for r in rows.row[early]]
+            drop |= early
+    return rows.take(~drop), issues, n_known
 
 
-def _before_creation(conn: Connection, stage: Table, by_row: pd.DataFrame, issues: list[pd.DataFrame],
-                     drop: set[int], clock_skew: timedelta) -> list[int]:
-    """Rows dated before their lead was created: nothing can happen to a lead before it exists
-    (a year-1 event would otherwise read as "first action 739,945 days ago")."""
-    skew_us = int(clock_skew / timedelta(microseconds=1))
-    early = conn.execute(
-        select(stage.c._row).join(leads_table, leads_table.c.lead_id == stage.c.lead_id)
-        .where(stage.c.ts < leads_table.c.created_at - skew_us)
-    ).scalars().all()
-    early = [r for r in early if r not in drop]
-    if early:
-        issues.append(_issue(by_row.loc[early], "ts", ["dated before the lead was created"] * len(early), "invalid"))
-    return early
+LOOKUP_BATCH = 512
+"""Ids per lookup query; smaller lists are padded to a power of two so a few compiled statements serve all."""
+
+
+def _lookup(conn: Connection, table: Table, key: str, value: str, ids: np.ndarray) -> list[tuple]:
+    """(key, value) of the stored rows among ``ids``: primary-key lookups of just these ids."""
+    distinct = list(dict.fromkeys(ids.tolist()))
+    found: list[tuple] = []
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        for lo in range(0, len(distinct), LOOKUP_BATCH):
+            part = distinct[lo:lo + LOOKUP_BATCH]
+            size = 1 << (len(part) - 1).bit_length()
+            sql, order = _lookup_sql(conn.dialect, table, key, value, size)
+            padded = part + [part[-1]] * (size - len(part))  # a repeated id matches the same row once
+            cursor.execute(sql, tuple(padded[k] for k in order) if isinstance(order, tuple) else
+                           {name: padded[k] for name, k in order.items()})
+            found += cursor.fetchall()
+    finally:
+        cursor.close()
+    return found
+
+
+@lru_cache(maxsize=64)
+def _lookup_sql(dialect: Dialect, t: Table, key: str, value: str, size: int) -> tuple[str, tuple | dict]:
+    """``SELECT key, value FROM table WHERE key IN (<size> parameters)`` compiled once for this driver,
+    with where each id goes: a tuple of positions (positional drivers) or names -> positions."""
+    marks = [f"\x00{k}" for k in range(size)]
+    compiled = select(t.c[key], t.c[value]).where(t.c[key].in_(marks)).compile(
+        dialect=dialect, compile_kwargs={"render_postcompile": True})
+    position = {name: int(v[1:]) for name, v in compiled.params.items()}
+    if compiled.positiontup is not None:
+        return str(compiled), tuple(position[name] for name in compiled.positiontup)
+    return str(compiled), position
 
 
 def _quarantine_rows(raw: pd.DataFrame, issues: pd.DataFrame | None, path: Path, table: str) -> pd.DataFrame | None:
