@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,6 +30,16 @@ def rules_version(text: str) -> str:
 DAY_US = 86_400_000_000
 
 Status = Literal["met", "not_met", "unknown"]
+
+
+def _key(value: object) -> tuple | None:
+    """A cache key for an attribute value: its type too (1, 1.0 and True are equal keys but read
+    differently in evidence); None for a value that cannot be a key."""
+    try:
+        hash(value)
+    except TypeError:
+        return None
+    return (type(value), value)
 
 
 def _recorded(value: object) -> bool:
@@ -136,54 +147,107 @@ class Criteria:
         return cls(rules, taxonomy, text)
 
     def evaluate(self, facts: LeadFacts) -> list[CriterionResult]:
-        if facts.ts_us.size > 1 and bool(np.any(facts.ts_us[1:] < facts.ts_us[:-1])):
-            order = np.argsort(facts.ts_us, kind="stable")
-            facts = LeadFacts(facts.attributes, facts.ts_us[order], np.asarray(facts.types)[order], facts.as_of_us)
-        return [self._criterion(name, c, facts) for name, c in self.rules.criteria.items()]
+        """The criteria of one lead: the batch evaluation for a batch of one, so both agree by construction."""
+        ts = np.asarray(facts.ts_us, np.int64)
+        return self.evaluate_many([facts.attributes], np.zeros(ts.size, np.int64), ts,
+                                  np.asarray(facts.types, dtype=object), np.array([facts.as_of_us], np.int64))[0]
 
-    def _criterion(self, name: str, criterion: Criterion, facts: LeadFacts) -> CriterionResult:
-        decisions = [self._rule(rule, facts) for rule in criterion.rules]
+    def evaluate_many(self, attributes: list[dict], owner: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
+                      as_of_us: np.ndarray) -> list[list[CriterionResult]]:
+        """The criteria of many leads at once (``owner``: each event's position in ``attributes``).
+
+        Column-wise, because a batch of 1,000 leads spent more time here than in the model: event
+        rules are array operations over all the batch's events, and an attribute rule -- like the
+        combination of a criterion's rules -- is decided once per distinct value in the batch.
+        """
+        # each event's type as a code, so an event rule tests a few codes, not every string
+        type_code, names = pd.factorize(types) if types.size else (np.zeros(0, np.int64), [])
+        type_code = (type_code, np.asarray(names, dtype=object))
+        decisions = [self._rule_decisions(rule, attributes, owner, ts_us, type_code, as_of_us)
+                     for criterion in self.rules.criteria.values() for rule in criterion.rules]
+        out: list[list[CriterionResult]] = [[] for _ in attributes]
+        k = 0
+        for name, criterion in self.rules.criteria.items():
+            mine = decisions[k:k + len(criterion.rules)]
+            k += len(criterion.rules)
+            keys = [[_key(attributes[i].get(rule.attribute)) for i in range(len(attributes))]
+                    if isinstance(rule, AttributeRule) else None for rule in criterion.rules]
+            seen: dict[tuple, CriterionResult] = {}
+            for i, lead in enumerate(attributes):
+                key = tuple(d[i] if ks is None else ks[i] for d, ks in zip(mine, keys, strict=True))
+                result = seen.get(key) if None not in key else None
+                if result is None:
+                    result = self._criterion(name, criterion, [d[i] for d in mine], lead)
+                    if None not in key:
+                        seen[key] = result
+                out[i].append(result)
+        return out
+
+    def _rule_decisions(self, rule: AttributeRule | EventRule, attributes: list[dict], owner: np.ndarray,
+                        ts_us: np.ndarray, types: tuple[np.ndarray, np.ndarray], as_of_us: np.ndarray) -> list:
+        """One rule decided for every lead: (status, evidence) or None; an event rule's "no" is ``False``."""
+        if isinstance(rule, AttributeRule):
+            cache: dict = {}
+            out = []
+            for lead in attributes:
+                value = lead.get(rule.attribute)
+                key = _key(value)
+                if key is None:
+                    out.append(rule.decide(value))
+                    continue
+                if key not in cache:
+                    cache[key] = rule.decide(value)
+                out.append(cache[key])
+            return out
+        return self._event_decisions(rule, len(attributes), owner, ts_us, types, as_of_us)
+
+    def _event_decisions(self, rule: EventRule, n: int, owner: np.ndarray, ts_us: np.ndarray,
+                         types: tuple[np.ndarray, np.ndarray], as_of_us: np.ndarray) -> list:
+        """The latest wanted event strictly before each lead's as-of time and within the window, per lead
+        (``types``: each event's code and the names coded)."""
+        moment = as_of_us[owner]
+        code, names = types
+        wanted = np.array([name in rule.events for name in names], dtype=bool)[code]
+        hit = np.flatnonzero(wanted & (ts_us >= moment - rule.within_days * DAY_US) & (ts_us < moment))
+        # the latest hit per lead: by time, and among equal times the last in the given order
+        hit = hit[np.lexsort((hit, ts_us[hit], owner[hit]))]
+        last_of_lead = np.r_[owner[hit][1:] != owner[hit][:-1], True] if hit.size else np.zeros(0, bool)
+        out: list = [False] * n
+        for e in hit[last_of_lead]:
+            lead = int(owner[e])
+            days = (int(as_of_us[lead]) - int(ts_us[e])) / DAY_US
+            ago = "today" if days < 1 else ("1 day ago" if days < 2 else f"{days:.0f} days ago")
+            out[lead] = ("met", f"{self.taxonomy.types[str(names[code[e]])].description} {ago}")
+        return out
+
+    def _criterion(self, name: str, criterion: Criterion, decisions: list, attributes: dict) -> CriterionResult:
+        decisions = [d or None for d in decisions]
         if criterion.combine == "first":
             for decision in decisions:
                 if decision is not None:
                     return CriterionResult(name, criterion.label, *decision)
-            return CriterionResult(name, criterion.label, "unknown", self._undecided(criterion, decisions, facts))
+            return CriterionResult(name, criterion.label, "unknown", self._undecided(criterion, decisions, attributes))
         decided = [d for d in decisions if d is not None]
         failing = [e for s, e in decided if s == "not_met"]
         if failing:
             return CriterionResult(name, criterion.label, "not_met", "; ".join(failing))
         if len(decided) == len(decisions):
             return CriterionResult(name, criterion.label, "met", "; ".join(e for _, e in decided))
-        evidence = "; ".join([*(e for _, e in decided), self._undecided(criterion, decisions, facts)])
+        evidence = "; ".join([*(e for _, e in decided), self._undecided(criterion, decisions, attributes)])
         return CriterionResult(name, criterion.label, "unknown", evidence)
 
-    def _undecided(self, criterion: Criterion, decisions: list, facts: LeadFacts) -> str:
+    def _undecided(self, criterion: Criterion, decisions: list, attributes: dict) -> str:
         """Why the rules that decided nothing did not: a value no rule lists, or nothing recorded."""
         neither, missing = [], []
         for rule, decision in zip(criterion.rules, decisions, strict=True):
             if decision is not None:
                 continue
-            value = facts.attributes.get(rule.attribute) if isinstance(rule, AttributeRule) else None
+            value = attributes.get(rule.attribute) if isinstance(rule, AttributeRule) else None
             if _recorded(value):
                 neither.append(f"{rule.attribute} is {value}, which decides neither way")
             else:
                 missing.append(self._looked_for_rule(rule))
         return "; ".join([*neither, *(["not recorded: " + ", ".join(missing)] if missing else [])])
-
-    def _rule(self, rule: AttributeRule | EventRule, facts: LeadFacts) -> tuple[Status, str] | None:
-        if isinstance(rule, AttributeRule):
-            return rule.decide(facts.attributes.get(rule.attribute))
-        since = facts.as_of_us - rule.within_days * DAY_US
-        wanted = set(rule.events)
-        # events are in time order: walk back from the as-of time to the window's start, latest first
-        lo = int(np.searchsorted(facts.ts_us, since, side="left"))
-        hi = int(np.searchsorted(facts.ts_us, facts.as_of_us, side="left"))
-        last = next((i for i in range(hi - 1, lo - 1, -1) if facts.types[i] in wanted), -1)
-        if last < 0:
-            return None
-        days = (facts.as_of_us - int(facts.ts_us[last])) / DAY_US
-        ago = "today" if days < 1 else ("1 day ago" if days < 2 else f"{days:.0f} days ago")
-        return "met", f"{self.taxonomy.types[str(facts.types[last])].description} {ago}"
 
     @staticmethod
     def _looked_for_rule(rule: AttributeRule | EventRule) -> str:
