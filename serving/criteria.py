@@ -32,14 +32,26 @@ DAY_US = 86_400_000_000
 Status = Literal["met", "not_met", "unknown"]
 
 
-def _key(value: object) -> tuple | None:
-    """A cache key for an attribute value: its type too (1, 1.0 and True are equal keys but read
-    differently in evidence); None for a value that cannot be a key."""
-    try:
-        hash(value)
-    except TypeError:
-        return None
-    return (type(value), value)
+def _attribute_decisions(rule: AttributeRule, attributes: list[dict]) -> tuple[list, list]:
+    """One attribute rule for every lead, decided once per distinct value: (keys, decisions).
+
+    A key holds the value's type too (1, 1.0 and True are equal keys but read differently in the
+    evidence); a value that cannot be a key (a list) is decided alone and keyed None.
+    """
+    cache: dict = {}
+    keys, out = [], []
+    for lead in attributes:
+        value = lead.get(rule.attribute)
+        key = (value.__class__, value)
+        try:
+            decision = cache[key]
+        except KeyError:
+            decision = cache[key] = rule.decide(value)
+        except TypeError:
+            key, decision = None, rule.decide(value)
+        keys.append(key)
+        out.append(decision)
+    return keys, out
 
 
 def _recorded(value: object) -> bool:
@@ -163,43 +175,25 @@ class Criteria:
         # each event's type as a code, so an event rule tests a few codes, not every string
         type_code, names = pd.factorize(types) if types.size else (np.zeros(0, np.int64), [])
         type_code = (type_code, np.asarray(names, dtype=object))
-        decisions = [self._rule_decisions(rule, attributes, owner, ts_us, type_code, as_of_us)
-                     for criterion in self.rules.criteria.values() for rule in criterion.rules]
+        decided = [_attribute_decisions(rule, attributes) if isinstance(rule, AttributeRule) else
+                   (None, self._event_decisions(rule, len(attributes), owner, ts_us, type_code, as_of_us))
+                   for criterion in self.rules.criteria.values() for rule in criterion.rules]
         out: list[list[CriterionResult]] = [[] for _ in attributes]
         k = 0
         for name, criterion in self.rules.criteria.items():
-            mine = decisions[k:k + len(criterion.rules)]
+            mine = decided[k:k + len(criterion.rules)]
             k += len(criterion.rules)
-            keys = [[_key(attributes[i].get(rule.attribute)) for i in range(len(attributes))]
-                    if isinstance(rule, AttributeRule) else None for rule in criterion.rules]
+            # an attribute rule's part of the key is the value (which decides it), an event rule's its decision
+            parts = [decisions if keys is None else keys for keys, decisions in mine]
             seen: dict[tuple, CriterionResult] = {}
-            for i, lead in enumerate(attributes):
-                key = tuple(d[i] if ks is None else ks[i] for d, ks in zip(mine, keys, strict=True))
+            for i, key in enumerate(zip(*parts, strict=True)):
                 result = seen.get(key) if None not in key else None
                 if result is None:
-                    result = self._criterion(name, criterion, [d[i] for d in mine], lead)
+                    result = self._criterion(name, criterion, [d[i] for _, d in mine], attributes[i])
                     if None not in key:
                         seen[key] = result
                 out[i].append(result)
         return out
-
-    def _rule_decisions(self, rule: AttributeRule | EventRule, attributes: list[dict], owner: np.ndarray,
-                        ts_us: np.ndarray, types: tuple[np.ndarray, np.ndarray], as_of_us: np.ndarray) -> list:
-        """One rule decided for every lead: (status, evidence) or None; an event rule's "no" is ``False``."""
-        if isinstance(rule, AttributeRule):
-            cache: dict = {}
-            out = []
-            for lead in attributes:
-                value = lead.get(rule.attribute)
-                key = _key(value)
-                if key is None:
-                    out.append(rule.decide(value))
-                    continue
-                if key not in cache:
-                    cache[key] = rule.decide(value)
-                out.append(cache[key])
-            return out
-        return self._event_decisions(rule, len(attributes), owner, ts_us, types, as_of_us)
 
     def _event_decisions(self, rule: EventRule, n: int, owner: np.ndarray, ts_us: np.ndarray,
                          types: tuple[np.ndarray, np.ndarray], as_of_us: np.ndarray) -> list:
