@@ -32,7 +32,7 @@ from contract.mapping import (
 from contract.tables import INGEST_ORDER, TABLES, TableSpec
 from contract.taxonomy import Taxonomy
 from store.event_store import TABLES as STORE_TABLES
-from store.event_store import EventStore, attributes_table, bulk_insert, leads_table, to_micros
+from store.event_store import EventStore, attributes_table, bulk_insert, insert_events, leads_table, to_micros
 from store.sources import SourceError, read_chunks
 
 
@@ -173,7 +173,9 @@ def _store_chunk(conn: Connection, stage: Table, raw: pd.DataFrame, spec: TableS
     rows = _prepare_rows(mapped.frame, spec)
     rows, dup_issues, n_dup = _dedupe_within_chunk(rows, spec)
     insertable, store_issues, n_known = _check_against_store(conn, stage, rows, spec, ctx.clock_skew)
-    if len(insertable):
+    if len(insertable) and spec.name == "events":
+        insert_events(conn, insertable.drop(columns=["_row"]))  # the rows and each lead's packed record
+    elif len(insertable):
         bulk_insert(conn, STORE_TABLES[spec.name], insertable.drop(columns=["_row"]))
     issues = [i for i in (mapped.issues.assign(kind="invalid"), dup_issues, store_issues) if len(i)]
     return ChunkOutcome(stored=len(insertable), duplicates=n_dup + n_known,
