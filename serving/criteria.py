@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -32,6 +32,9 @@ DAY_US = 86_400_000_000
 Status = Literal["met", "not_met", "unknown"]
 
 
+_UNSEEN = object()
+
+
 def _attribute_decisions(rule: AttributeRule, attributes: list[dict]) -> tuple[list, list]:
     """One attribute rule for every lead, decided once per distinct value: (keys, decisions).
 
@@ -44,11 +47,11 @@ def _attribute_decisions(rule: AttributeRule, attributes: list[dict]) -> tuple[l
         value = lead.get(rule.attribute)
         key = (value.__class__, value)
         try:
-            decision = cache[key]
-        except KeyError:
-            decision = cache[key] = rule.decide(value)
+            decision = cache.get(key, _UNSEEN)
         except TypeError:
             key, decision = None, rule.decide(value)
+        if decision is _UNSEEN:
+            decision = cache[key] = rule.decide(value)
         keys.append(key)
         out.append(decision)
     return keys, out
@@ -141,6 +144,16 @@ class Criteria:
         self.text = text  # the rule file as written: kept in the score log under its version
         self.version = None if text is None else rules_version(text)
 
+    @cached_property
+    def _wanted_by(self) -> dict[str, int]:
+        """Event type -> the event rules that look for it, one bit per event rule in file order."""
+        bits: dict[str, int] = {}
+        rules = [r for c in self.rules.criteria.values() for r in c.rules if isinstance(r, EventRule)]
+        for k, rule in enumerate(rules):
+            for t in rule.events:
+                bits[t] = bits.get(t, 0) | (1 << k)
+        return bits
+
     @classmethod
     def load(cls, path: Path | None, taxonomy: Taxonomy) -> Criteria:
         path = path or DEFAULT_RULES
@@ -172,12 +185,16 @@ class Criteria:
         rules are array operations over all the batch's events, and an attribute rule -- like the
         combination of a criterion's rules -- is decided once per distinct value in the batch.
         """
-        # each event's type as a code, so an event rule tests a few codes, not every string
-        type_code, names = pd.factorize(types) if types.size else (np.zeros(0, np.int64), [])
-        type_code = (type_code, np.asarray(names, dtype=object))
+        # one pass over the events: which event rules want each one (a bit per rule), so a rule's
+        # candidates are one array test; a dict, since for the ~50 events of one lead array set-up costs more
+        wanted_by = self._wanted_by
+        bits = np.fromiter((wanted_by.get(t, 0) for t in types), dtype=np.int64, count=len(types))
+        rules = [rule for criterion in self.rules.criteria.values() for rule in criterion.rules]
+        event_bit = {id(rule): 1 << k for k, rule in enumerate(r for r in rules if isinstance(r, EventRule))}
         decided = [_attribute_decisions(rule, attributes) if isinstance(rule, AttributeRule) else
-                   (None, self._event_decisions(rule, len(attributes), owner, ts_us, type_code, as_of_us))
-                   for criterion in self.rules.criteria.values() for rule in criterion.rules]
+                   (None, self._event_decisions(rule, len(attributes), owner, ts_us, types,
+                                                np.flatnonzero(bits & event_bit[id(rule)]), as_of_us))
+                   for rule in rules]
         out: list[list[CriterionResult]] = [[] for _ in attributes]
         k = 0
         for name, criterion in self.rules.criteria.items():
@@ -195,23 +212,26 @@ class Criteria:
                 out[i].append(result)
         return out
 
-    def _event_decisions(self, rule: EventRule, n: int, owner: np.ndarray, ts_us: np.ndarray,
-                         types: tuple[np.ndarray, np.ndarray], as_of_us: np.ndarray) -> list:
+    def _event_decisions(self, rule: EventRule, n: int, owner: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
+                         hit: np.ndarray, as_of_us: np.ndarray) -> list:
         """The latest wanted event strictly before each lead's as-of time and within the window, per lead
-        (``types``: each event's code and the names coded)."""
-        moment = as_of_us[owner]
-        code, names = types
-        wanted = np.array([name in rule.events for name in names], dtype=bool)[code]
-        hit = np.flatnonzero(wanted & (ts_us >= moment - rule.within_days * DAY_US) & (ts_us < moment))
-        # the latest hit per lead: by time, and among equal times the last in the given order
-        hit = hit[np.lexsort((hit, ts_us[hit], owner[hit]))]
-        last_of_lead = np.r_[owner[hit][1:] != owner[hit][:-1], True] if hit.size else np.zeros(0, bool)
+        (``hit``: the positions of the events of a type the rule looks for)."""
         out: list = [False] * n
-        for e in hit[last_of_lead]:
+        if not hit.size:
+            return out
+        moment = as_of_us[owner[hit]]
+        hit = hit[(ts_us[hit] >= moment - rule.within_days * DAY_US) & (ts_us[hit] < moment)]
+        if hit.size > 1:
+            # the latest hit per lead: by time, and among equal times the last in the given order
+            hit = hit[np.lexsort((hit, ts_us[hit], owner[hit]))]
+            last_of_lead = np.ones(hit.size, dtype=bool)
+            np.not_equal(owner[hit][1:], owner[hit][:-1], out=last_of_lead[:-1])
+            hit = hit[last_of_lead]
+        for e in hit:
             lead = int(owner[e])
             days = (int(as_of_us[lead]) - int(ts_us[e])) / DAY_US
             ago = "today" if days < 1 else ("1 day ago" if days < 2 else f"{days:.0f} days ago")
-            out[lead] = ("met", f"{self.taxonomy.types[str(names[code[e]])].description} {ago}")
+            out[lead] = ("met", f"{self.taxonomy.types[str(types[e])].description} {ago}")
         return out
 
     def _criterion(self, name: str, criterion: Criterion, decisions: list, attributes: dict) -> CriterionResult:
