@@ -28,6 +28,8 @@ def rules_version(text: str) -> str:
     """A content version of a rule file: the same rules give the same version, in the score log too."""
     return "rules-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 DAY_US = 86_400_000_000
+MAX_EVENT_RULES = 62
+"""Event rules are told apart by one bit of an int64 per event while a batch is evaluated."""
 
 Status = Literal["met", "not_met", "unknown"]
 
@@ -164,6 +166,9 @@ class Criteria:
             raise CriteriaError(f"{path}: cannot read the criteria rules: {exc}") from exc
         except ValidationError as exc:
             raise CriteriaError(f"{path}: invalid criteria rules: {describe(exc)}") from exc
+        n_event_rules = sum(isinstance(r, EventRule) for c in rules.criteria.values() for r in c.rules)
+        if n_event_rules > MAX_EVENT_RULES:
+            raise CriteriaError(f"{path}: {n_event_rules} event rules; at most {MAX_EVENT_RULES} (one bit each)")
         for name, criterion in rules.criteria.items():
             for rule in criterion.rules:
                 unknown = [t for t in getattr(rule, "events", []) if t not in taxonomy.types]

@@ -75,6 +75,8 @@ def test_numeric_ranges(tmp_path, taxonomy) -> None:  # noqa: ANN001
     ({"criteria": {"need": {"label": "Need", "rules": [{"attribute": "need"}]}}}, "needs met values or a min/max"),
     ({"criteria": {"need": {"label": "Need", "rules": [{"events": ["chat"], "within_days": -1}]}}}, "within_days"),
     ({"criteria": {"need": {"rules": [{"attribute": "need", "met": ["yes"]}]}}}, "label"),
+    ({"criteria": {"need": {"label": "Need", "rules": [{"events": ["demo_request"], "within_days": d}
+                                                       for d in range(1, 64)]}}}, "63 event rules; at most 62"),
 ])
 def test_a_broken_rule_file_names_the_file_and_the_rule(tmp_path, taxonomy, content: dict, words: str) -> None:  # noqa: ANN001
     path = write_yaml(tmp_path / "rules.yaml", content)
