@@ -147,14 +147,20 @@ class Criteria:
         self.version = None if text is None else rules_version(text)
 
     @cached_property
+    def _rules_and_bits(self) -> list[tuple[AttributeRule | EventRule, int | None]]:
+        """Every rule in file order with its bit (event rules; None for attribute rules)."""
+        rules = [r for c in self.rules.criteria.values() for r in c.rules]
+        bits = iter(1 << k for k in range(len(rules)))
+        return [(r, next(bits) if isinstance(r, EventRule) else None) for r in rules]
+
+    @cached_property
     def _wanted_by(self) -> dict[str, int]:
-        """Event type -> the event rules that look for it, one bit per event rule in file order."""
-        bits: dict[str, int] = {}
-        rules = [r for c in self.rules.criteria.values() for r in c.rules if isinstance(r, EventRule)]
-        for k, rule in enumerate(rules):
-            for t in rule.events:
-                bits[t] = bits.get(t, 0) | (1 << k)
-        return bits
+        """Event type -> the event rules that look for it (their bits or-ed)."""
+        wanted: dict[str, int] = {}
+        for rule, bit in self._rules_and_bits:
+            for t in getattr(rule, "events", ()):
+                wanted[t] = wanted.get(t, 0) | bit
+        return wanted
 
     @classmethod
     def load(cls, path: Path | None, taxonomy: Taxonomy) -> Criteria:
@@ -194,12 +200,10 @@ class Criteria:
         # candidates are one array test; a dict, since for the ~50 events of one lead array set-up costs more
         wanted_by = self._wanted_by
         bits = np.fromiter((wanted_by.get(t, 0) for t in types), dtype=np.int64, count=len(types))
-        rules = [rule for criterion in self.rules.criteria.values() for rule in criterion.rules]
-        event_bit = {id(rule): 1 << k for k, rule in enumerate(r for r in rules if isinstance(r, EventRule))}
-        decided = [_attribute_decisions(rule, attributes) if isinstance(rule, AttributeRule) else
+        decided = [_attribute_decisions(rule, attributes) if bit is None else
                    (None, self._event_decisions(rule, len(attributes), owner, ts_us, types,
-                                                np.flatnonzero(bits & event_bit[id(rule)]), as_of_us))
-                   for rule in rules]
+                                                np.flatnonzero(bits & bit), as_of_us))
+                   for rule, bit in self._rules_and_bits]
         out: list[list[CriterionResult]] = [[] for _ in attributes]
         k = 0
         for name, criterion in self.rules.criteria.items():
