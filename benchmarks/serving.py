@@ -4,7 +4,7 @@ A generated store (leads topped up to about 50 events each) and a model trained 
 real service is started on 127.0.0.1 with an API key and measured:
 
 - p50_ms / p99_ms: /score for one lead by id, 2,000 sequential requests on one keep-alive connection;
-- rps_16: requests per second with 16 concurrent clients for 20 seconds (``failed`` counts every
+- rps_16: requests per second with 16 concurrent clients for 10 seconds (``failed`` counts every
   non-200 answer or connection error over the whole run);
 - inprocess_p50_ms: the same scoring without HTTP (store read, features, model, reasons, trend,
   criteria), so ``http_overhead_ratio`` shows what the service layer costs;
@@ -14,10 +14,16 @@ real service is started on 127.0.0.1 with an API key and measured:
 - treeshap_leads_per_s: LightGBM's own exact per-feature contributions (the reasons' TreeSHAP) for
   the same 1,000 leads on all cores and nothing else: the ceiling for any batch with reasons;
 - score_log_p50_ratio: /score p50 with the score log on over off: a second service without the log
-  runs beside the first, and requests alternate between the two, so both see the same machine load.
+  runs beside the first, and requests alternate between the two, so both see the same machine load;
+- bare_p50_ms / bare_p99_ms / bare_rps_16: the same measurements on a trivial BentoML service
+  (benchmarks/bare_service.py, same workers, same load generator): the floor the service sits on;
+- batch_vs_treeshap: batch_leads_per_s over treeshap_leads_per_s (the target is at least 0.8).
+
+Every figure is the median of REPEATS repetitions inside the run (p50/p99: the median of three
+runs' percentiles), so one noisy moment does not decide.
 
 The load generator runs on the same two cores as the service, so rps_16 is a floor.
-Usage: python benchmarks/serving.py [--leads 20000] [--workers 2] [--seconds 20]. Last line: JSON.
+Usage: python benchmarks/serving.py [--leads 20000] [--workers 2] [--seconds 10]. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -84,8 +90,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(env: dict, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host",
+REPEATS = 3
+
+
+def _start(env: dict, port: int, log: Path, service: str = "serving.service:ProspectService") -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", service, "--host",
                              "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT)], env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.time() + 120
@@ -136,6 +145,31 @@ async def _load(port: int, ids: list[str], clients: int, seconds: float) -> tupl
     return done, failed
 
 
+def _measure(port: int, ids: list[str], requests: int, seconds: float) -> dict:
+    """p50/p99 of sequential /score calls and 16-client throughput, each the median of REPEATS runs."""
+    failed = 0
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    for i in ids[:100]:  # warm every worker
+        failed += _post(conn, "/score", {"lead_id": i, "as_of": AS_OF})[0] != 200
+    p50, p99, rps = [], [], []
+    for _ in range(REPEATS):
+        latencies = []
+        for k in range(requests):
+            t0 = time.perf_counter()
+            status, _ = _post(conn, "/score", {"lead_id": ids[k % len(ids)], "as_of": AS_OF})
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            failed += status != 200
+        p50.append(float(np.median(latencies)))
+        p99.append(float(np.percentile(latencies, 99)))
+    conn.close()
+    for _ in range(REPEATS):
+        done, load_failed = asyncio.run(_load(port, ids, 16, seconds))
+        rps.append(done / seconds)
+        failed += load_failed
+    return {"p50_ms": float(np.median(p50)), "p99_ms": float(np.median(p99)), "rps_16": float(np.median(rps)),
+            "failed": failed}
+
+
 def _alternate(ports: tuple[int, int], ids: list[str], n: int) -> tuple[list[float], list[float]]:
     """Sequential /score latencies on two services, one request each in turn."""
     conns = [http.client.HTTPConnection("127.0.0.1", p) for p in ports]
@@ -156,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=20_000, help="Leads to generate.")
     parser.add_argument("--workers", type=int, default=2, help="Service worker processes.")
-    parser.add_argument("--seconds", type=float, default=20.0, help="Length of the concurrent load.")
+    parser.add_argument("--seconds", type=float, default=10.0, help="Length of each concurrent load run.")
     parser.add_argument("--requests", type=int, default=2000, help="Sequential requests for the latencies.")
     args = parser.parse_args()
     taxonomy = load_taxonomy()
@@ -180,45 +214,47 @@ def main() -> None:
         moment = pd.Timestamp(AS_OF)
         for i in ids[:50]:
             scorer.score_stored_lead(store, i, moment)  # warm up the compiled scan
-        batch_inprocess = []
-        for _ in range(3):
+        batch_inprocess, quick_inprocess = [], []
+        for _ in range(REPEATS):
             t0 = time.perf_counter()
             scorer.score_stored_leads(store, ids, moment)
             batch_inprocess.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            scorer.score_stored_leads(store, ids, moment, reasons=False)
+            quick_inprocess.append(time.perf_counter() - t0)
         booster = scorer.bundle.booster
         leads, owner, events = store.leads_with_events(ids)
         matrix = scorer.bundle.vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel,
                                                           np.arange(len(leads)), np.full(len(leads), AS_OF_US))
         treeshap_s = []
-        for _ in range(3):
+        for _ in range(REPEATS):
             t0 = time.perf_counter()
             booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)
             treeshap_s.append(time.perf_counter() - t0)
         inprocess = []
-        for k in range(args.requests):
-            t0 = time.perf_counter()
-            scorer.score_stored_lead(store, ids[k % len(ids)], moment)
-            inprocess.append((time.perf_counter() - t0) * 1e3)
+        for _ in range(REPEATS):
+            one = []
+            for k in range(args.requests):
+                t0 = time.perf_counter()
+                scorer.score_stored_lead(store, ids[k % len(ids)], moment)
+                one.append((time.perf_counter() - t0) * 1e3)
+            inprocess.append((float(np.median(one)), float(np.percentile(one, 99))))
 
+        bare_port = _free_port()
+        bare = _start(env, bare_port, folder / "bare.log", "benchmarks.bare_service:Bare")
+        try:
+            floor = _measure(bare_port, ids, args.requests, args.seconds)
+        finally:
+            bare.terminate()
+            bare.wait(timeout=30)
         port = _free_port()
         proc = _start(env, port, folder / "serve.log")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port)
-            failed = 0
-            for i in ids[:100]:  # warm every worker
-                failed += _post(conn, "/score", {"lead_id": i, "as_of": AS_OF})[0] != 200
-            latencies = []
-            for k in range(args.requests):
-                t0 = time.perf_counter()
-                status, _ = _post(conn, "/score", {"lead_id": ids[k % len(ids)], "as_of": AS_OF})
-                latencies.append((time.perf_counter() - t0) * 1e3)
-                failed += status != 200
-            conn.close()
-            done, load_failed = asyncio.run(_load(port, ids, 16, args.seconds))
-            failed += load_failed
+            served = _measure(port, ids, args.requests, args.seconds)
+            failed = served["failed"]
             conn = http.client.HTTPConnection("127.0.0.1", port)  # the idle one was closed by the server
             batch_s, quick_s = [], []
-            for _ in range(5):
+            for _ in range(max(REPEATS, 5)):
                 t0 = time.perf_counter()
                 status, body = _post(conn, "/score_batch", {"lead_ids": ids, "as_of": AS_OF})
                 batch_s.append(time.perf_counter() - t0)
@@ -226,7 +262,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 status, body = _post(conn, "/score_batch", {"lead_ids": ids, "as_of": AS_OF, "reasons": False})
                 quick_s.append(time.perf_counter() - t0)
-                failed += status != 200
+                failed += status != 200 or len(json.loads(body)["scores"]) != len(ids)
             conn.close()
             off_port = _free_port()
             off = _start({**env, "PROSPECT_SCORE_LOG": "0"}, off_port, folder / "serve-no-log.log")
@@ -242,27 +278,38 @@ def main() -> None:
         logged = ScoreLog(store).count()
         store.close()
 
-    p50 = float(np.median(latencies))
+    p50 = served["p50_ms"]
+    inprocess_p50 = float(np.median([a for a, _ in inprocess]))
+    batch_per_s = len(ids) / float(np.median(batch_s))
+    treeshap_per_s = len(ids) / float(np.median(treeshap_s))
     result = {
         "workers": args.workers,
         "events_per_scored_lead": round(float(n_events), 1),
         "p50_ms": round(p50, 3),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
-        "rps_16": round(done / args.seconds, 1),
+        "p99_ms": round(served["p99_ms"], 3),
+        "rps_16": round(served["rps_16"], 1),
         "failed": int(failed),
-        "inprocess_p50_ms": round(float(np.median(inprocess)), 3),
-        "inprocess_p99_ms": round(float(np.percentile(inprocess, 99)), 3),
-        "http_overhead_ratio": round(p50 / float(np.median(inprocess)), 2),
-        "batch_leads_per_s": round(len(ids) / float(np.median(batch_s))),
+        "bare_p50_ms": round(floor["p50_ms"], 3),
+        "bare_p99_ms": round(floor["p99_ms"], 3),
+        "bare_rps_16": round(floor["rps_16"], 1),
+        "bare_failed": int(floor["failed"]),
+        "inprocess_p50_ms": round(inprocess_p50, 3),
+        "inprocess_p99_ms": round(float(np.median([b for _, b in inprocess])), 3),
+        "http_overhead_ratio": round(p50 / inprocess_p50, 2),
+        "batch_leads_per_s": round(batch_per_s),
         "batch_no_reasons_leads_per_s": round(len(ids) / float(np.median(quick_s))),
         "inprocess_batch_leads_per_s": round(len(ids) / float(np.median(batch_inprocess))),
-        "treeshap_leads_per_s": round(len(ids) / float(np.median(treeshap_s))),
+        "inprocess_batch_no_reasons_leads_per_s": round(len(ids) / float(np.median(quick_inprocess))),
+        "treeshap_leads_per_s": round(treeshap_per_s),
+        "batch_vs_treeshap": round(batch_per_s / treeshap_per_s, 3),
         "model_trees": booster.num_trees(),
         "score_log_on_p50_ms": round(float(np.median(log_on)), 3),
         "score_log_off_p50_ms": round(float(np.median(log_off)), 3),
         "score_log_p50_ratio": round(float(np.median(log_on)) / float(np.median(log_off)), 3),
         "score_log_entries": logged,
     }
+    print(f"bare BentoML floor: p50 {result['bare_p50_ms']} ms, p99 {result['bare_p99_ms']} ms, 16 clients: "
+          f"{result['bare_rps_16']} req/s")
     print(f"one lead by id over HTTP: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; in-process p50 "
           f"{result['inprocess_p50_ms']} ms; 16 clients: {result['rps_16']} req/s; batch of 1,000: "
           f"{result['batch_leads_per_s']:,} leads/s ({result['batch_no_reasons_leads_per_s']:,} without reasons; "

@@ -185,8 +185,9 @@ class Scorer:
                                    probabilities=p[:1])[0]
         self._add_trend([scored], p[1:], np.array([lead["created_at_us"]]), both[1:])
         then = lead if history is None else values_as_of(lead, history, as_of_us)
-        self._add_criteria([scored], [then], [(np.asarray(ts_us, np.int64), np.asarray(types, dtype=object))],
-                           [as_of_us])
+        ts_us = np.asarray(ts_us, np.int64)
+        self._add_criteria([scored], [then], np.zeros(ts_us.size, np.int64), ts_us, np.asarray(types, dtype=object),
+                           as_of_us)
         return scored
 
     def score_stored_lead(self, store: EventStore, lead_id: str, as_of: pd.Timestamp) -> Scored:
@@ -229,15 +230,13 @@ class Scorer:
                                 reasons, p[:n])
         self._add_trend(out, p[n:], np.array([lead["created_at_us"] for lead in leads]), moments[n:])
         if self.criteria is not None:
-            bounds = np.searchsorted(owner, np.arange(n + 1), side="left")
             # the store gives history by lead: each lead's rows are one run
             cuts = np.flatnonzero(history.lead_id[1:] != history.lead_id[:-1]) + 1
             runs = {history.lead_id[a]: slice(a, b) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(history)])
                     if b > a}
             then = [values_as_of(lead, history.take(runs[lead["lead_id"]]), as_of_us) if lead["lead_id"] in runs
                     else lead for lead in leads]
-            self._add_criteria(out, then, [(events.ts_us[a:b], events.type[a:b]) for a, b in zip(bounds, bounds[1:])],
-                               [as_of_us] * n)
+            self._add_criteria(out, then, owner, events.ts_us, events.type, as_of_us)
         return BatchScores(out, unknown, later)
 
     def _add_trend(self, scored: list[Scored], earlier_p: np.ndarray, created_us: np.ndarray,
@@ -251,10 +250,12 @@ class Scorer:
             change = s.score - s.score_week_ago
             s.trend = "improving" if change >= TREND_POINTS else "fading" if change <= -TREND_POINTS else "steady"
 
-    def _add_criteria(self, scored: list[Scored], leads: list[dict], events: list[tuple[np.ndarray, np.ndarray]],
-                      as_of_us: list[int]) -> None:
+    def _add_criteria(self, scored: list[Scored], leads: list[dict], owner: np.ndarray, ts_us: np.ndarray,
+                      types: np.ndarray, as_of_us: int) -> None:
+        """The explicit criteria of every lead at ``as_of_us`` (``owner``: each event's position in ``leads``)."""
         if self.criteria is None:
             return
-        for s, lead, (ts, types), moment in zip(scored, leads, events, as_of_us, strict=True):
-            s.criteria = self.criteria.evaluate(LeadFacts(lead, ts, types, moment))
+        moments = np.full(len(leads), as_of_us, np.int64)
+        for s, results in zip(scored, self.criteria.evaluate_many(leads, owner, ts_us, types, moments), strict=True):
+            s.criteria = results
             s.rules_version = self.criteria.version

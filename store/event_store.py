@@ -26,12 +26,14 @@ from sqlalchemy import (
     Dialect,
     Engine,
     Index,
+    LargeBinary,
     MetaData,
     Select,
     String,
     Table,
     Text,
     bindparam,
+    delete,
     create_engine,
     event,
     func,
@@ -39,6 +41,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import OperationalError
+
+from store.packed import merge_order, pack, unpack_many
 
 metadata = MetaData()
 
@@ -99,6 +103,16 @@ history_table = Table(
     Index("ix_history_lead_time", "lead_id", "recorded_at"),
 )
 
+packed_events_table = Table(
+    "lead_events_packed",
+    metadata,
+    Column("lead_id", String, primary_key=True),
+    Column("n", BigInteger, nullable=False, doc="How many events the record holds."),
+    Column("blob", LargeBinary, nullable=False, doc="The lead's events packed by store.packed, in time order."),
+)
+"""Derived from the events table, one row per lead with events: what batch scoring reads. Written only
+by :func:`insert_events`, in the transaction that writes the event rows."""
+
 TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table, "history": history_table}
 
 
@@ -145,6 +159,79 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Mapping[st
 def _insert_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> tuple[str, tuple[str, ...] | None]:
     compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
     return str(compiled), None if compiled.positiontup is None else tuple(compiled.positiontup)
+
+
+PACKED_IN_CHUNK = 900
+"""Lead ids per IN list when packed records are read or replaced (old SQLite allows 999 parameters)."""
+
+
+def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
+    """Insert event rows (store columns, ``ts`` in UTC microseconds; a frame or columns of plain
+    arrays) and rewrite the packed record of every lead they touch, inside the caller's
+    transaction: the records never differ from the rows."""
+    def column(name: str) -> np.ndarray:
+        return rows[name].to_numpy(dtype=object) if isinstance(rows, pd.DataFrame) else np.asarray(rows[name], object)
+
+    lead = column("lead_id")
+    if not lead.size:
+        return
+    bulk_insert(conn, events_table, rows)
+    channel = column("channel") if "channel" in rows else np.full(lead.size, None, dtype=object)
+    ids = list(dict.fromkeys(lead.tolist()))
+    stored_ids, counts, blobs = [], [], []
+    for lo in range(0, len(ids), PACKED_IN_CHUNK):
+        chunk = ids[lo:lo + PACKED_IN_CHUNK]
+        for lead_id, n, blob in _fetch_tuples(conn, select(
+                packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
+                .where(packed_events_table.c.lead_id.in_(chunk))):
+            stored_ids.append(lead_id)
+            counts.append(int(n))
+            blobs.append(blob)
+        conn.execute(delete(packed_events_table).where(packed_events_table.c.lead_id.in_(chunk)))
+    ts, types, channels = unpack_many(counts, blobs)
+    new_channels = np.where(pd.isna(channel), None, channel).astype(object)
+    _write_packed(conn, np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
+                  np.concatenate([ts, column("ts").astype(np.int64)]),
+                  np.concatenate([types, column("type")]),
+                  np.concatenate([channels, new_channels]))
+
+
+def _write_packed(conn: Connection, lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
+                  ) -> int:
+    """Insert the packed record of each lead in ``lead`` from all of its events (stored ones first)."""
+    ids, code = np.unique(lead.astype(str), return_inverse=True)
+    order = merge_order(code, ts)
+    code, ts, types, channels = code[order], ts[order], types[order], channels[order]
+    bounds = np.searchsorted(code, np.arange(ids.size + 1), side="left")
+    blobs = [pack(ts[a:b], types[a:b].tolist(), channels[a:b].tolist()) for a, b in zip(bounds, bounds[1:])]
+    bulk_insert(conn, packed_events_table, pd.DataFrame({"lead_id": ids.astype(object), "n": np.diff(bounds),
+                                                         "blob": blobs}))
+    return int(ids.size)
+
+
+def _rebuild_packed(conn: Connection) -> int:
+    conn.execute(delete(packed_events_table))
+    # no ORDER BY: the rows come in the order they were stored, which breaks ties between equal times
+    rows = _fetch_tuples(conn, select(events_table.c.lead_id, events_table.c.ts, events_table.c.type,
+                                      events_table.c.channel))
+    if not rows:
+        return 0
+    lead, ts, types, channels = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
+    return _write_packed(conn, lead, ts.astype(np.int64), types, channels)
+
+
+def _build_packed_if_missing(engine: Engine) -> None:
+    """A store with events but no packed records was written before they existed: build them once."""
+    with engine.connect() as conn:
+        has_events = conn.execute(select(events_table.c.event_id).limit(1)).first() is not None
+        has_packed = conn.execute(select(packed_events_table.c.lead_id).limit(1)).first() is not None
+    if not has_events or has_packed:
+        return
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            if conn.execute(select(packed_events_table.c.lead_id).limit(1)).first() is None:
+                _rebuild_packed(conn)
 
 
 SQLITE_BUSY_SECONDS = 30.0
@@ -240,6 +327,7 @@ class EventStore:
                 event.listen(self._engine, "begin", _sqlite_begin)
             with self._write_lock:
                 metadata.create_all(self._engine)
+                _build_packed_if_missing(self._engine)
         return self._engine
 
     def close(self) -> None:
@@ -330,27 +418,44 @@ class EventStore:
 
         Returns the known leads (as :meth:`lead` gives them, in request order; unknown ids are simply
         absent), then for each event the position of its lead in that list, then the events; events
-        are ordered by that position and by time.
+        are ordered by that position and by time. The events come from each lead's packed record (one
+        row a lead, not ~50), which :func:`insert_events` keeps equal to the event rows.
         """
         ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
-            found = {r[0]: r for r in conn.execute(
-                select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source,
-                       leads_table.c.attributes).where(leads_table.c.lead_id.in_(ids)))}
-            # tens of thousands of event rows: the driver's tuples, not SQLAlchemy Row objects (4x faster)
-            with _collector_paused():
-                rows = _fetch_tuples(conn, select(events_table.c.lead_id, events_table.c.ts, events_table.c.type,
-                                                  events_table.c.channel).where(events_table.c.lead_id.in_(list(found))))
-                columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
-        leads = [_lead_dict(*found[i]) for i in ids if i in found]
-        position = {lead["lead_id"]: k for k, lead in enumerate(leads)}
-        owner = np.fromiter((position[i] for i in columns[0]), dtype=np.int64, count=len(rows))
-        ts = np.fromiter(columns[1], dtype=np.int64, count=len(rows))
-        # sorted here, not in SQL: with ORDER BY, SQLite walks the whole (lead_id, ts) index instead of
-        # looking up each id, which made a 1,000-lead read five times slower
-        order = np.lexsort((ts, owner))
-        return leads, owner[order], LeadEvents(ts[order], np.array(columns[2], dtype=object)[order],
-                                               np.array(columns[3], dtype=object)[order])
+            found = {r[0]: r for r in _rows_of_leads(conn, _LEAD_ROWS, leads_table.c.lead_id, ids)}
+            packed = {r[0]: r for r in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id,
+                                                      list(found))}
+        known = [found[i] for i in ids if i in found]
+        # one JSON document for all the leads' attributes: a thousand json.loads calls cost twice as much
+        attributes = json.loads("[" + ",".join(r[3] for r in known) + "]")
+        leads = [{"lead_id": r[0], "created_at_us": int(r[1]), "source": r[2], **a}
+                 for r, a in zip(known, attributes, strict=True)]
+        rows = [(k, packed[lead["lead_id"]]) for k, lead in enumerate(leads) if lead["lead_id"] in packed]
+        counts = [int(r[1]) for _, r in rows]
+        owner = np.repeat(np.array([k for k, _ in rows], dtype=np.int64), counts)
+        ts, types, channels = unpack_many(counts, [r[2] for _, r in rows])
+        return leads, owner, LeadEvents(ts, types, channels)
+
+    def leads_with_event_rows(self, lead_ids: list[str]) -> tuple[list[dict], np.ndarray, LeadEvents]:
+        """What :meth:`leads_with_events` gives, read from the event rows themselves (the source of truth
+        the packed records are checked against)."""
+        leads = [lead for lead in (self.lead(i) for i in dict.fromkeys(lead_ids)) if lead is not None]
+        parts = [self.lead_events(lead["lead_id"]) for lead in leads]
+        owner = np.repeat(np.arange(len(leads), dtype=np.int64), [len(e) for e in parts])
+        if not parts:
+            return leads, owner, LeadEvents(np.empty(0, np.int64), np.empty(0, dtype=object),
+                                            np.empty(0, dtype=object))
+        return leads, owner, LeadEvents(*(np.concatenate([getattr(e, f) for e in parts])
+                                          for f in ("ts_us", "type", "channel")))
+
+    def rebuild_packed(self) -> int:
+        """Rebuild every lead's packed record from the event rows; returns how many leads have one.
+
+        Done once on opening a store written before the packed records existed; safe to run again.
+        """
+        with self.transaction() as conn:
+            return _rebuild_packed(conn)
 
     def _hot_sql(self) -> tuple[tuple[str, bool], tuple[str, bool]]:
         """The single-lead queries compiled once for this engine's driver: (SQL, positional?)."""
@@ -383,7 +488,7 @@ class EventStore:
                 finally:
                     cursor.close()
             else:
-                rows = _fetch_tuples(conn, _HISTORY_COLUMNS.where(history_table.c.lead_id.in_(ids)))
+                rows = _rows_of_leads(conn, _HISTORY_COLUMNS, history_table.c.lead_id, ids)
         if not rows:
             empty = np.empty(0, dtype=object)
             return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
@@ -448,9 +553,34 @@ def _fetch_tuples(conn: Connection, statement: Select) -> list[tuple]:
         cursor.close()
 
 
+def _rows_of_leads(conn: Connection, statement: Select, column: Column, ids: list[str]) -> list[tuple]:
+    """Rows of ``statement`` whose ``column`` is one of ``ids``, as the driver's plain tuples.
+
+    On SQLite the ids travel as one JSON array (``IN (SELECT value FROM json_each(?))``, the SQL
+    compiled once): rendering a thousand bound parameters took longer than running the query.
+    """
+    if conn.dialect.name != "sqlite":
+        return _fetch_tuples(conn, statement.where(column.in_(ids)))
+    key = (id(statement), column.key)
+    if key not in _ID_LIST_SQL:
+        listed = func.json_each(bindparam("ids")).table_valued("value")
+        _ID_LIST_SQL[key] = str(statement.where(column.in_(select(listed.c.value))).compile(dialect=conn.dialect))
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(_ID_LIST_SQL[key], (json.dumps(ids),))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+_ID_LIST_SQL: dict[tuple[int, str], str] = {}
+
 _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
                           history_table.c.recorded_at)
 _LEAD_HISTORY = _HISTORY_COLUMNS.where(history_table.c.lead_id == bindparam("lead_id"))
+
+_LEAD_ROWS = select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes)
+_PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
 
 _LEAD = select(leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes).where(
     leads_table.c.lead_id == bindparam("lead_id"))

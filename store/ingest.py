@@ -35,7 +35,7 @@ from contract.mapping import (
 from contract.tables import INGEST_ORDER, TABLES, TableSpec
 from contract.taxonomy import Taxonomy
 from store.event_store import TABLES as STORE_TABLES
-from store.event_store import EventStore, attributes_table, bulk_insert, leads_table, to_micros
+from store.event_store import EventStore, attributes_table, bulk_insert, insert_events, leads_table, to_micros
 from store.sources import SourceError, read_chunks
 
 
@@ -224,8 +224,13 @@ def _store_rows(conn: Connection, rows: Rows, spec: TableSpec, clock_skew: timed
 
 
 def _insert_rows(conn: Connection, spec: TableSpec, rows: Rows) -> None:
-    """The one place where ingestion writes rows (events included: file ingest and the API alike)."""
-    bulk_insert(conn, STORE_TABLES[spec.name], rows.columns)
+    """The one place where ingestion writes rows (events included: file ingest and the API alike).
+
+    Events also rewrite the packed record of each lead they touch, in the same transaction."""
+    if spec.name == "events":
+        insert_events(conn, rows.columns)
+    else:
+        bulk_insert(conn, STORE_TABLES[spec.name], rows.columns)
 
 
 class RecordsRejected(ValueError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from serving.criteria import DAY_US, Criteria, CriteriaError, LeadFacts
 from tests.conftest import write_yaml
@@ -73,9 +75,64 @@ def test_numeric_ranges(tmp_path, taxonomy) -> None:  # noqa: ANN001
     ({"criteria": {"need": {"label": "Need", "rules": [{"attribute": "need"}]}}}, "needs met values or a min/max"),
     ({"criteria": {"need": {"label": "Need", "rules": [{"events": ["chat"], "within_days": -1}]}}}, "within_days"),
     ({"criteria": {"need": {"rules": [{"attribute": "need", "met": ["yes"]}]}}}, "label"),
+    ({"criteria": {"need": {"label": "Need", "rules": [{"events": ["demo_request"], "within_days": d}
+                                                       for d in range(1, 64)]}}}, "63 event rules; at most 62"),
 ])
 def test_a_broken_rule_file_names_the_file_and_the_rule(tmp_path, taxonomy, content: dict, words: str) -> None:  # noqa: ANN001
     path = write_yaml(tmp_path / "rules.yaml", content)
     with pytest.raises(CriteriaError) as caught:
         Criteria.load(path, taxonomy)
     assert str(path) in str(caught.value) and words in str(caught.value)
+
+
+VALUES = st.sampled_from([None, float("nan"), "", "yes", "no", "vp", "none", "decision_maker", "software", "retail",
+                          "51-200", "NL", "it", "<3 months", ">6 months", 1, 1.0, True, 150.0])
+RULE_EVENTS = ["demo_request", "quote_request", "trial_signup", "intake_call", "page_view"]
+lead_strategy = st.fixed_dictionaries({}, optional={name: VALUES for name in (
+    "budget", "authority", "role", "need", "timeline", "industry", "company_size", "function", "country")})
+events_strategy = st.lists(st.tuples(st.floats(-5, 90, allow_nan=False), st.sampled_from(RULE_EVENTS)), max_size=12)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(leads=st.lists(st.tuples(lead_strategy, events_strategy, st.integers(-3, 3)), min_size=1, max_size=8),
+       shuffle_seed=st.integers(0, 2**32 - 1))
+def test_a_batch_decides_each_lead_as_it_would_alone(taxonomy, leads, shuffle_seed) -> None:  # noqa: ANN001
+    """Column-wise evaluation over a batch (events of all leads interleaved in any order, one as-of time
+    per lead, values shared between leads) gives each lead what evaluating it alone gives."""
+    criteria = Criteria.load(None, taxonomy)
+    alone = []
+    owner, ts, types, moments = [], [], [], []
+    for k, (attributes, events, shift) in enumerate(leads):
+        lead = facts(attributes, events)
+        lead = LeadFacts(attributes, lead.ts_us, lead.types, AS_OF + shift * DAY_US // 2)
+        alone.append(criteria.evaluate(lead))
+        owner += [k] * len(events)
+        ts += list(lead.ts_us)
+        types += list(lead.types)
+        moments.append(lead.as_of_us)
+    # interleave the leads' events in any order, each lead's own events keeping theirs (among events at
+    # the same instant, the later one in the given order counts as the latest, alone as in a batch)
+    order = np.random.default_rng(shuffle_seed).permutation(len(ts))
+    owner_of = np.array(owner, np.int64)
+    for k in range(len(leads)):
+        mine = owner_of[order] == k
+        order[mine] = np.sort(order[mine])
+    together = criteria.evaluate_many([a for a, _, _ in leads], np.array(owner, np.int64)[order],
+                                      np.array(ts, np.int64)[order], np.array(types, dtype=object)[order],
+                                      np.array(moments, np.int64))
+    assert together == alone
+
+
+def test_event_rule_takes_the_latest_event_before_as_of_in_the_window(taxonomy) -> None:  # noqa: ANN001
+    """Two leads in one batch: each gets its own latest qualifying event, never the other's."""
+    criteria = Criteria.load(None, taxonomy)
+    day = DAY_US
+    owner = np.array([1, 0, 1, 0, 1], np.int64)
+    ts = np.array([AS_OF - 40 * day, AS_OF - 10 * day, AS_OF - 3 * day, AS_OF + day, AS_OF - 61 * day], np.int64)
+    types = np.array(["demo_request", "trial_signup", "quote_request", "demo_request", "demo_request"], dtype=object)
+    got = criteria.evaluate_many([{}, {}], owner, ts, types, np.array([AS_OF, AS_OF], np.int64))
+    need = [next(c for c in lead if c.name == "need") for lead in got]
+    timing = [next(c for c in lead if c.name == "timing") for lead in got]
+    assert need[0].status == "met" and need[0].evidence.endswith("10 days ago")
+    assert need[1].status == "met" and need[1].evidence.endswith("3 days ago")
+    assert timing[0].status == "unknown" and timing[1].status == "met"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import inspect
 
-import store.ingest as ingest_module
+import store.event_store as event_store_module
 from contract.mapping import MappingError, load_mapping
 from store.event_store import EventStore
 from tests.conftest import Sources, write_yaml
@@ -47,7 +47,7 @@ def test_a_batch_that_fails_part_way_leaves_the_store_as_it_was(with_leads: Sour
     rows = "\n".join(f"e{i},L1,2025-02-01T00:{i:02d}:00Z,page_view" for i in range(9))
     with_leads.write("events.csv", "event_id,lead_id,ts,type\n" + rows + "\n")
     before = with_leads.store.counts()
-    real_insert = ingest_module.bulk_insert
+    real_insert = event_store_module.bulk_insert  # event rows go through insert_events, which calls it
     calls = {"events": 0}
 
     def failing_insert(conn, table, frame):  # noqa: ANN001, ANN202
@@ -57,13 +57,15 @@ def test_a_batch_that_fails_part_way_leaves_the_store_as_it_was(with_leads: Sour
                 raise RuntimeError("disk full")
         return real_insert(conn, table, frame)
 
-    monkeypatch.setattr(ingest_module, "bulk_insert", failing_insert)
+    monkeypatch.setattr(event_store_module, "bulk_insert", failing_insert)
     with pytest.raises(RuntimeError, match="disk full"):
         with_leads.ingest({"events": "events.csv"}, chunk_rows=3)
     assert calls["events"] == 2, "the first chunk was inserted before the failure"
     assert with_leads.store.counts() == before
-    monkeypatch.setattr(ingest_module, "bulk_insert", real_insert)
+    assert with_leads.store.leads_with_events(["L1"])[1].size == 0, "the packed record was rolled back too"
+    monkeypatch.setattr(event_store_module, "bulk_insert", real_insert)
     assert with_leads.ingest({"events": "events.csv"}, chunk_rows=3).batches[0].stored == 9
+    assert with_leads.store.leads_with_events(["L1"])[1].size == 9
 
 
 def test_lead_events_are_ordered_in_utc_and_use_the_index(with_leads: Sources) -> None:
