@@ -52,42 +52,45 @@ def logistic_scores(model, frame: pd.DataFrame, categorical: list[str]) -> np.nd
 
     ``predict_proba`` goes through a matrix product whose rounding depends on how many rows it is
     given; a blended model's score must not change with the batch it was served in (a replayed
-    score is compared with the served one bit for bit).
+    score is compared with the served one bit for bit). The sum runs over the preprocessed columns in
+    their order, block by block as :func:`_blocks` gives them, without assembling the whole matrix.
     """
-    X = _prepared(model[:-1], frame, categorical)
     regression = model[-1]
-    z = np.full(len(X), regression.intercept_[0])
-    for j, weight in enumerate(regression.coef_[0]):  # column by column: the same order for every row
-        z += X[:, j] * weight
+    weights = regression.coef_[0]
+    z = np.full(len(frame), regression.intercept_[0])
+    for start, block, rows in _blocks(model[:-1], frame, categorical):
+        for j in range(block.shape[1]):  # column by column: the same order for every row
+            column = block[:, j] * weights[start + j]
+            z += column if rows is None else column[rows[j]]
     return expit(z)
 
 
-def _prepared(prep, frame: pd.DataFrame, categorical: list[str]) -> np.ndarray:  # noqa: ANN001
-    """The fitted preprocessing's output as a dense matrix, one-hot blocks encoded once per distinct value.
+def _blocks(prep, frame: pd.DataFrame, categorical: list[str]):  # noqa: ANN001, ANN202 - generator
+    """(first output column, block, rows) for the fitted preprocessing's output, in column order.
 
-    scikit-learn's one-hot encoder maps object values to codes in a Python loop (about 3.5 s per 125k
-    rows of ten columns: most of a blended bulk score's time). Each input column's one-hot block depends
-    on that column alone, so the encoder is run on one row per distinct value and its blocks are spread
-    back to the rows: exactly the values of ``prep.transform``. Anything but the lone ColumnTransformer of
-    :func:`logistic_baseline` takes the plain path.
+    ``rows`` is None when the block has a row per frame row; otherwise the block holds one row per
+    distinct value and ``rows[j]`` picks each frame row's row for column j. scikit-learn's one-hot
+    encoder maps object values to codes in a Python loop (about 3.5 s per 125k rows of ten columns:
+    most of a blended bulk score's time), and each input column's one-hot block depends on that column
+    alone, so the encoder runs on the distinct values only: the values are exactly those of
+    ``prep.transform``. Anything but the lone ColumnTransformer of :func:`logistic_baseline` takes the
+    plain path.
     """
     as_object = {c: object for c in categorical}
     steps = [step for _, step in prep.steps] if hasattr(prep, "steps") else [prep]
     ct = steps[0] if len(steps) == 1 and isinstance(steps[0], ColumnTransformer) else None
     if ct is None or any(isinstance(t, str) and t != "drop" for _, t, _ in ct.transformers_):
-        return _dense(prep.transform(frame.astype(as_object)))
-    X = np.zeros((len(frame), max((s.stop for s in ct.output_indices_.values()), default=0)), order="F")
-    for name, transformer, columns in ct.transformers_:
-        where = ct.output_indices_[name]
-        if isinstance(transformer, str) or where.stop == where.start:
-            continue  # dropped
-        sub = frame[list(columns)]
+        yield 0, np.asfortranarray(_dense(prep.transform(frame.astype(as_object)))), None
+        return
+    parts = sorted((ct.output_indices_[name].start, name, t, list(c)) for name, t, c in ct.transformers_
+                   if not isinstance(t, str) and ct.output_indices_[name].stop > ct.output_indices_[name].start)
+    for start, name, transformer, columns in parts:
+        width = ct.output_indices_[name].stop - start
         widths = _one_hot_widths(transformer, len(columns))
-        if len(sub) and set(columns) <= set(categorical) and widths and sum(widths) == where.stop - where.start:
-            _spread_one_hot(X[:, where], transformer, sub.astype(as_object), widths)
+        if len(frame) and set(columns) <= set(categorical) and widths and sum(widths) == width:
+            yield start, *_distinct_one_hot(transformer, frame[columns], widths)
         else:
-            X[:, where] = _dense(transformer.transform(sub))
-    return X
+            yield start, np.asfortranarray(_dense(transformer.transform(frame[columns]))), None
 
 
 def _one_hot_widths(encoder, n_columns: int) -> list[int] | None:  # noqa: ANN001
@@ -99,8 +102,10 @@ def _one_hot_widths(encoder, n_columns: int) -> list[int] | None:  # noqa: ANN00
                                                                              strict=True)]
 
 
-def _spread_one_hot(out: np.ndarray, encoder, sub: pd.DataFrame, widths: list[int]) -> None:  # noqa: ANN001
-    """Fill ``out`` (rows x one-hot columns) from the encoding of each column's distinct values."""
+def _distinct_one_hot(encoder, sub: pd.DataFrame, widths: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:  # noqa: ANN001
+    """The encoding of each column's distinct values (missing included), and per output column the rows' codes.
+
+    The distinct values go to the encoder as objects, as :func:`logistic_baseline` fitted it."""
     codes, values = [], []
     for c in sub.columns:
         code, uniques = pd.factorize(sub[c], use_na_sentinel=True)
@@ -109,11 +114,8 @@ def _spread_one_hot(out: np.ndarray, encoder, sub: pd.DataFrame, widths: list[in
     k = max(len(v) for v in values)
     table = pd.DataFrame({c: pd.Series(v + v[-1:] * (k - len(v)), dtype=object) for c, v in zip(sub.columns, values,
                                                                                               strict=True)})
-    encoded = _dense(encoder.transform(table))
-    start = 0
-    for code, width in zip(codes, widths, strict=True):
-        out[:, start:start + width] = encoded[code, start:start + width]
-        start += width
+    rows = [code for code, width in zip(codes, widths, strict=True) for _ in range(width)]
+    return np.asfortranarray(_dense(encoder.transform(table))), rows
 
 
 def _dense(X) -> np.ndarray:  # noqa: ANN001 - ndarray or scipy sparse
