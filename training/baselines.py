@@ -55,6 +55,8 @@ def logistic_scores(model, frame: pd.DataFrame, categorical: list[str]) -> np.nd
     score is compared with the served one bit for bit). The sum runs over the preprocessed columns in
     their order, block by block as :func:`_blocks` gives them, without assembling the whole matrix.
     """
+    if len(frame) == 0:  # scikit-learn refuses empty input; a partition with no lead yet has no scores
+        return np.zeros(0)
     regression = model[-1]
     weights = regression.coef_[0]
     z = np.full(len(frame), regression.intercept_[0])
