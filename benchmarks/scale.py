@@ -16,12 +16,20 @@ Figures (last line, JSON):
   benchmarks/training.py does.
 - bulk_score_leads_per_s: every lead of the big lake scored as of the end of its data, features
   included, no reasons, written as partitioned Parquet, on the LocalCluster (2 workers).
+- total_s: wall time of the whole run, lake generation included when it happened in this run
+  (generation_s; lakes_cached says whether they came from the cache instead).
 
-The big lake is the simulated small one (1M leads, about 10M events) written several times under
-distinct lead ids: simulating 5M distinct leads takes about 12 minutes here, and every lead costs the
-features the same either way. --distinct simulates every lead instead.
+The small lake is simulated (1M leads, about 10M events) and held in memory as Arrow tables; the big
+lake is those rows written several times under distinct lead ids (copy k prefixes every id with
+``Ck-``), each lead in the partition its new id hashes to, one pass per partition: the same rows the
+lake writer would write from the copies, without staging them. Simulating 5M distinct leads takes
+about 12 minutes here, and every lead costs the features the same either way; --distinct simulates
+every lead instead (streamed through the lake writer). Generated lakes are kept between runs under
+--cache (default $TMPDIR/prospect-scale-lakes), keyed by the sizes and by the code and files that
+generate them; --no-cache generates afresh into the run's temporary folder.
 
-Usage: python benchmarks/scale.py [--leads 5000000] [--small-leads 1000000]. The last line is a JSON object.
+Usage: python benchmarks/scale.py [--leads 5000000] [--small-leads 1000000]; a quick run:
+--leads 400000 --small-leads 200000. The last line is a JSON object.
 """
 
 from __future__ import annotations
