@@ -87,9 +87,11 @@ def _scorer(bundle_dir: str) -> Scorer:
 
 
 def _bucket_scores(root: str, scorer: Scorer, as_of: pd.Timestamp, reasons: bool, bucket: int,
-                   only: str | None = None) -> tuple[pd.DataFrame, list[Scored], int]:
+                   only: str | None = None, as_scored: bool = True) -> tuple[pd.DataFrame, list[Scored], int]:
     """The scores of a bucket's leads that existed at ``as_of`` (of the lead ``only`` when given), as a
-    frame and as :class:`Scored`, and how many leads were created later."""
+    frame and (``as_scored``, or with reasons) as :class:`Scored`, and how many leads were created later.
+
+    A plain run needs only the frame: building a :class:`Scored` per lead cost more than the model."""
     manifest = read_manifest(Path(root))
     leads = read_bucket_table(Path(root), "leads", bucket, manifest)
     events = read_bucket_table(Path(root), "events", bucket, manifest, FEATURE_COLUMNS["events"])
@@ -110,6 +112,8 @@ def _bucket_scores(root: str, scorer: Scorer, as_of: pd.Timestamp, reasons: bool
     frame = pd.DataFrame({"lead_id": snapshots["lead_id"], "as_of": snapshots["as_of"], "probability": p,
                           "score": scorer.bundle.score(p), "tier": scorer.bundle.thresholds.tier(p).astype(str),
                           "model_version": scorer.version})
+    if not (as_scored or reasons):
+        return frame, [], int((~existed).sum()) if only is None else 0
     scored = scorer.score_matrix(matrix, ids.tolist(), pd.DatetimeIndex(snapshots["as_of"]), reasons, p)
     if reasons:
         frame["reasons_for"] = [" | ".join(r.text for r in s.reasons_for) for s in scored]
@@ -123,8 +127,8 @@ def score_bucket(root: str, bundle_dir: str, as_of: pd.Timestamp, reasons: bool,
     and, with a ``log``, their score log rows to ``<log.folder>/part-NNNN.parquet`` first (so every
     score id in a score file has its log row)."""
     scorer = _scorer(bundle_dir)
-    frame, scored, later = _bucket_scores(root, scorer, as_of, reasons, bucket)
-    ids = [new_score_id() for _ in scored] if log is not None else [None] * len(scored)
+    frame, scored, later = _bucket_scores(root, scorer, as_of, reasons, bucket, as_scored=log is not None)
+    ids = [new_score_id() for _ in scored] if log is not None else [None] * len(frame)
     frame.insert(0, "score_id", pd.Series(ids, dtype="string"))
     if log is not None:
         served = Served(ids, scored, time.time_ns() // 1000, log.caller, ENDPOINT, reasons)

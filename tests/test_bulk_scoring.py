@@ -1,0 +1,94 @@
+"""Bulk scoring's fast paths give the per-lead scorer's results: a blended bundle, no reasons, no log.
+
+The blend's logistic part is computed block by block from each categorical column's distinct
+values (training/baselines.py); these tests hold it to scikit-learn's own transform bit for bit,
+and the bulk files to the per-lead scorer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from engines.local import LocalEngine
+from features.dataset import load_frames
+from lake.export import export_store
+from serving.bulk import bulk_score, read_scores
+from serving.scoring import Scorer
+from tests.conftest import generated_store
+from training.baselines import logistic_baseline, logistic_scores
+from training.bundle import load_bundle, save_bundle
+from training.train import TrainConfig, prepare, train
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+AS_OF = pd.Timestamp("2025-09-01T12:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def blended(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
+    """A small store and lake, and a bundle that blends LightGBM with the logistic regression (weight 0.5)."""
+    home = tmp_path_factory.mktemp("bulk-blend")
+    store = generated_store(home, 1500, 31, taxonomy, history=False)
+    export_store(store, home / "lake", buckets=3)
+    config = TrainConfig(blend_weights=(0.5,))
+    bundle_dir = save_bundle(train(load_frames(store), taxonomy, config), config, home / "bundle")
+    yield store, home / "lake", bundle_dir
+    store.close()
+
+
+def _reference(model, frame: pd.DataFrame, categorical: list[str]) -> np.ndarray:  # noqa: ANN001
+    """The row-by-row sum over scikit-learn's whole preprocessed matrix, as scoring computed it before."""
+    X = np.asarray(model[:-1].transform(frame.astype({c: object for c in categorical})), dtype=np.float64)
+    z = np.full(len(X), model[-1].intercept_[0])
+    for j, weight in enumerate(model[-1].coef_[0]):
+        z += X[:, j] * weight
+    return expit(z)
+
+
+def test_logistic_scores_are_bit_equal_to_the_pipelines_transform(blended, taxonomy) -> None:  # noqa: ANN001
+    store, _, _ = blended
+    prepared = prepare(load_frames(store), taxonomy)
+    frame = prepared.vectorizer.to_frame(prepared.matrix)
+    fs = prepared.vectorizer.feature_set_
+    half = len(frame) // 2
+    model, categorical = logistic_baseline(frame.iloc[:half], prepared.y[:half], fs, seed=3)
+    assert len(categorical) >= 5 and any(frame[c].isna().any() for c in categorical)
+    scoring = frame.iloc[half:].copy()
+    # a category the encoder never saw, and a row with every categorical missing
+    column = categorical[0]
+    scoring[column] = scoring[column].cat.add_categories(["never-seen"])
+    scoring.iloc[0, scoring.columns.get_loc(column)] = "never-seen"
+    for c in categorical:
+        scoring.iloc[1, scoring.columns.get_loc(c)] = np.nan
+    fast, slow = logistic_scores(model, scoring, categorical), _reference(model, scoring, categorical)
+    assert np.array_equal(fast.view(np.uint64), slow.view(np.uint64))
+    # the same rows one at a time: a score does not depend on the batch it came in
+    ones = np.array([logistic_scores(model, scoring.iloc[i:i + 1], categorical)[0] for i in range(0, 400, 7)])
+    assert np.array_equal(ones.view(np.uint64), fast[0:400:7].view(np.uint64))
+    # and the sum is the regression's probability (to rounding)
+    p = model.predict_proba(scoring.astype({c: object for c in categorical}))[:, 1]
+    assert np.allclose(fast, p, rtol=0, atol=1e-12)
+
+
+def test_bulk_scores_of_a_blended_bundle_without_reasons_equal_the_scorers(blended, tmp_path) -> None:  # noqa: ANN001
+    store, root, bundle_dir = blended
+    bundle = load_bundle(bundle_dir)
+    assert bundle.linear is not None and bundle.metadata["blend"]["lightgbm_weight"] == 0.5
+    count = bulk_score(root, bundle_dir, AS_OF, tmp_path / "scores", LocalEngine())
+    scores = read_scores(tmp_path / "scores").set_index("lead_id")
+    assert "reasons_for" not in scores and scores["score_id"].isna().all()
+    leads = store.read_table("leads")
+    existed = leads.loc[leads["created_at"] <= AS_OF, "lead_id"].tolist()
+    assert count.scored == len(scores) == len(existed) > 500
+    expected = Scorer(bundle).score_stored_leads(store, existed, AS_OF)
+    for s in expected.scored:
+        row = scores.loc[s.lead_id]
+        assert row["probability"] == s.probability
+        assert (row["score"], row["tier"], row["model_version"]) == (s.score, s.tier, s.model_version)
+    assert scores["tier"].nunique() == 3
+    # as of a moment before any lead: nothing to score, and no error from the logistic part
+    early = bulk_score(root, bundle_dir, pd.Timestamp("2000-01-01T00:00:00Z"), tmp_path / "early", LocalEngine())
+    assert (early.scored, early.created_later) == (0, len(leads))
