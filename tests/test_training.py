@@ -261,7 +261,9 @@ def test_a_dominant_feature_the_guard_lets_through_is_named_with_the_question(tm
     assert len(result.dominance) == 1 and result.dominance[0].startswith("attr_call_duration carries")
     assert "is it known before contact?" in result.dominance[0]
     save_bundle(result, config, tmp_path / "b")
-    assert "Dominant features: attr_call_duration carries" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    assert "Dominant features: attr_call_duration carries" in card
+    assert "and calibrated on cross-fitted fit-half scores" in card
     assert train(frames, taxonomy, config).dominance == [], "generated behaviour alone has no dominant feature"
 
 
