@@ -45,6 +45,7 @@ from simulator.funnel import FunnelConfig, generate  # noqa: E402
 from simulator.truth import prospect_probability  # noqa: E402
 from store.event_store import EventStore  # noqa: E402
 from store.ingest import ingest  # noqa: E402
+from training.baselines import logistic_baseline, logistic_scores  # noqa: E402
 from training.guards import TrainingStopped  # noqa: E402
 from training.metrics import paired_bootstrap_auc  # noqa: E402
 from training.split import Split, split_snapshots  # noqa: E402
@@ -67,17 +68,32 @@ def _plain_lightgbm(prepared: Prepared, train: np.ndarray, test: np.ndarray) -> 
     return model.predict_proba(frame[test])[:, 1]
 
 
+def _logistic_all_labelled(prepared: Prepared, train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
+    """The logistic regression fitted on every labelled lead the refitted shipped model sees (train and fit half)."""
+    fs = prepared.vectorizer.feature_set_
+    frame = prepared.vectorizer.to_frame(prepared.matrix)
+    model, cats = logistic_baseline(frame[train], prepared.y[train], fs, seed)
+    return logistic_scores(model, frame[test], cats)
+
+
 def _side_by_side(prefix: str, prepared: Prepared, result: TrainResult) -> tuple[dict, dict[str, np.ndarray]]:
-    """The shipped model, plain LightGBM, logistic regression and rule score on the same eval snapshots."""
+    """The shipped model, plain LightGBM, logistic regression and rule score on the same eval snapshots.
+
+    ``logistic`` is the run's own baseline (fitted on the training part); ``logistic_all_labelled`` is
+    fitted on the training part and the fit half, the rows the refitted shipped model and plain LightGBM see.
+    """
     split, y = result.split, result.eval_labels
-    scores = {"plain_lgbm": _plain_lightgbm(prepared, split.train | split.fit, split.eval), **result.baseline_scores}
+    labelled = split.train | split.fit
+    scores = {"plain_lgbm": _plain_lightgbm(prepared, labelled, split.eval), **result.baseline_scores,
+              "logistic_all_labelled": _logistic_all_labelled(prepared, labelled, split.eval, 7)}
     m = result.metrics["model"]
     out = {f"{prefix}_auc": m["roc_auc"], f"{prefix}_pr_auc": m["pr_auc"], f"{prefix}_ece": m["ece"],
            **{f"{prefix}_{k}_auc": float(roc_auc_score(y, v)) for k, v in scores.items()},
            f"{prefix}_logistic_ece": result.metrics["logistic"]["ece"],
            f"{prefix}_plain_lgbm_pr_auc": float(average_precision_score(y, scores["plain_lgbm"])),
            f"{prefix}_lightgbm_weight": result.robust.weight,
-           f"{prefix}_half_life_days": result.robust.half_life_days or 0.0}
+           f"{prefix}_half_life_days": result.robust.half_life_days or 0.0,
+           f"{prefix}_trees": float(result.robust.rounds.get("refit_trees", result.robust.rounds["early_stopped_trees"]))}
     return out, scores
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from features.dataset import load_frames
 from features.registry import AttributeInfo
@@ -260,7 +261,9 @@ def test_a_dominant_feature_the_guard_lets_through_is_named_with_the_question(tm
     assert len(result.dominance) == 1 and result.dominance[0].startswith("attr_call_duration carries")
     assert "is it known before contact?" in result.dominance[0]
     save_bundle(result, config, tmp_path / "b")
-    assert "Dominant features: attr_call_duration carries" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    assert "Dominant features: attr_call_duration carries" in card
+    assert "and calibrated on cross-fitted fit-half scores" in card
     assert train(frames, taxonomy, config).dominance == [], "generated behaviour alone has no dominant feature"
 
 
@@ -299,3 +302,45 @@ def test_an_allowed_leaky_feature_is_recorded_in_the_run_and_the_model_card(tmp_
     run_id, _ = log_training(result, config, save_bundle(result, config, tmp_path / "bundle"))
     assert mlflow.get_run(run_id).data.params["leaky_allowed"] == "attr_won"
     assert "Leakage guard overrides: attr_won" in (tmp_path / "bundle" / "MODEL_CARD.md").read_text()
+
+
+def _noisy_leads(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Five features, only the first carries a weak signal: P(prospect) = sigmoid(0.6 x0 - 1) (known truth)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    truth = 1 / (1 + np.exp(-(0.6 * X[:, 0] - 1.0)))
+    return X, (rng.random(n) < truth).astype(np.int64), truth
+
+
+def test_the_refitted_model_is_calibrated_out_of_fold_not_on_its_own_training_leads() -> None:
+    """The shipped model is refitted on the fit half too; calibrating on its in-sample scores would overstate.
+
+    Deep trees on weak signal: in-sample scores of the fit half look far better than they are. The
+    calibrator must be fitted on cross-fitted scores (each fold scored by a refit that never saw it);
+    the counterfactual calibrator fitted on the refitted model's own fit-half scores is visibly worse
+    on fresh leads drawn from the same truth, so this test fails if in-sample scores are used.
+    """
+    from features.registry import FeatureSet, FeatureSpec, Vocabulary
+    from training.model import ModelParams
+    from training.robust import fit_robust
+
+    X, y, _ = _noisy_leads(4000, 0)
+    fs = FeatureSet(Vocabulary(("a",), ("b",)), tuple(FeatureSpec(f"x{i}", "float", "test", "") for i in range(5)))
+    frame = pd.DataFrame(X, columns=fs.names)
+    as_of = pd.Series(pd.Timestamp("2024-01-01", tz="UTC"), index=range(len(y)))
+    train, fit = np.arange(len(y)) < 2800, np.arange(len(y)) >= 2800
+    params = ModelParams(num_leaves=63, min_data_in_leaf=5, learning_rate=0.2, early_stopping_rounds=30)
+    model = fit_robust(X, frame, y, as_of, train, fit, fs, params, 0, blend_weights=(1.0,),
+                       groups=np.array([f"L{i}" for i in range(len(y))]))
+    assert model.rounds["refit_rows"] == 4000 and model.rounds["refit_trees"] >= model.rounds["early_stopped_trees"]
+    in_sample = model.raw(X[fit], frame[fit])
+    assert roc_auc_score(y[fit], in_sample) > roc_auc_score(y[fit], model.fit_probabilities) + 0.05, \
+        "the refitted model has seen the fit half: its own scores there are in-sample"
+    X_new, y_new, truth_new = _noisy_leads(20000, 1)
+    fresh = pd.DataFrame(X_new, columns=fs.names)
+    honest = model.probability(X_new, fresh)
+    naive, _ = fit_calibrator(in_sample, y[fit], seed=0)
+    naive_p = np.clip(naive(model.raw(X_new, fresh)), 0, 1)
+    assert expected_calibration_error(y_new, honest) < 0.03
+    assert np.mean(np.abs(honest - truth_new)) < 0.75 * np.mean(np.abs(naive_p - truth_new)), \
+        "calibrated out of fold, probabilities stay close to the truth; calibrated in sample, they spread too far"

@@ -107,7 +107,7 @@ def save_bundle(result, config, folder: Path, version: str | None = None) -> Pat
         "leaky_allowed": result.leaky_allowed,
         "seed": config.seed,
         "blend": {"lightgbm_weight": robust.weight, "half_life_days": robust.half_life_days,
-                  "fit_half_roc_auc": robust.choices},
+                  "fit_half_roc_auc": robust.choices, "rounds": robust.rounds},
         "drift": result.drift_line,
         "dominant_features": result.dominance,
         # what training/evaluation.py needs to rebuild this run's evaluation window on later data
@@ -182,6 +182,15 @@ def load_bundle(folder: Path) -> Bundle:
     )
 
 
+def _fitted_on(rounds: dict) -> str:
+    """How the shipped trees were fitted and calibrated, in one sentence for the model card."""
+    if "refit_trees" not in rounds:
+        return "calibrated on the fit half, the most recent labelled leads."
+    return (f"refitted on the training part and the fit half ({rounds['refit_rows']:,} snapshots, "
+            f"{rounds['refit_trees']} trees: the {rounds['early_stopped_trees']} early-stopped ones scaled to the "
+            "rows) and calibrated on cross-fitted fit-half scores, never on its own.")
+
+
 def model_card(result, metadata: dict) -> str:  # noqa: ANN001
     m = result.metrics
     rows = "\n".join(
@@ -218,7 +227,7 @@ Base rate on the held-out snapshots: {m['model']['base_rate']:.2%} of {m['model'
 Recency weights: {'none (every training snapshot weighs the same)' if metadata['blend']['half_life_days'] is None
                   else f"half-life {metadata['blend']['half_life_days']:g} days"}; LightGBM weight in the blend
 with the logistic regression: {metadata['blend']['lightgbm_weight']:g} (both chosen by ROC AUC on the fit half);
-calibrated on the fit half, the most recent labelled leads.
+{_fitted_on(metadata['blend'].get('rounds', {}))}
 {'Per-lead reasons describe the LightGBM part of the blend.' if metadata['blend']['lightgbm_weight'] < 1 else ''}
 
 ## Tiers

@@ -54,12 +54,16 @@ def _part(block: tuple, k: int) -> np.ndarray:
 def dask_lightgbm(client: Client):  # noqa: ANN201 - returns fit_lightgbm's signature
     """A ``fit_booster`` for :func:`training.train.fit` that trains on the client's Dask workers."""
 
-    def fit(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, categorical: list[int],
-            params: ModelParams, seed: int, weight: np.ndarray | None = None) -> lgb.Booster:
+    def fit(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray | None, y_valid: np.ndarray | None,
+            categorical: list[int], params: ModelParams, seed: int, weight: np.ndarray | None = None,
+            rounds: int | None = None) -> lgb.Booster:
         workers = max(len(client.scheduler_info()["workers"]), 1)
         # lightgbm.dask sets each worker's threads itself; the metric is the client's, below
         config = {k: v for k, v in lightgbm_config(y, params, seed).items() if k not in ("num_threads", "metric")}
         dX, dy, dw = _spread(client, X, y, np.ones(len(y)) if weight is None else weight, workers)
+        if rounds is not None:  # the refit: a fixed number of trees, no validation rows
+            model = DaskLGBMClassifier(client=client, n_estimators=max(int(rounds), 1), **config)
+            return model.fit(dX, dy, sample_weight=dw, categorical_feature=categorical).booster_
         booster, raw = None, np.zeros(len(y_valid))
         losses: list[float] = []
         while len(losses) < params.max_rounds:

@@ -31,14 +31,19 @@ class ModelParams:
     honest scores and LightGBM handles the imbalance through its histograms anyway."""
 
 
-def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray, y_valid: np.ndarray, categorical: list[int],
-                 params: ModelParams, seed: int, weight: np.ndarray | None = None) -> lgb.Booster:
+def fit_lightgbm(X: np.ndarray, y: np.ndarray, X_valid: np.ndarray | None, y_valid: np.ndarray | None,
+                 categorical: list[int], params: ModelParams, seed: int, weight: np.ndarray | None = None,
+                 rounds: int | None = None) -> lgb.Booster:
     """Fit with early stopping on log loss; deterministic for a given seed, data and thread count.
 
     ``weight``: per-row sample weights (recency weighting), None for equal weights.
+    ``rounds``: grow exactly this many trees and look at no validation rows (the refit on every
+    labelled lead, once early stopping has chosen the rounds); the validation arguments are then unused.
     """
     config = lightgbm_config(y, params, seed)
     train = lgb.Dataset(X, label=y, weight=weight, categorical_feature=categorical, free_raw_data=True)
+    if rounds is not None:
+        return lgb.train(config, train, num_boost_round=max(int(rounds), 1))
     valid = lgb.Dataset(X_valid, label=y_valid, categorical_feature=categorical, reference=train)
     return lgb.train(config, train, num_boost_round=params.max_rounds, valid_sets=[valid],
                      callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])

@@ -18,7 +18,7 @@ Nothing here looks at the eval half: every choice is made on the fit half only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
@@ -29,6 +29,7 @@ from features.registry import FeatureSet
 from training.baselines import logistic_baseline, logistic_scores
 from training.calibration import Calibrator, fit_calibrator
 from training.model import ModelParams, fit_lightgbm, raw_scores
+from training.split import in_fit_half
 
 HALF_LIVES: tuple[float | None, ...] = (None, 180.0, 60.0)
 """Candidate half-lives in days (None: every training snapshot weighs the same)."""
@@ -70,6 +71,10 @@ class RobustModel:
     calibrator: Calibrator
     calibration_losses: dict[str, float]
     choices: dict[str, float]  # fit-half ROC AUC of every candidate, for the record
+    rounds: dict[str, int] = field(default_factory=dict)  # early-stopped and refitted trees, rows of each
+    fit_probabilities: np.ndarray | None = None
+    """Calibrated out-of-fold probabilities of the fit half: tiers and the score scale come from these,
+    not from the refitted model's in-sample scores."""
 
     def raw(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         linear = logistic_scores(self.linear, frame, self.categorical) if self.linear is not None else None
@@ -83,39 +88,124 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if np.unique(y).size == 2 else 0.5
 
 
+@dataclass(frozen=True)
+class _Data:
+    """What every fit inside :func:`fit_robust` reads: features, labels, as-of times and the feature set."""
+
+    matrix: np.ndarray
+    frame: pd.DataFrame
+    y: np.ndarray
+    as_of: pd.Series
+    feature_set: FeatureSet
+    params: ModelParams
+    seed: int
+    fit_booster: Callable[..., lgb.Booster]
+
+    @property
+    def categorical(self) -> list[int]:
+        return [i for i, s in enumerate(self.feature_set.specs) if s.dtype == "category"]
+
+
+def _choose_half_life(d: _Data, train: np.ndarray, fit: np.ndarray, half_lives: tuple[float | None, ...],
+                      choices: dict[str, float]) -> tuple[float | None, lgb.Booster]:
+    """One early-stopped LightGBM per candidate half-life on ``train``; the best fit-half ROC AUC wins."""
+    timed = pd.DatetimeIndex(d.as_of[train]).nunique() > 1
+    best: tuple[float, float | None, lgb.Booster] | None = None
+    for half_life in (half_lives if timed else (None,)):
+        w = recency_weights(d.as_of[train], half_life)
+        booster = d.fit_booster(d.matrix[train], d.y[train], d.matrix[fit], d.y[fit], d.categorical, d.params,
+                                d.seed, weight=w)
+        auc = _auc(d.y[fit], raw_scores(booster, d.matrix[fit]))
+        choices["half_life_" + ("none" if half_life is None else f"{half_life:g}")] = auc
+        if best is None or auc > best[0] + MIN_GAIN:
+            best = (auc, half_life, booster)
+    return best[1], best[2]
+
+
+def _choose_weight(y: np.ndarray, tree: np.ndarray, linear: np.ndarray, blend_weights: tuple[float, ...],
+                   choices: dict[str, float]) -> float:
+    """The LightGBM weight of the blend with the best fit-half ROC AUC (a simpler one unless beaten by MIN_GAIN)."""
+    weight, top = blend_weights[0], -1.0
+    for candidate in blend_weights:
+        auc = _auc(y, blend(tree, linear, candidate))
+        choices[f"lightgbm_weight_{candidate:g}"] = auc
+        if auc > top + MIN_GAIN:
+            weight, top = candidate, auc
+    return weight
+
+
+def _refit(d: _Data, rows: np.ndarray, rounds: int, half_life: float | None, with_linear: bool
+           ) -> tuple[lgb.Booster, object | None, list[str]]:
+    """LightGBM with a fixed number of trees (and the logistic part of a blend) on ``rows``, recency-weighted."""
+    w = recency_weights(d.as_of[rows], half_life)
+    booster = d.fit_booster(d.matrix[rows], d.y[rows], None, None, d.categorical, d.params, d.seed, weight=w,
+                            rounds=rounds)
+    linear, cats = (logistic_baseline(d.frame[rows], d.y[rows], d.feature_set, d.seed, sample_weight=w)
+                    if with_linear else (None, []))
+    return booster, linear, cats
+
+
+def _scaled(rounds: int, rows: np.ndarray, train: np.ndarray) -> int:
+    """Early stopping chose ``rounds`` on the training rows; more rows carry proportionally more trees."""
+    return max(int(round(rounds * rows.sum() / max(train.sum(), 1))), 1)
+
+
+def _cross_fitted(d: _Data, train: np.ndarray, fit: np.ndarray, groups: np.ndarray, rounds: int,
+                  half_life: float | None, weight: float) -> np.ndarray:
+    """Out-of-fold blended scores of the fit half: each fold scored by a refit that never saw its leads.
+
+    The shipped model is refitted on the fit half too, so its own fit-half scores are in-sample (too
+    confident); a calibrator fitted on them would shrink nothing. Folds are by lead (a seeded hash).
+    """
+    fold = in_fit_half(pd.Series(groups), d.seed + 1)
+    raw = np.full(len(d.y), np.nan)
+    for held_mask in (fold, ~fold):
+        held = fit & held_mask
+        if not held.any():
+            continue
+        rows = train | (fit & ~held_mask)
+        booster, linear, cats = _refit(d, rows, _scaled(rounds, rows, train), half_life, weight < 1.0)
+        lin = logistic_scores(linear, d.frame[held], cats) if linear is not None else None
+        raw[held] = blend(raw_scores(booster, d.matrix[held]), lin, weight)
+    return raw[fit]
+
+
 def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
                fit: np.ndarray, feature_set: FeatureSet, params: ModelParams, seed: int,
                half_lives: tuple[float | None, ...] = HALF_LIVES,
                blend_weights: tuple[float, ...] = BLEND_WEIGHTS,
-               fit_booster: Callable[..., lgb.Booster] = fit_lightgbm) -> RobustModel:
-    """Fit LightGBM per candidate half-life, pick one, blend with the logistic regression, calibrate (fit half).
+               fit_booster: Callable[..., lgb.Booster] = fit_lightgbm, groups: np.ndarray | None = None,
+               refit: bool = True) -> RobustModel:
+    """Choose the half-life, the trees' rounds and the blend on the fit half; refit on every labelled lead; calibrate.
 
+    Choices are made by models fitted on ``train`` and judged on ``fit``. The shipped model is then
+    refitted on ``train | fit`` (the fit half holds the latest answered leads: the ones that matter most
+    under drift) with the early-stopped rounds scaled to the larger data, and calibrated on cross-fitted
+    (out-of-fold) fit-half scores. ``groups`` (lead ids) keep a lead's snapshots in one fold.
+    ``refit=False`` ships the model fitted on ``train`` and calibrates on its fit-half scores (the old way).
     ``fit_booster`` trains the trees (``fit_lightgbm``'s signature, sample weights included): here or on Dask.
     """
-    categorical = [i for i, s in enumerate(feature_set.specs) if s.dtype == "category"]
-    timed = pd.DatetimeIndex(as_of[train]).nunique() > 1
+    d = _Data(matrix, frame, y, as_of, feature_set, params, seed, fit_booster)
     choices: dict[str, float] = {}
-    best: tuple[float, float | None, lgb.Booster, np.ndarray] | None = None
-    for half_life in (half_lives if timed else (None,)):
-        w = recency_weights(as_of[train], half_life)
-        booster = fit_booster(matrix[train], y[train], matrix[fit], y[fit], categorical, params, seed, weight=w)
-        auc = _auc(y[fit], raw_scores(booster, matrix[fit]))
-        choices["half_life_" + ("none" if half_life is None else f"{half_life:g}")] = auc
-        if best is None or auc > best[0] + MIN_GAIN:
-            best = (auc, half_life, booster, w)
-    _, half_life, booster, w = best
-    tree_fit = raw_scores(booster, matrix[fit])
+    half_life, booster = _choose_half_life(d, train, fit, half_lives, choices)
+    w = recency_weights(as_of[train], half_life)
     linear, cats = logistic_baseline(frame[train], y[train], feature_set, seed, sample_weight=w)
-    linear_fit = logistic_scores(linear, frame[fit], cats)
-    weight, top = blend_weights[0], -1.0
-    for candidate in blend_weights:
-        auc = _auc(y[fit], blend(tree_fit, linear_fit, candidate))
-        choices[f"lightgbm_weight_{candidate:g}"] = auc
-        if auc > top + MIN_GAIN:
-            weight, top = candidate, auc
-    raw_fit = blend(tree_fit, linear_fit, weight)
+    tree_fit = raw_scores(booster, matrix[fit])
+    weight = _choose_weight(y[fit], tree_fit, logistic_scores(linear, frame[fit], cats), blend_weights, choices)
+    rounds = {"early_stopped_trees": int(booster.best_iteration or booster.current_iteration()),
+              "train_rows": int(train.sum())}
+    if refit and fit.any():
+        everything = train | fit
+        rounds.update(refit_trees=_scaled(rounds["early_stopped_trees"], everything, train),
+                      refit_rows=int(everything.sum()))
+        raw_fit = _cross_fitted(d, train, fit, np.arange(len(y)) if groups is None else groups,
+                                rounds["early_stopped_trees"], half_life, weight)
+        booster, linear, cats = _refit(d, everything, rounds["refit_trees"], half_life, weight < 1.0)
+    else:
+        raw_fit = blend(tree_fit, logistic_scores(linear, frame[fit], cats), weight)
     calibrator, losses = fit_calibrator(raw_fit, y[fit], seed)
-    return RobustModel(booster, linear if weight < 1.0 else None, cats, weight, half_life, calibrator, losses, choices)
+    return RobustModel(booster, linear if weight < 1.0 else None, cats, weight, half_life, calibrator, losses,
+                       choices, rounds, np.clip(calibrator(raw_fit), 0.0, 1.0))
 
 
 def base_rate_by_month(snapshots: pd.DataFrame, split) -> pd.DataFrame:  # noqa: ANN001 - training.split.Split

@@ -49,6 +49,9 @@ class TrainConfig:
     """Candidate half-lives (days) of the recency weights; the fit half chooses (None: equal weights)."""
     blend_weights: tuple[float, ...] = BLEND_WEIGHTS
     """Candidate weights of LightGBM in the blend with the logistic regression ((1.0,): LightGBM alone)."""
+    refit: bool = True
+    """Refit the chosen model on the training and fit-half leads, calibrated on cross-fitted scores
+    (False: ship the model fitted on the training part alone, calibrated on its fit-half scores)."""
     capacity_per_week: float | None = None
     """Set the prospect-ready cut-off so that about this many leads a week reach it (else: ready_share)."""
 
@@ -138,9 +141,10 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
     allowed = _guard(prepared, split, config)
     frame = vectorizer.to_frame(matrix)
     model = fit_robust(matrix, frame, y, snapshots["as_of"], split.train, split.fit, fs, config.model, config.seed,
-                       config.half_lives, config.blend_weights, fit_booster)
+                       config.half_lives, config.blend_weights, fit_booster,
+                       groups=snapshots["lead_id"].to_numpy(), refit=config.refit)
     booster = model.booster
-    p_fit = model.probability(matrix[split.fit], frame[split.fit])
+    p_fit = model.fit_probabilities  # out of fold: the refitted model has seen the fit half
     p_eval = model.probability(matrix[split.eval], frame[split.eval])
     thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
     if config.capacity_per_week is not None:
