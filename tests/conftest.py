@@ -35,6 +35,33 @@ L3,2025-01-03T11:00:00Z,linkedin,,
 """
 
 
+# --- running the suite on two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup) ----------------
+# Each module is one unit of work, so its module-scoped fixtures (a started service, a trained model, a Dask
+# cluster) are built once, on one worker. Modules that share the session's demo home (which the retraining
+# notebook changes) form one unit. Units are handed out heaviest first (--no-loadscope-reorder keeps this order), so
+# the long ones overlap instead of one being left for the end; WEIGHTS are rough seconds of a run on two cores,
+# and a module missing from it (a new one) is simply scheduled after the weighed ones.
+GROUPS = {"test_notebooks": "demo-home", "test_replay_cli": "demo-home", "test_report": "demo-home"}
+WEIGHTS: dict[str, float] = {}
+
+
+def _unit(item: pytest.Item) -> str:
+    module = item.path.stem
+    return GROUPS.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:  # noqa: ARG001
+    weight = {unit: sum(WEIGHTS.get(m, 0) for m, u in GROUPS.items() if u == unit) or WEIGHTS.get(unit, 0)
+              for unit in {_unit(item) for item in items}}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_unit(item)))
+    first_seen = {}
+    for i, item in enumerate(items):
+        first_seen.setdefault(_unit(item), i)
+    items.sort(key=lambda item: (-weight[_unit(item)], first_seen[_unit(item)]))
+
+
 @pytest.fixture(scope="session")
 def taxonomy() -> Taxonomy:
     return load_taxonomy()
