@@ -42,7 +42,13 @@ L3,2025-01-03T11:00:00Z,linkedin,,
 # the long ones overlap instead of one being left for the end; WEIGHTS are rough seconds of a run on two cores,
 # and a module missing from it (a new one) is simply scheduled after the weighed ones.
 GROUPS = {"test_notebooks": "demo-home", "test_replay_cli": "demo-home", "test_report": "demo-home"}
-WEIGHTS: dict[str, float] = {}
+WEIGHTS = {  # seconds per module in one single-process run (2026-11, a busy 2-core machine: the ratios matter)
+    "test_training": 860, "test_reliability": 550, "test_replay": 234, "test_retrain": 233,
+    "test_service_score_log": 225, "test_scoring": 222, "test_notebooks": 206, "test_service": 172,
+    "test_dask_engine": 167, "test_simulator": 155, "test_lake_cli": 108, "test_monitor": 75, "test_bulk_log": 36,
+    "test_capacity": 35, "test_snapshots": 30, "test_features_properties": 27, "test_store": 24,
+    "test_history_guard": 23, "test_report": 12, "test_replay_cli": 5,
+}
 
 
 def _unit(item: pytest.Item) -> str:
