@@ -35,6 +35,39 @@ L3,2025-01-03T11:00:00Z,linkedin,,
 """
 
 
+# --- running the suite on two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup) ----------------
+# Each module is one unit of work, so its module-scoped fixtures (a started service, a trained model, a Dask
+# cluster) are built once, on one worker. Modules that share the session's demo home (which the retraining
+# notebook changes) form one unit. Units are handed out heaviest first (--no-loadscope-reorder keeps this order), so
+# the long ones overlap instead of one being left for the end; WEIGHTS are rough seconds of a run on two cores,
+# and a module missing from it (a new one) is simply scheduled after the weighed ones.
+GROUPS = {"test_notebooks": "demo-home", "test_replay_cli": "demo-home", "test_report": "demo-home"}
+WEIGHTS = {  # seconds per module in one single-process run (2026-11, a busy 2-core machine: the ratios matter)
+    "test_training": 860, "test_reliability": 550, "test_replay": 234, "test_retrain": 233,
+    "test_service_score_log": 225, "test_scoring": 222, "test_notebooks": 206, "test_service": 172,
+    "test_dask_engine": 167, "test_simulator": 155, "test_lake_cli": 108, "test_monitor": 75, "test_bulk_log": 36,
+    "test_capacity": 35, "test_snapshots": 30, "test_features_properties": 27, "test_store": 24,
+    "test_history_guard": 23, "test_report": 12, "test_replay_cli": 5,
+}
+
+
+def _unit(item: pytest.Item) -> str:
+    module = item.path.stem
+    return GROUPS.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:  # noqa: ARG001
+    weight = {unit: sum(WEIGHTS.get(m, 0) for m, u in GROUPS.items() if u == unit) or WEIGHTS.get(unit, 0)
+              for unit in {_unit(item) for item in items}}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_unit(item)))
+    first_seen = {}
+    for i, item in enumerate(items):
+        first_seen.setdefault(_unit(item), i)
+    items.sort(key=lambda item: (-weight[_unit(item)], first_seen[_unit(item)]))
+
+
 @pytest.fixture(scope="session")
 def taxonomy() -> Taxonomy:
     return load_taxonomy()

@@ -1,7 +1,7 @@
 """schemathesis against the running service's own OpenAPI document: every operation, every check.
 
 Used by the fuzz test and by ``benchmarks/reliability.py``. The run is bounded (a fixed number of
-examples per operation and a time budget), loopback only, with a fixed seed.
+examples per operation, and for the benchmark a time budget), loopback only, with a fixed seed.
 
 One setting differs from schemathesis' defaults, and why: its ``positive_data_acceptance`` check
 expects schema-valid requests to be accepted, but some refusals depend on facts no JSON Schema can
@@ -39,18 +39,27 @@ class FuzzResult:
 
 
 def run_fuzzer(base: str, key: str, folder: Path, max_examples: int = 100, seed: int = 42,
-               max_seconds: int = 240) -> FuzzResult:
-    """Run schemathesis once; count requests, 5xx answers and failed schema checks from its NDJSON events."""
+               max_seconds: int | None = 240, timeout: int = 900) -> FuzzResult:
+    """Run schemathesis once; count requests, 5xx answers and failed schema checks from its NDJSON events.
+
+    ``max_seconds`` is a budget schemathesis fills, not a cap: with ``--max-time`` it repeats the fuzzing phase
+    (new draws, ``max_examples`` per operation each cycle) until the time is spent, so such a run always takes
+    ``max_seconds``. ``None``: one pass of every phase (the coverage cases, then ``max_examples`` per operation),
+    which stops when it is done; ``timeout`` bounds it (exceeding it raises ``subprocess.TimeoutExpired``).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "schemathesis.toml"
     config.write_text(CONFIG)
     events = folder / "events.ndjson"
     command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "--no-color", "run",
                f"{base}/docs.json", "--url", base, "-H", f"Authorization: Bearer {key}", "--checks", "all",
-               "-n", str(max_examples), "--seed", str(seed), "--workers", "2", "--max-time", str(max_seconds),
+               "-n", str(max_examples), "--seed", str(seed), "--workers", "2",
                "--request-timeout", "30", "--continue-on-failure", "--report", "ndjson",
                "--report-ndjson-path", str(events)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=max_seconds + 120, cwd=folder)
+    if max_seconds is not None:
+        command += ["--max-time", str(max_seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=folder,
+                          timeout=timeout if max_seconds is None else max_seconds + 120)
     statuses, failures = _read_events(events)
     return FuzzResult(requests=sum(statuses.values()), server_errors=sum(n for s, n in statuses.items() if s >= 500),
                       schema_violations=sum(n for check, n in failures.items() if check in SCHEMA_CHECKS),

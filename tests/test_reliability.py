@@ -505,7 +505,7 @@ def test_an_idle_keep_alive_connection_is_closed(service: Served) -> None:
 def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_schema_violation(service: Served, tmp_path: Path) -> None:
     from tests.fuzz import run_fuzzer
 
-    result = run_fuzzer(service.base, KEY, tmp_path, max_examples=100, seed=42, max_seconds=150)
+    result = run_fuzzer(service.base, KEY, tmp_path, max_examples=100, seed=42, max_seconds=None)  # one full pass
     assert result.requests > 600, result
     assert result.server_errors == 0 and result.schema_violations == 0, result
     assert result.failures == {}, result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,18 @@ TABLES = ("metrics-table", "importance-table", "origin-table", "stage-table", "t
 
 
 def _chromium() -> Path:
-    """Debian's Chromium, installed on first use (the CI machine starts without it)."""
+    """Debian's Chromium, installed on first use (the CI machine starts without it).
+
+    Two test workers may ask at once: the lock lets one install while the other waits (apt holds dpkg's lock).
+    """
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / "prospect-tests-chromium.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_chromium()
+
+
+def _install_chromium() -> Path:
     if not CHROMIUM.exists():
         apt = shutil.which("apt-get")
         if apt is None:
