@@ -194,11 +194,12 @@ def _write_packed(conn: Connection, lead: np.ndarray, ts: np.ndarray, types: np.
 def _rebuild_packed(conn: Connection) -> int:
     conn.execute(delete(packed_events_table))
     # no ORDER BY: the rows come in the order they were stored, which breaks ties between equal times
-    rows = _fetch_tuples(conn, select(events_table.c.lead_id, events_table.c.ts, events_table.c.type,
-                                      events_table.c.channel))
-    if not rows:
-        return 0
-    lead, ts, types, channels = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
+    with _collector_paused():  # millions of row tuples: see _collector_paused
+        rows = _fetch_tuples(conn, select(events_table.c.lead_id, events_table.c.ts, events_table.c.type,
+                                          events_table.c.channel))
+        if not rows:
+            return 0
+        lead, ts, types, channels = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
     return _write_packed(conn, lead, ts.astype(np.int64), types, channels)
 
 
