@@ -199,24 +199,25 @@ def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray
 def _write_packed(conn: Connection, lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
                   ) -> int:
     """Insert the packed record of each lead in ``lead`` from all of its events (stored ones first)."""
-    ids, code = np.unique(lead.astype(str), return_inverse=True)
+    code, ids = pd.factorize(lead)  # ids hashed, not sorted: sorting many strings is slow
     order = merge_order(code, ts)
     code, ts, types, channels = code[order], ts[order], types[order], channels[order]
     bounds = np.searchsorted(code, np.arange(ids.size + 1), side="left")
     blobs = [pack(ts[a:b], types[a:b].tolist(), channels[a:b].tolist()) for a, b in zip(bounds, bounds[1:])]
-    bulk_insert(conn, packed_events_table, pd.DataFrame({"lead_id": ids.astype(object), "n": np.diff(bounds),
-                                                         "blob": blobs}))
+    bulk_insert(conn, packed_events_table, pd.DataFrame({"lead_id": np.asarray(ids, dtype=object),
+                                                         "n": np.diff(bounds), "blob": blobs}))
     return int(ids.size)
 
 
 def _rebuild_packed(conn: Connection) -> int:
     conn.execute(delete(packed_events_table))
     # no ORDER BY: the rows come in the order they were stored, which breaks ties between equal times
-    rows = _fetch_tuples(conn, select(events_table.c.lead_id, events_table.c.ts, events_table.c.type,
-                                      events_table.c.channel))
-    if not rows:
-        return 0
-    lead, ts, types, channels = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
+    with _collector_paused():  # millions of row tuples: see _collector_paused
+        rows = _fetch_tuples(conn, select(events_table.c.lead_id, events_table.c.ts, events_table.c.type,
+                                          events_table.c.channel))
+        if not rows:
+            return 0
+        lead, ts, types, channels = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
     return _write_packed(conn, lead, ts.astype(np.int64), types, channels)
 
 
