@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
-from store.packed import merge_order, pack, unpack_many
+from store.packed import merge_order, pack_many, unpack_many
 
 metadata = MetaData()
 
@@ -203,7 +203,7 @@ def _write_packed(conn: Connection, lead: np.ndarray, ts: np.ndarray, types: np.
     order = merge_order(code, ts)
     code, ts, types, channels = code[order], ts[order], types[order], channels[order]
     bounds = np.searchsorted(code, np.arange(ids.size + 1), side="left")
-    blobs = [pack(ts[a:b], types[a:b].tolist(), channels[a:b].tolist()) for a, b in zip(bounds, bounds[1:])]
+    blobs = pack_many(bounds, ts, types, channels)
     bulk_insert(conn, packed_events_table, pd.DataFrame({"lead_id": np.asarray(ids, dtype=object),
                                                          "n": np.diff(bounds), "blob": blobs}))
     return int(ids.size)

@@ -326,7 +326,20 @@ def _record_rows(records: Sequence[MappingOf[str, object]], spec: TableSpec, ctx
         bad = rules.unknown_types(columns["type"], ctx.taxonomy)
         flag(bad, "type", rules.unknown_type_reasons, columns["type"])
         columns["channel"] = rules.default_channels(columns["type"], columns["channel"], ctx.taxonomy)
+    if spec.has_attributes:
+        columns["attributes"] = _record_attribute_json(records)
     return _finish_rows(spec, row, columns), issues
+
+
+def _record_attribute_json(records: Sequence[MappingOf[str, object]]) -> np.ndarray:
+    """Lead records' ``attr:`` values as the JSON text file ingest stores (pandas' encoding, so equal
+    leads hash equal whichever way they came); ``{}`` for a lead without attributes."""
+    names = list(dict.fromkeys(k for r in records for k in r if k.startswith("attr:")))
+    out = np.full(len(records), "{}", dtype=object)
+    if names:
+        attrs = pd.DataFrame([{n.removeprefix("attr:"): r.get(n) for n in names} for r in records])
+        out[:] = attrs.to_json(orient="records", lines=True).splitlines()
+    return out
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -15,6 +15,7 @@ import json
 from itertools import chain
 
 import numpy as np
+import pandas as pd
 
 TIME_DTYPE = np.dtype("<i8")
 CODE_DTYPE = np.dtype("<i4")
@@ -29,6 +30,48 @@ def pack(ts_us: np.ndarray, types: list, channels: list) -> bytes:
     text = json.dumps([list(type_names), list(channel_names)], separators=(",", ":"), ensure_ascii=False)
     return (np.ascontiguousarray(ts_us, dtype=TIME_DTYPE).tobytes() + type_code.tobytes() + channel_code.tobytes()
             + text.encode("utf-8"))
+
+
+def pack_many(bounds: np.ndarray, ts_us: np.ndarray, types: np.ndarray, channels: np.ndarray) -> list[bytes]:
+    """The packed values of many leads at once, equal byte for byte to ``pack`` of each.
+
+    Events come grouped by lead, each lead's in order, lead ``k``'s at ``bounds[k]:bounds[k+1]``. The
+    per-lead lists of distinct names are found with array operations over the whole write; only
+    the final concatenation is per lead (a per-event Python loop made ingest a third slower).
+    """
+    n_leads = bounds.size - 1
+    lead = np.repeat(np.arange(n_leads), np.diff(bounds))
+    type_code, type_names = _local_codes(lead, types, n_leads)
+    channel_code, channel_names = _local_codes(lead, channels, n_leads)
+    times = np.ascontiguousarray(ts_us, dtype=TIME_DTYPE).tobytes()
+    type_bytes, channel_bytes = type_code.astype(CODE_DTYPE).tobytes(), channel_code.astype(CODE_DTYPE).tobytes()
+    out, texts = [], {}  # leads share few distinct name lists: each is encoded once
+    for k, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
+        key = (tuple(type_names[k]), tuple(channel_names[k]))
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = json.dumps([type_names[k], channel_names[k]], separators=(",", ":"),
+                                           ensure_ascii=False).encode("utf-8")
+        out.append(b"".join((times[8 * a:8 * b], type_bytes[4 * a:4 * b], channel_bytes[4 * a:4 * b], text)))
+    return out
+
+
+def _local_codes(lead: np.ndarray, values: np.ndarray, n_leads: int) -> tuple[np.ndarray, list[list]]:
+    """Each value's position in its lead's list of distinct values (in order of first appearance), and the lists."""
+    if not lead.size:
+        return np.empty(0, np.int64), [[] for _ in range(n_leads)]
+    code, uniques = pd.factorize(values, use_na_sentinel=False)
+    names = [None if v is None or v != v else v for v in uniques.tolist()]  # a missing channel is null
+    key = lead.astype(np.int64) * (len(names) + 1) + code
+    pairs, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    by_appearance = np.argsort(first, kind="stable")  # leads stay contiguous: events are grouped by lead
+    rank = np.empty_like(by_appearance)
+    rank[by_appearance] = np.arange(by_appearance.size)
+    pair_lead = pairs // (len(names) + 1)
+    starts = np.searchsorted(pair_lead[by_appearance], np.arange(n_leads + 1), side="left")
+    local = (rank - starts[pair_lead])[inverse.ravel()]
+    value_names = [names[c] for c in (pairs[by_appearance] % (len(names) + 1)).tolist()]
+    return local, [value_names[s:e] for s, e in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True)]
 
 
 def unpack_many(counts: list[int], blobs: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
