@@ -263,7 +263,7 @@ def test_a_dominant_feature_the_guard_lets_through_is_named_with_the_question(tm
     save_bundle(result, config, tmp_path / "b")
     card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
     assert "Dominant features: attr_call_duration carries" in card
-    assert "and calibrated on cross-fitted fit-half scores" in card
+    assert "calibrated on the fit half, the most recent labelled leads" in card, "the default does not refit"
     assert train(frames, taxonomy, config).dominance == [], "generated behaviour alone has no dominant feature"
 
 
@@ -331,7 +331,7 @@ def test_the_refitted_model_is_calibrated_out_of_fold_not_on_its_own_training_le
     train, fit = np.arange(len(y)) < 2800, np.arange(len(y)) >= 2800
     params = ModelParams(num_leaves=63, min_data_in_leaf=5, learning_rate=0.2, early_stopping_rounds=30)
     model = fit_robust(X, frame, y, as_of, train, fit, fs, params, 0, blend_weights=(1.0,),
-                       groups=np.array([f"L{i}" for i in range(len(y))]))
+                       groups=np.array([f"L{i}" for i in range(len(y))]), refit=True)
     assert model.rounds["refit_rows"] == 4000 and model.rounds["refit_trees"] >= model.rounds["early_stopped_trees"]
     in_sample = model.raw(X[fit], frame[fit])
     assert roc_auc_score(y[fit], in_sample) > roc_auc_score(y[fit], model.fit_probabilities) + 0.05, \

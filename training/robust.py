@@ -175,14 +175,15 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
                half_lives: tuple[float | None, ...] = HALF_LIVES,
                blend_weights: tuple[float, ...] = BLEND_WEIGHTS,
                fit_booster: Callable[..., lgb.Booster] = fit_lightgbm, groups: np.ndarray | None = None,
-               refit: bool = True) -> RobustModel:
-    """Choose the half-life, the trees' rounds and the blend on the fit half; refit on every labelled lead; calibrate.
+               refit: bool = False) -> RobustModel:
+    """Choose the half-life, the trees' rounds and the blend on the fit half; calibrate on the fit half.
 
-    Choices are made by models fitted on ``train`` and judged on ``fit``. The shipped model is then
-    refitted on ``train | fit`` (the fit half holds the latest answered leads: the ones that matter most
+    Choices are made by models fitted on ``train`` and judged on ``fit``. With ``refit`` the shipped
+    model is then refitted on ``train | fit`` (the fit half holds the latest answered leads: the ones that matter most
     under drift) with the early-stopped rounds scaled to the larger data, and calibrated on cross-fitted
     (out-of-fold) fit-half scores. ``groups`` (lead ids) keep a lead's snapshots in one fold.
-    ``refit=False`` ships the model fitted on ``train`` and calibrates on its fit-half scores (the old way).
+    ``refit=False`` (the default, see ``TrainConfig.refit``) ships the model fitted on ``train`` and
+    calibrates on its fit-half scores.
     ``fit_booster`` trains the trees (``fit_lightgbm``'s signature, sample weights included): here or on Dask.
     """
     d = _Data(matrix, frame, y, as_of, feature_set, params, seed, fit_booster)
