@@ -35,13 +35,12 @@ L3,2025-01-03T11:00:00Z,linkedin,,
 """
 
 
-# --- running the suite on two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadgroup) ----------------
+# --- running the suite on two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadfile) -----------------
 # Each module is one unit of work, so its module-scoped fixtures (a started service, a trained model, a Dask
-# cluster) are built once, on one worker. Modules that share the session's demo home (which the retraining
-# notebook changes) form one unit. Units are handed out heaviest first (--no-loadscope-reorder keeps this order), so
-# the long ones overlap instead of one being left for the end; WEIGHTS are rough seconds of a run on two cores,
-# and a module missing from it (a new one) is simply scheduled after the weighed ones.
-GROUPS = {"test_notebooks": "demo-home", "test_replay_cli": "demo-home", "test_report": "demo-home"}
+# cluster) are built once, on one worker. (loadgroup with xdist_group marks would let modules share a unit, but
+# xdist 3.8 renames node ids for it in a way pytest 9 ignores: the marks have no effect.) Modules are handed out
+# heaviest first (--no-loadscope-reorder keeps this order), so the long ones overlap instead of one being left for
+# the end; WEIGHTS are rough seconds, and a module missing from it (a new one) is scheduled after the weighed ones.
 WEIGHTS = {  # seconds per module in one single-process run (2026-11, a busy 2-core machine: the ratios matter)
     "test_training": 860, "test_reliability": 550, "test_replay": 234, "test_retrain": 233,
     "test_service_score_log": 225, "test_scoring": 222, "test_notebooks": 206, "test_service": 172,
@@ -51,21 +50,11 @@ WEIGHTS = {  # seconds per module in one single-process run (2026-11, a busy 2-c
 }
 
 
-def _unit(item: pytest.Item) -> str:
-    module = item.path.stem
-    return GROUPS.get(module, module)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:  # noqa: ARG001
-    weight = {unit: sum(WEIGHTS.get(m, 0) for m, u in GROUPS.items() if u == unit) or WEIGHTS.get(unit, 0)
-              for unit in {_unit(item) for item in items}}
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_unit(item)))
-    first_seen = {}
+    first_seen: dict[str, int] = {}
     for i, item in enumerate(items):
-        first_seen.setdefault(_unit(item), i)
-    items.sort(key=lambda item: (-weight[_unit(item)], first_seen[_unit(item)]))
+        first_seen.setdefault(item.path.stem, i)
+    items.sort(key=lambda item: (-WEIGHTS.get(item.path.stem, 0), first_seen[item.path.stem]))
 
 
 @pytest.fixture(scope="session")
