@@ -31,7 +31,8 @@ import pandas as pd  # noqa: E402
 from contract.mapping import load_mapping  # noqa: E402
 from contract.taxonomy import load_taxonomy  # noqa: E402
 from simulator.funnel import FunnelConfig, generate  # noqa: E402
-from store.event_store import EventStore, to_micros  # noqa: E402
+from contract.timeunits import to_micros  # noqa: E402
+from store.event_store import EventStore  # noqa: E402
 from store.ingest import ingest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

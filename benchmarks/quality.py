@@ -83,9 +83,9 @@ def _side_by_side(prefix: str, prepared: Prepared, result: TrainResult) -> tuple
     fitted on the training part and the fit half, the rows the refitted shipped model and plain LightGBM see.
     """
     split, y = result.split, result.eval_labels
-    labelled = split.train | split.fit
-    scores = {"plain_lgbm": _plain_lightgbm(prepared, labelled, split.eval), **result.baseline_scores,
-              "logistic_all_labelled": _logistic_all_labelled(prepared, labelled, split.eval, 7)}
+    labelled = split.train | split.fit_half
+    scores = {"plain_lgbm": _plain_lightgbm(prepared, labelled, split.eval_half), **result.baseline_scores,
+              "logistic_all_labelled": _logistic_all_labelled(prepared, labelled, split.eval_half, 7)}
     m = result.metrics["model"]
     out = {f"{prefix}_auc": m["roc_auc"], f"{prefix}_pr_auc": m["pr_auc"], f"{prefix}_ece": m["ece"],
            **{f"{prefix}_{k}_auc": float(roc_auc_score(y, v)) for k, v in scores.items()},
@@ -124,7 +124,7 @@ def _generated(n_leads: int, folder: Path, prefix: str, **scenario) -> dict:  # 
     prepared = prepare(frames, taxonomy, config)
     oot = fit(prepared, split_snapshots(prepared.snapshots, 30, 0.25, config.seed), config)
     out, _ = _side_by_side(prefix, prepared, oot)
-    ev = prepared.snapshots[oot.split.eval]
+    ev = prepared.snapshots[oot.split.eval_half]
     truth = pd.read_parquet(folder / prefix / "truth.parquet")
     oracles = {"oracle": roc_auc_score(ev["label"], prospect_probability(truth, ev["lead_id"], ev["as_of"], 30))}
     oracles["oracle_started_windows"], oracles["oracle_no_windows"] = _oracles_without_windows(truth, ev)
@@ -164,7 +164,7 @@ def olist(folder: Path) -> dict:
     split = split_snapshots(prepared.snapshots, 30, 0.25, config.seed)
     result = fit(prepared, split, config)
     out, scores = _side_by_side("olist", prepared, result)
-    y, ev = prepared.y, split.eval
+    y, ev = prepared.y, split.eval_half
     frame = prepared.vectorizer.to_frame(prepared.matrix)
     segment = frame["origin"].astype(str) + "|" + frame["attr_landing_page_id"].astype(str)
     rates = pd.Series(y[split.train]).groupby(segment[split.train].to_numpy()).agg(["sum", "count"])

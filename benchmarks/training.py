@@ -57,8 +57,8 @@ def main() -> None:
         split = split_snapshots(prepared.snapshots, config.snapshots.horizon_days, config.valid_share, config.seed)
         categorical = [i for i, s in enumerate(prepared.vectorizer.feature_set_.specs) if s.dtype == "category"]
         started = time.perf_counter()
-        booster = fit_lightgbm(prepared.matrix[split.train], prepared.y[split.train], prepared.matrix[split.fit],
-                               prepared.y[split.fit], categorical, config.model, config.seed)
+        booster = fit_lightgbm(prepared.matrix[split.train], prepared.y[split.train], prepared.matrix[split.fit_half],
+                               prepared.y[split.fit_half], categorical, config.model, config.seed)
         lightgbm_s = time.perf_counter() - started
     snapshots = len(prepared.snapshots)
     print(f"{snapshots:,} snapshots ({int(split.train.sum()):,} for training), {len(prepared.vectorizer.feature_set_.names)}"

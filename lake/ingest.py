@@ -20,6 +20,7 @@ from contract.mapping import MapContext, Mapping, map_chunk, required_source_col
 from contract.tables import INGEST_ORDER, TABLES
 from lake.layout import TABLES as LAKE_TABLES
 from contract.taxonomy import Taxonomy
+from contract.timeunits import latest_acceptable
 from features.registry import AttributeInfo
 from lake.writer import LakeRun
 from store.event_store import canonical_frame
@@ -50,7 +51,7 @@ def ingest_to_lake(mapping: Mapping, data_dir: Path, root: Path, taxonomy: Taxon
                    buckets: int, chunk_rows: int = 200_000, now: datetime | None = None,
                    progress: ProgressFn | None = None, clock_skew: timedelta = timedelta(minutes=5)) -> IngestSummary:
     """Load every table of every source of ``mapping`` into the lake at ``root`` as one run."""
-    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
+    ctx = MapContext(taxonomy=taxonomy, now=latest_acceptable(clock_skew, now), clock_skew=clock_skew)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     run = LakeRun(root, buckets, mapping_attributes(mapping), f"ingest {mapping.name}")
     summary = IngestSummary()

@@ -454,7 +454,7 @@ def score(
         part = scorer.score_stored_leads(event_store, ids[lo:lo + 1000], moment)
         scored += part.scored
         unknown += part.unknown
-        later += part.created_later
+        later += part.created_after_as_of
     recorder = ScoreRecorder(settings, event_store, scorer.criteria)
     score_ids = recorder.record(scored, "cli", "cli")
     recorder.close()
@@ -870,7 +870,7 @@ def _bulk_score(settings: Settings, lake: Path | None, engine: str, scheduler: s
         count = bulk_score(root, bundle_dir, moment, out, running, reasons, log)
     elapsed = time.perf_counter() - started
     console.print(f"scored {count.scored:,} leads as of {moment:%Y-%m-%d %H:%M %Z} in {elapsed:.1f} s "
-                  f"({count.scored / max(elapsed, 1e-9):,.0f} leads/s, {engine}); {count.created_later:,} created "
+                  f"({count.scored / max(elapsed, 1e-9):,.0f} leads/s, {engine}); {count.created_after_as_of:,} created "
                   f"later were skipped; written to {out}" + (f", logged in {log.folder}" if log else ""))
 
 

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from contract.taxonomy import Taxonomy
 from config.settings import Settings
-from store.event_store import EventStore, feedback_table, from_micros
+from contract.timeunits import from_micros
+from store.event_store import EventStore, feedback_table
 from training.promotion import Comparison
 from training.train import TrainConfig, TrainResult
 

@@ -104,7 +104,7 @@ def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, seed: int =
 
     weeks = max((held["as_of"].max() - held["as_of"].min()) / pd.Timedelta(days=7), 1.0)
     # the held-out half holds a share of the window's leads; scale the weekly counts to all of them
-    window_leads = snaps.loc[split.fit | split.eval, "lead_id"].nunique()
+    window_leads = snaps.loc[split.fit_half | split.eval_half, "lead_id"].nunique()
     scale = window_leads / max(held["lead_id"].nunique(), 1)
     rows = []
     for cut in CUTOFF_SCORES:

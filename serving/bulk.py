@@ -44,7 +44,7 @@ ENDPOINT = "bulk"
 @dataclass(frozen=True)
 class BulkCount:
     scored: int
-    created_later: int
+    created_after_as_of: int
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def bulk_score(root: Path, bundle_dir: Path, as_of: pd.Timestamp, out: Path, eng
     counts = engine.map(partial(score_bucket, str(root), str(Path(bundle_dir).resolve()), as_of, reasons, str(out),
                                 log=log),
                         list(range(buckets)), "scoring")
-    return BulkCount(sum(c.scored for c in counts), sum(c.created_later for c in counts))
+    return BulkCount(sum(c.scored for c in counts), sum(c.created_after_as_of for c in counts))
 
 
 def read_scores(out: Path) -> pd.DataFrame:

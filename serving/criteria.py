@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from contract.errors import describe
 from contract.taxonomy import Taxonomy
+from contract.timeunits import US_PER_DAY
 
 DEFAULT_RULES = Path(__file__).with_name("criteria.yaml")
 
@@ -27,7 +28,6 @@ DEFAULT_RULES = Path(__file__).with_name("criteria.yaml")
 def rules_version(text: str) -> str:
     """A content version of a rule file: the same rules give the same version, in the score log too."""
     return "rules-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-DAY_US = 86_400_000_000
 MAX_EVENT_RULES = 62
 """Event rules are told apart by one bit of an int64 per event while a batch is evaluated."""
 
@@ -229,7 +229,7 @@ class Criteria:
         if not hit.size:
             return out
         moment = as_of_us[owner[hit]]
-        hit = hit[(ts_us[hit] >= moment - rule.within_days * DAY_US) & (ts_us[hit] < moment)]
+        hit = hit[(ts_us[hit] >= moment - rule.within_days * US_PER_DAY) & (ts_us[hit] < moment)]
         if hit.size > 1:
             # the latest hit per lead: by time, and among equal times the last in the given order
             hit = hit[np.lexsort((hit, ts_us[hit], owner[hit]))]
@@ -238,7 +238,7 @@ class Criteria:
             hit = hit[last_of_lead]
         for e in hit:
             lead = int(owner[e])
-            days = (int(as_of_us[lead]) - int(ts_us[e])) / DAY_US
+            days = (int(as_of_us[lead]) - int(ts_us[e])) / US_PER_DAY
             ago = "today" if days < 1 else ("1 day ago" if days < 2 else f"{days:.0f} days ago")
             out[lead] = ("met", f"{self.taxonomy.types[str(types[e])].description} {ago}")
         return out

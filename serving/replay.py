@@ -124,7 +124,7 @@ class Replayer:
         if served["endpoint"] == "score":
             return scorer.score_stored_lead(self.store, served["lead_id"], as_of)
         batch = scorer.score_stored_leads(self.store, [served["lead_id"]], as_of, reasons=bool(served["with_reasons"]))
-        if batch.created_later:
+        if batch.created_after_as_of:
             raise CreatedAfterAsOf(served["lead_id"])
         if not batch.scored:
             raise KeyError(served["lead_id"])

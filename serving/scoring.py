@@ -19,16 +19,16 @@ import pandas as pd
 from features.history import HistoryRows, values_as_of
 from features.registry import FeatureSpec
 from config.settings import Settings
-from contract.timeunits import timestamp_micros
+from contract.timeunits import US_PER_WEEK, timestamp_micros
 from features.vectorizer import FeatureInput
-from serving.criteria import Criteria, CriterionResult, LeadFacts
+from serving.criteria import Criteria, CriterionResult
 from store.event_store import EventStore, LeadEvents
 from training.bundle import Bundle, load_bundle
 from training.bundle_versions import keep_bundle
 
 REASONS = 3
 CONTRIBUTION_SMALL_ROWS = 16
-TREND_LOOKBACK_US = 7 * 86_400_000_000
+TREND_LOOKBACK_US = US_PER_WEEK
 TREND_POINTS = 5
 """A score that moved at least this many points in a week is improving or fading; less is steady."""
 
@@ -68,7 +68,7 @@ class CreatedAfterAsOf(ValueError):
 class BatchScores(NamedTuple):
     scored: list[Scored]  # in request order, each id once
     unknown: list[str]  # ids the store does not know
-    created_later: list[str]  # ids of leads created after the as-of time
+    created_after_as_of: list[str]  # ids of leads created after the as-of time
 
 
 def describe_value(spec: FeatureSpec, value: float, categories: tuple[str, ...] | None) -> str:

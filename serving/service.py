@@ -35,7 +35,7 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, Serv
 from sqlalchemy.exc import OperationalError
 
 from contract.taxonomy import load_taxonomy
-from contract.timeunits import timestamp_micros
+from contract.timeunits import US_PER_DAY, US_PER_HOUR, latest_acceptable, timestamp_micros
 from features.vectorizer import UnknownEventType
 from config.settings import Settings
 from serving import connections
@@ -96,9 +96,8 @@ def _response(s: Scored, score_id: str | None = None) -> ScoreResponse:
 
 
 def _moment(as_of: datetime | None, skew_minutes: int) -> pd.Timestamp:
-    now = pd.Timestamp.now(tz="UTC")
-    moment = pd.Timestamp(as_of).tz_convert("UTC") if as_of else now
-    if moment > now + pd.Timedelta(minutes=skew_minutes):
+    moment = pd.Timestamp(as_of).tz_convert("UTC") if as_of else pd.Timestamp.now(tz="UTC")
+    if moment > latest_acceptable(timedelta(minutes=skew_minutes)):
         raise InvalidArgument("as_of is in the future: scores describe what is known now or earlier")
     return moment
 
@@ -230,7 +229,7 @@ class ProspectService:
         except UnknownEventType:
             raise UnprocessableEntity(UNKNOWN_TYPE) from None
         return BatchResponse(scores=self._logged(result.scored, ctx, "score_batch", with_reasons=request.reasons),
-                             unknown_lead_ids=result.unknown, created_after_as_of=result.created_later)
+                             unknown_lead_ids=result.unknown, created_after_as_of=result.created_after_as_of)
 
     @bentoml.api(route="/events")
     async def events(self, request: EventsRequest, /) -> StoredResponse:
@@ -307,8 +306,8 @@ def _warm_up(champion: Champion) -> None:
     now = pd.Timestamp.now(tz="UTC")
     moment = timestamp_micros(now, "now")
     kind = next(iter(champion.taxonomy.types))
-    champion.scorer.score_lead({"lead_id": "warm-up", "created_at_us": moment - 86_400_000_000, "source": None},
-                               np.array([moment - 3_600_000_000], dtype=np.int64), np.array([kind], dtype=object),
+    champion.scorer.score_lead({"lead_id": "warm-up", "created_at_us": moment - US_PER_DAY, "source": None},
+                               np.array([moment - US_PER_HOUR], dtype=np.int64), np.array([kind], dtype=object),
                                None, now)
 
 
@@ -318,7 +317,7 @@ def _check_payload_events(request: PayloadRequest, champion: Champion, created: 
 
     A lead created after ``moment`` is left to the scorer, which refuses it as such.
     """
-    latest = pd.Timestamp.now(tz="UTC") + skew
+    latest = latest_acceptable(skew)
     earliest = created - skew if created <= moment else None
     for i, e in enumerate(request.events):
         if e.type not in champion.taxonomy.types:

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
+from contract.timeunits import from_micros
 from store.packed import merge_order, pack_many, unpack_many
 
 metadata = MetaData()
@@ -114,15 +115,6 @@ packed_events_table = Table(
 by :func:`insert_events`, in the transaction that writes the event rows."""
 
 TABLES = {"leads": leads_table, "events": events_table, "feedback": feedback_table, "history": history_table}
-
-
-def to_micros(ts: pd.Series) -> np.ndarray:
-    """UTC timestamps -> int64 microseconds since the epoch."""
-    return ts.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]").astype(np.int64)
-
-
-def from_micros(values: np.ndarray | pd.Series) -> pd.Series | pd.DatetimeIndex:
-    return pd.to_datetime(np.asarray(values, dtype=np.int64), unit="us", utc=True)
 
 
 def _python_values(series: pd.Series) -> list:

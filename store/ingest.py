@@ -34,8 +34,9 @@ from contract.mapping import (
 )
 from contract.tables import INGEST_ORDER, TABLES, TableSpec
 from contract.taxonomy import Taxonomy
+from contract.timeunits import datetimes_micros, latest_acceptable, to_micros
 from store.event_store import TABLES as STORE_TABLES
-from store.event_store import EventStore, attributes_table, bulk_insert, insert_events, leads_table, to_micros
+from store.event_store import EventStore, attributes_table, bulk_insert, insert_events, leads_table
 from store.sources import SourceError, read_chunks
 
 
@@ -98,7 +99,7 @@ def ingest(
     Timestamps later than ``now`` plus ``clock_skew`` (drift between systems) are refused as future.
     A history row may name any attribute this mapping or an earlier ingest declared.
     """
-    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
+    ctx = MapContext(taxonomy=taxonomy, now=latest_acceptable(clock_skew, now), clock_skew=clock_skew)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     summary = IngestSummary()
     for table_name in INGEST_ORDER:
@@ -265,7 +266,7 @@ def store_records(store: EventStore, table: str, records: Sequence[MappingOf[str
     ``wait=False``: raise ``StoreBusy`` rather than queue behind another writer (nothing stored).
     """
     spec = TABLES[table]
-    ctx = MapContext(taxonomy=taxonomy, now=(now or datetime.now(UTC)) + clock_skew, clock_skew=clock_skew)
+    ctx = MapContext(taxonomy=taxonomy, now=latest_acceptable(clock_skew, now), clock_skew=clock_skew)
     rows, issues = _record_rows(records, spec, ctx)
     for _ in range(WRITE_ATTEMPTS - 1):
         try:
@@ -310,7 +311,7 @@ def _record_rows(records: Sequence[MappingOf[str, object]], spec: TableSpec, ctx
     for col in spec.columns:
         raw = np.empty(len(records), dtype=object)
         raw[:] = [r.get(col.name) for r in records]
-        values = _micros(raw) if col.kind == "timestamp" else rules.clean_text(raw)
+        values = datetimes_micros(raw) if col.kind == "timestamp" else rules.clean_text(raw)
         missing = np.fromiter((v is None for v in raw), bool, len(raw)) if col.kind == "timestamp" else \
             np.fromiter((v is None for v in values), bool, len(values))
         if col.required:
@@ -342,15 +343,6 @@ def _record_attribute_json(records: Sequence[MappingOf[str, object]]) -> np.ndar
     return out
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _micros(values: np.ndarray) -> np.ndarray:
-    """Aware datetimes (or pandas Timestamps) -> int64 microseconds since the epoch, as ``to_micros`` stores them."""
-    return np.fromiter(((v - _EPOCH) // timedelta(microseconds=1) if v is not None else 0 for v in values),
-                       dtype=np.int64, count=len(values))
-
-
 def _record_attributes(conn: Connection, tm: TableMapping) -> None:
     for name, attr in tm.attributes.items():
         conn.execute(delete(attributes_table).where(attributes_table.c.name == name))
@@ -376,7 +368,7 @@ def _prepare_rows(frame: pd.DataFrame, spec: TableSpec) -> Rows:
     columns: dict[str, np.ndarray] = {}
     for col in spec.column_names:
         if col in spec.timestamps:
-            columns[col] = to_micros(frame[col])
+            columns[col] = to_micros(frame[col], col, check=False)  # the mapping has parsed and checked them
         else:
             columns[col] = frame[col].astype(object).where(frame[col].notna(), None).to_numpy(dtype=object)
     if spec.has_attributes:

@@ -40,7 +40,8 @@ from sqlalchemy import (
     select,
 )
 
-from store.event_store import EventStore, bulk_insert, from_micros
+from contract.timeunits import from_micros
+from store.event_store import EventStore, bulk_insert
 
 log = logging.getLogger(__name__)
 

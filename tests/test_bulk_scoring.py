@@ -91,4 +91,4 @@ def test_bulk_scores_of_a_blended_bundle_without_reasons_equal_the_scorers(blend
     assert scores["tier"].nunique() == 3
     # as of a moment before any lead: nothing to score, and no error from the logistic part
     early = bulk_score(root, bundle_dir, pd.Timestamp("2000-01-01T00:00:00Z"), tmp_path / "early", LocalEngine())
-    assert (early.scored, early.created_later) == (0, len(leads))
+    assert (early.scored, early.created_after_as_of) == (0, len(leads))

@@ -93,9 +93,9 @@ def test_bulk_scores_equal_the_scorers_per_lead_results(lake, client, local_mode
     scores = read_scores(tmp_path / "scores").set_index("lead_id")
     leads = store.read_table("leads")
     existed = leads.loc[leads["created_at"] <= as_of, "lead_id"].tolist()
-    assert count.scored == len(scores) == len(existed) and count.created_later == len(leads) - len(existed)
+    assert count.scored == len(scores) == len(existed) and count.created_after_as_of == len(leads) - len(existed)
     expected = Scorer(load_bundle(bundle_dir)).score_stored_leads(store, existed, as_of)
-    assert not expected.unknown and not expected.created_later
+    assert not expected.unknown and not expected.created_after_as_of
     for s in expected.scored:
         row = scores.loc[s.lead_id]
         assert row["probability"] == pytest.approx(s.probability, abs=1e-12)

@@ -110,9 +110,9 @@ def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: A
     created = frames.leads.set_index("lead_id")["created_at"]
     ids = created[created <= as_of].sample(60, random_state=3).index.tolist()
     later = created[created > as_of].index[:2].tolist()
-    batch, unknown, created_later = scorer.score_stored_leads(store, [*ids, "nobody", later[0], ids[0], later[1]],
+    batch, unknown, created_after_as_of = scorer.score_stored_leads(store, [*ids, "nobody", later[0], ids[0], later[1]],
                                                               as_of)
-    assert unknown == ["nobody"] and [s.lead_id for s in batch] == ids and created_later == later
+    assert unknown == ["nobody"] and [s.lead_id for s in batch] == ids and created_after_as_of == later
     trends = set()
     for got in batch:
         one = scorer.score_stored_lead(store, got.lead_id, as_of)

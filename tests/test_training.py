@@ -31,9 +31,9 @@ def test_out_of_time_split_keeps_leads_apart_and_the_gap(frames, taxonomy) -> No
     split = split_snapshots(snaps, horizon_days=30, valid_share=0.25, seed=1)
     assert split.out_of_time and "out of time" in split.description
     train_leads = set(snaps.loc[split.train, "lead_id"])
-    valid = split.fit | split.eval
+    valid = split.fit_half | split.eval_half
     assert not train_leads & set(snaps.loc[valid, "lead_id"]), "no lead on both sides"
-    assert not set(snaps.loc[split.fit, "lead_id"]) & set(snaps.loc[split.eval, "lead_id"])
+    assert not set(snaps.loc[split.fit_half, "lead_id"]) & set(snaps.loc[split.eval_half, "lead_id"])
     assert (snaps.loc[split.train, "as_of"] + pd.Timedelta(days=30) <= split.cutoff).all(), "the gap holds"
     assert (snaps.loc[valid, "as_of"] >= split.cutoff).all()
     assert not (split.train & valid).any() and split.train.sum() > valid.sum() / 2
@@ -47,11 +47,11 @@ def test_the_validation_share_is_a_share_of_leads_on_day_granular_data() -> None
     snaps = pd.DataFrame({"lead_id": [f"L{i}" for i in range(days.size)], "as_of": t0 + pd.to_timedelta(days, "D"),
                           "label": (rng.random(days.size) < 0.2).astype(int)})
     split = split_snapshots(snaps, horizon_days=30, valid_share=0.25, seed=0)
-    valid = snaps.loc[split.fit | split.eval]
+    valid = snaps.loc[split.fit_half | split.eval_half]
     share = valid["lead_id"].nunique() / snaps["lead_id"].nunique()
     assert 0.25 <= share < 0.25 + 150 / days.size + 1e-9, f"{share:.3f} of leads held out"
     day_of_cutoff = (snaps["as_of"] == split.cutoff)
-    assert day_of_cutoff.sum() == 150 and split.fit[day_of_cutoff].sum() + split.eval[day_of_cutoff].sum() == 150, \
+    assert day_of_cutoff.sum() == 150 and split.fit_half[day_of_cutoff].sum() + split.eval_half[day_of_cutoff].sum() == 150, \
         "leads arriving at the cutoff moment stay together on the validation side"
     n_valid, n_train = valid["lead_id"].nunique(), int(split.train.sum())
     assert f"validate on {n_valid:,} leads ({n_valid:,} snapshots)" in split.description
@@ -81,7 +81,7 @@ def test_untimed_data_gets_a_stratified_split_that_says_so() -> None:
     split = split_snapshots(snaps, valid_share=0.25, seed=0)
     assert not split.out_of_time and split.description.startswith("NOT out of time")
     assert "no timestamps" in split.description
-    assert abs(snaps.loc[split.train, "label"].mean() - snaps.loc[split.fit | split.eval, "label"].mean()) < 0.03
+    assert abs(snaps.loc[split.train, "label"].mean() - snaps.loc[split.fit_half | split.eval_half, "label"].mean()) < 0.03
 
 
 def test_minimum_data_messages_give_the_numbers() -> None:
@@ -178,7 +178,7 @@ def test_the_evaluation_window_is_rebuilt_from_the_bundle_not_from_defaults(tmp_
     assert (params.valid_share, params.seed) == (0.4, 13) and params.cutoff == result.split.cutoff.isoformat()
     window = evaluation_window(params, frames, taxonomy)
     trained_eval = build_snapshots(frames.leads, frames.events, frames.feedback,
-                                   inbound_types=taxonomy.inbound_types).loc[result.split.eval]
+                                   inbound_types=taxonomy.inbound_types).loc[result.split.eval_half]
     assert set(window.snapshots["lead_id"]) == set(trained_eval["lead_id"]) and len(window.snapshots) == len(trained_eval)
     figures = compute(bundle, frames, taxonomy)
     assert figures.n_snapshots == result.metrics["model"]["n"], "the report describes the run's own eval half"

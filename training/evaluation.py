@@ -82,10 +82,10 @@ def evaluation_window(params: SplitParams, frames: StoreFrames, taxonomy: Taxono
     """
     snapshots = store_snapshots(frames, taxonomy, params.snapshots)
     split = split_with(snapshots, params)
-    mask = split.eval.copy()
+    mask = split.eval_half.copy()
     if not_fitted_by is not None:
         other = split_with(snapshots, not_fitted_by)
-        seen = set(snapshots.loc[other.train | other.fit, "lead_id"])
+        seen = set(snapshots.loc[other.train | other.fit_half, "lead_id"])
         mask &= ~snapshots["lead_id"].isin(seen).to_numpy()
     return Window(snapshots.loc[mask].reset_index(drop=True), split, snapshots, mask)
 

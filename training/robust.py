@@ -211,7 +211,7 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
 
 def base_rate_by_month(snapshots: pd.DataFrame, split) -> pd.DataFrame:  # noqa: ANN001 - training.split.Split
     """Snapshots and prospect rate per calendar month of the as-of time, for the training and validation parts."""
-    parts = np.where(split.train, "training", np.where(split.fit | split.eval, "validation", ""))
+    parts = np.where(split.train, "training", np.where(split.fit_half | split.eval_half, "validation", ""))
     frame = pd.DataFrame({"part": parts, "label": snapshots["label"].to_numpy(),
                           "month": pd.DatetimeIndex(snapshots["as_of"]).tz_convert("UTC").strftime("%Y-%m")})
     frame = frame[frame["part"] != ""]

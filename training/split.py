@@ -26,8 +26,8 @@ from sklearn.model_selection import train_test_split
 @dataclass(frozen=True)
 class Split:
     train: np.ndarray  # boolean masks over the snapshots
-    fit: np.ndarray
-    eval: np.ndarray
+    fit_half: np.ndarray  # of the validation leads: early stopping, model choice and calibration
+    eval_half: np.ndarray  # of the validation leads: the held-out figures, never fitted on
     out_of_time: bool
     cutoff: pd.Timestamp | None  # first as-of time of the validation part
     description: str

@@ -124,7 +124,7 @@ DOMINANCE_SAMPLE = 5_000
 
 def _guard(prepared: Prepared, split: Split, config: TrainConfig) -> dict[str, str]:
     y = prepared.y
-    check_minimum_data(y[split.train], y[split.fit | split.eval], config.minimums)
+    check_minimum_data(y[split.train], y[split.fit_half | split.eval_half], config.minimums)
     rng = np.random.default_rng(config.seed)
     train_idx = np.flatnonzero(split.train)
     sample = np.sort(rng.choice(train_idx, GUARD_SAMPLE, replace=False)) if train_idx.size > GUARD_SAMPLE else train_idx
@@ -134,7 +134,7 @@ def _guard(prepared: Prepared, split: Split, config: TrainConfig) -> dict[str, s
 
 def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), arrivals: float | None = None,
         fit_booster: Callable[..., lgb.Booster] = fit_lightgbm) -> TrainResult:
-    """Guards, the drift-robust model on ``split.train`` (choices and calibration on ``split.fit``), figures on ``split.eval``.
+    """Guards, the drift-robust model on ``split.train`` (choices and calibration on ``split.fit_half``), figures on ``split.eval_half``.
 
     ``arrivals`` (leads a week, recently) sets the tiers when ``config.capacity_per_week`` asks for a capacity.
     ``fit_booster`` trains the trees (``fit_lightgbm``'s signature): here, or on a Dask cluster.
@@ -143,27 +143,27 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
     fs = vectorizer.feature_set_
     allowed = _guard(prepared, split, config)
     frame = vectorizer.to_frame(matrix)
-    model = fit_robust(matrix, frame, y, snapshots["as_of"], split.train, split.fit, fs, config.model, config.seed,
+    model = fit_robust(matrix, frame, y, snapshots["as_of"], split.train, split.fit_half, fs, config.model, config.seed,
                        config.half_lives, config.blend_weights, fit_booster,
                        groups=snapshots["lead_id"].to_numpy(), refit=config.refit)
     booster = model.booster
     p_fit = model.fit_probabilities  # out of fold: the refitted model has seen the fit half
-    p_eval = model.probability(matrix[split.eval], frame[split.eval])
+    p_eval = model.probability(matrix[split.eval_half], frame[split.eval_half])
     thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
     if config.capacity_per_week is not None:
-        thresholds = capacity_thresholds(p_fit, snapshots.loc[split.fit, "lead_id"].to_numpy(),
+        thresholds = capacity_thresholds(p_fit, snapshots.loc[split.fit_half, "lead_id"].to_numpy(),
                                          config.capacity_per_week, arrivals, config.warming_share)
-    y_eval = y[split.eval]
+    y_eval = y[split.eval_half]
     logistic, cats = logistic_baseline(frame[split.train], y[split.train], fs, config.seed)
-    baselines = {"rule_score": rule_score(frame[split.eval], fs),
-                 "logistic": logistic_scores(logistic, frame[split.eval], cats)}
+    baselines = {"rule_score": rule_score(frame[split.eval_half], fs),
+                 "logistic": logistic_scores(logistic, frame[split.eval_half], cats)}
     metrics = {
         "model": evaluate(y_eval, p_eval),
         # a points score ranks but is no probability: its calibration figures are not applicable
         "rule_score": evaluate(y_eval, baselines["rule_score"], probability=False),
         "logistic": evaluate(y_eval, baselines["logistic"]),
     }
-    eval_frame = frame[split.eval]
+    eval_frame = frame[split.eval_half]
     segment = config.segment or next((s.name.removeprefix("attr_") for s in fs.specs
                                       if s.family == "profile" and s.dtype == "category"), None)
     per_segment = by_group(y_eval, p_eval, eval_frame[f"attr_{segment}"]) if segment else pd.DataFrame()
@@ -173,7 +173,7 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
         "family": [s.family for s in fs.specs],
         "description": [s.description for s in fs.specs],
     }).sort_values("gain", ascending=False, ignore_index=True)
-    fit_rows = np.flatnonzero(split.fit)[:DOMINANCE_SAMPLE]
+    fit_rows = np.flatnonzero(split.fit_half)[:DOMINANCE_SAMPLE]
     drift = base_rate_by_month(snapshots, split)
     as_of = snapshots["as_of"]
     return TrainResult(
@@ -181,8 +181,8 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
         score_scale=np.quantile(p_fit, np.linspace(0, 1, 101)), split=split,
         metrics=metrics, per_channel=by_group(y_eval, p_eval, eval_frame["origin"]), per_segment=per_segment,
         gains=gains_curve(y_eval, p_eval), importance=importance, eval_labels=y_eval, eval_probabilities=p_eval,
-        example_matrix=matrix[split.eval][:5], calibration_losses=model.calibration_losses, leaky_allowed=allowed,
+        example_matrix=matrix[split.eval_half][:5], calibration_losses=model.calibration_losses, leaky_allowed=allowed,
         data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"), robust=model, drift=drift,
-        drift_line=drift_line(drift, y[split.train], y[split.fit | split.eval]), baseline_scores=baselines,
+        drift_line=drift_line(drift, y[split.train], y[split.fit_half | split.eval_half]), baseline_scores=baselines,
         dominance=dominance_notes(dominant_features(booster, matrix[fit_rows], fs), fs),
     )
