@@ -8,14 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.criteria import DAY_US, Criteria, CriteriaError, LeadFacts
+from contract.timeunits import US_PER_DAY
+from serving.criteria import Criteria, CriteriaError, LeadFacts
 from tests.conftest import write_yaml
 
 AS_OF = int(pd.Timestamp("2025-06-01", tz="UTC").value // 1000)
 
 
 def facts(attributes: dict, events: list[tuple[float, str]] = ()) -> LeadFacts:
-    ts = np.array([AS_OF - int(days * DAY_US) for days, _ in events], dtype=np.int64)
+    ts = np.array([AS_OF - int(days * US_PER_DAY) for days, _ in events], dtype=np.int64)
     return LeadFacts(attributes, ts, np.array([t for _, t in events], dtype=object), AS_OF)
 
 
@@ -104,7 +105,7 @@ def test_a_batch_decides_each_lead_as_it_would_alone(taxonomy, leads, shuffle_se
     owner, ts, types, moments = [], [], [], []
     for k, (attributes, events, shift) in enumerate(leads):
         lead = facts(attributes, events)
-        lead = LeadFacts(attributes, lead.ts_us, lead.types, AS_OF + shift * DAY_US // 2)
+        lead = LeadFacts(attributes, lead.ts_us, lead.types, AS_OF + shift * US_PER_DAY // 2)
         alone.append(criteria.evaluate(lead))
         owner += [k] * len(events)
         ts += list(lead.ts_us)
@@ -126,7 +127,7 @@ def test_a_batch_decides_each_lead_as_it_would_alone(taxonomy, leads, shuffle_se
 def test_event_rule_takes_the_latest_event_before_as_of_in_the_window(taxonomy) -> None:  # noqa: ANN001
     """Two leads in one batch: each gets its own latest qualifying event, never the other's."""
     criteria = Criteria.load(None, taxonomy)
-    day = DAY_US
+    day = US_PER_DAY
     owner = np.array([1, 0, 1, 0, 1], np.int64)
     ts = np.array([AS_OF - 40 * day, AS_OF - 10 * day, AS_OF - 3 * day, AS_OF + day, AS_OF - 61 * day], np.int64)
     types = np.array(["demo_request", "trial_signup", "quote_request", "demo_request", "demo_request"], dtype=object)
