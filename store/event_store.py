@@ -196,8 +196,11 @@ def _write_packed(conn: Connection, lead: np.ndarray, ts: np.ndarray, types: np.
     code, ts, types, channels = code[order], ts[order], types[order], channels[order]
     bounds = np.searchsorted(code, np.arange(ids.size + 1), side="left")
     blobs = pack_many(bounds, ts, types, channels)
-    bulk_insert(conn, packed_events_table, pd.DataFrame({"lead_id": np.asarray(ids, dtype=object),
-                                                         "n": np.diff(bounds), "blob": blobs}))
+    packed = np.empty(len(blobs), dtype=object)  # bytes kept as objects: a bytes dtype would drop trailing NULs
+    packed[:] = blobs
+    # plain arrays, not a frame: building and converting one cost a third of a 20-event /events call
+    bulk_insert(conn, packed_events_table, {"lead_id": np.asarray(ids, dtype=object), "n": np.diff(bounds),
+                                            "blob": packed})
     return int(ids.size)
 
 
