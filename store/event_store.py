@@ -173,13 +173,11 @@ def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray
     stored_ids, counts, blobs = [], [], []
     for lo in range(0, len(ids), PACKED_IN_CHUNK):
         chunk = ids[lo:lo + PACKED_IN_CHUNK]
-        for lead_id, n, blob in _fetch_tuples(conn, select(
-                packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
-                .where(packed_events_table.c.lead_id.in_(chunk))):
+        for lead_id, n, blob in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id, chunk):
             stored_ids.append(lead_id)
             counts.append(int(n))
             blobs.append(blob)
-        conn.execute(delete(packed_events_table).where(packed_events_table.c.lead_id.in_(chunk)))
+        _delete_packed(conn, chunk)
     ts, types, channels = unpack_many(counts, blobs)
     new_channels = np.where(pd.isna(channel), None, channel).astype(object)
     _write_packed(conn, np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
@@ -570,6 +568,22 @@ def _rows_of_leads(conn: Connection, statement: Select, column: Column, ids: lis
 
 
 _ID_LIST_SQL: dict[tuple[int, str], str] = {}
+
+_PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
+
+
+def _delete_packed(conn: Connection, ids: list[str]) -> None:
+    """Delete these leads' packed records; on SQLite with one JSON array and SQL compiled once, as reads do."""
+    column = packed_events_table.c.lead_id
+    if conn.dialect.name != "sqlite":
+        conn.execute(delete(packed_events_table).where(column.in_(ids)))
+        return
+    key = (id(packed_events_table), "delete")
+    if key not in _ID_LIST_SQL:
+        listed = func.json_each(bindparam("ids")).table_valued("value")
+        _ID_LIST_SQL[key] = str(delete(packed_events_table).where(column.in_(select(listed.c.value)))
+                                .compile(dialect=conn.dialect))
+    conn.exec_driver_sql(_ID_LIST_SQL[key], (json.dumps(ids),))
 
 _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
                           history_table.c.recorded_at)
