@@ -17,6 +17,8 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
+SMALL_WRITE = 2_000
+"""Up to this many events (the stored ones of the touched leads included), records are packed lead by lead."""
 TIME_DTYPE = np.dtype("<i8")
 CODE_DTYPE = np.dtype("<i4")
 
@@ -40,6 +42,9 @@ def pack_many(bounds: np.ndarray, ts_us: np.ndarray, types: np.ndarray, channels
     the final concatenation is per lead (a per-event Python loop made ingest a third slower).
     """
     n_leads = bounds.size - 1
+    if bounds[-1] <= SMALL_WRITE:  # an API call's few events: the arrays' set-up costs more than the loop
+        return [pack(ts_us[a:b], types[a:b].tolist(), channels[a:b].tolist())
+                for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
     lead = np.repeat(np.arange(n_leads), np.diff(bounds))
     type_code, type_names = _local_codes(lead, types, n_leads)
     channel_code, channel_names = _local_codes(lead, channels, n_leads)
