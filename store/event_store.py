@@ -41,6 +41,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Delete
 
 from contract.timeunits import from_micros
 from store.packed import merge_order, pack_many, unpack_many
@@ -548,42 +549,43 @@ def _fetch_tuples(conn: Connection, statement: Select) -> list[tuple]:
 
 
 def _rows_of_leads(conn: Connection, statement: Select, column: Column, ids: list[str]) -> list[tuple]:
-    """Rows of ``statement`` whose ``column`` is one of ``ids``, as the driver's plain tuples.
-
-    On SQLite the ids travel as one JSON array (``IN (SELECT value FROM json_each(?))``, the SQL
-    compiled once): rendering a thousand bound parameters took longer than running the query.
-    """
+    """Rows of ``statement`` whose ``column`` is one of ``ids``, as the driver's plain tuples."""
     if conn.dialect.name != "sqlite":
         return _fetch_tuples(conn, statement.where(column.in_(ids)))
-    key = (id(statement), column.key)
-    if key not in _ID_LIST_SQL:
-        listed = func.json_each(bindparam("ids")).table_valued("value")
-        _ID_LIST_SQL[key] = str(statement.where(column.in_(select(listed.c.value))).compile(dialect=conn.dialect))
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(_ID_LIST_SQL[key], (json.dumps(ids),))
+        cursor.execute(_id_list_sql(conn, statement, column), (json.dumps(ids),))
         return cursor.fetchall()
     finally:
         cursor.close()
 
 
+def _delete_packed(conn: Connection, ids: list[str]) -> None:
+    """Delete these leads' packed records (the ids as one JSON array on SQLite, as reads pass them)."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(_DELETE_PACKED.where(packed_events_table.c.lead_id.in_(ids)))
+        return
+    conn.exec_driver_sql(_id_list_sql(conn, _DELETE_PACKED, packed_events_table.c.lead_id), (json.dumps(ids),))
+
+
+def _id_list_sql(conn: Connection, statement: Select | Delete, column: Column) -> str:
+    """SQLite SQL for ``statement`` restricted to ``column IN (SELECT value FROM json_each(?))``, compiled once.
+
+    The ids travel as one JSON array: rendering a thousand bound parameters took longer than running
+    the query.
+    """
+    key = (id(statement), column.key)
+    if key not in _ID_LIST_SQL:
+        listed = func.json_each(bindparam("ids")).table_valued("value")
+        _ID_LIST_SQL[key] = str(statement.where(column.in_(select(listed.c.value))).compile(dialect=conn.dialect))
+    return _ID_LIST_SQL[key]
+
+
 _ID_LIST_SQL: dict[tuple[int, str], str] = {}
 
 _PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
+_DELETE_PACKED = delete(packed_events_table)
 
-
-def _delete_packed(conn: Connection, ids: list[str]) -> None:
-    """Delete these leads' packed records; on SQLite with one JSON array and SQL compiled once, as reads do."""
-    column = packed_events_table.c.lead_id
-    if conn.dialect.name != "sqlite":
-        conn.execute(delete(packed_events_table).where(column.in_(ids)))
-        return
-    key = (id(packed_events_table), "delete")
-    if key not in _ID_LIST_SQL:
-        listed = func.json_each(bindparam("ids")).table_valued("value")
-        _ID_LIST_SQL[key] = str(delete(packed_events_table).where(column.in_(select(listed.c.value)))
-                                .compile(dialect=conn.dialect))
-    conn.exec_driver_sql(_ID_LIST_SQL[key], (json.dumps(ids),))
 
 _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
                           history_table.c.recorded_at)
