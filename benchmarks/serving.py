@@ -52,6 +52,7 @@ from contract.mapping import load_mapping  # noqa: E402
 from contract.taxonomy import load_taxonomy  # noqa: E402
 from features.dataset import load_frames  # noqa: E402
 from config.settings import Settings  # noqa: E402
+from serving.launch import start_service  # noqa: E402
 from serving.scoring import load_scorer  # noqa: E402
 from simulator.funnel import FunnelConfig, generate  # noqa: E402
 from store.event_store import EventStore  # noqa: E402
@@ -94,9 +95,7 @@ REPEATS = 3
 
 
 def _start(env: dict, port: int, log: Path, service: str = "serving.service:ProspectService") -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", service, "--host",
-                             "127.0.0.1", "--port", str(port), "--working-dir", str(ROOT)], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = start_service(env, log.parent / f"bentoml-{port}", "127.0.0.1", port, service=service, log=log.open("w"))
     deadline = time.time() + 120
     while time.time() < deadline:
         try:

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         return self.home / "monitor" / "health.json"
 
     @property
+    def service_runtime_dir(self) -> Path:
+        """BentoML's home for ``prospect serve``: it wipes the metrics folder there at every start, so a
+        folder shared by two services would erase the other one's counters."""
+        return self.home / "bentoml"
+
+    @property
     def retrain_dir(self) -> Path:
         """The retrain job's lock and the record of what it last trained on."""
         return self.home / "retrain"

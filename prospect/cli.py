@@ -494,7 +494,8 @@ def serve(
     """Start the HTTP scoring service (BentoML) with the champion model."""
     import os
     import subprocess
-    import sys
+
+    from serving.launch import serve_command, serve_env
 
     settings = _settings(home, store)
     env = {**os.environ, "PROSPECT_HOME": str(settings.home), "PROSPECT_STORE_URL": settings.resolved_store_url,
@@ -505,10 +506,7 @@ def serve(
         err.print("[red]error:[/red] set PROSPECT_API_KEY (clients send 'Authorization: Bearer <key>'), "
                   "or pass --insecure-dev for a local demo")
         raise typer.Exit(2)
-    root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host", host,
-               "--port", str(port), "--working-dir", str(root)]
-    raise typer.Exit(subprocess.call(command, env=env))
+    raise typer.Exit(subprocess.call(serve_command(host, port), env=serve_env(env, settings.service_runtime_dir)))
 
 
 @app.command()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+from serving.launch import SERVICE, start_service
 
 
 def free_port() -> int:
@@ -54,19 +53,17 @@ class Served:
                 self.proc.kill()
 
 
-def launch(env: dict, log: Path, port: int) -> subprocess.Popen:
+def launch(env: dict, log: Path, port: int, service: str = SERVICE) -> subprocess.Popen:
     """Run ``bentoml serve`` on the service, its output in ``log``."""
-    out = log.open("w")
-    return subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host",
-                             "127.0.0.1", "--port", str(port), "--working-dir", str(REPO)], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
+    return start_service(env, log.parent / f"bentoml-{port}", "127.0.0.1", port, service=service, log=log.open("w"))
 
 
-def start(settings_env: dict[str, str], log: Path, key: str, ready_within: float = 120) -> Served:
+def start(settings_env: dict[str, str], log: Path, key: str, ready_within: float = 120,
+          service: str = SERVICE) -> Served:
     """Start the service with ``PROSPECT_*`` settings and wait until every worker answers /readyz."""
     port = free_port()
     env = {**os.environ, "PROSPECT_API_KEY": key, "OMP_WAIT_POLICY": "PASSIVE", **settings_env}
-    proc = launch(env, log, port)
+    proc = launch(env, log, port, service)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + ready_within
     while time.time() < deadline:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
@@ -14,8 +12,9 @@ import pandas as pd
 import pytest
 
 from features.dataset import load_frames
+from serving.launch import start_service
 from store.event_store import EventStore
-from tests.conftest import REPO, generated_store
+from tests.conftest import generated_store
 from training.bundle import save_bundle
 from training.train import TrainConfig, prepare, train
 
@@ -41,9 +40,7 @@ def service(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
            "PROSPECT_HOME": str(folder), "PROSPECT_API_KEY": KEY, "PROSPECT_MAX_BODY_BYTES": "300000",
            "PROSPECT_MAX_PAYLOAD_EVENTS": "500", "PROSPECT_KEEPALIVE_REQUESTS": "5"}
     log = open(folder / "serve.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host",
-                             "127.0.0.1", "--port", str(port), "--working-dir", str(REPO)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = start_service(env, folder / "bentoml", "127.0.0.1", port, log=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:

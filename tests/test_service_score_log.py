@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +15,10 @@ import httpx
 import pytest
 
 from features.dataset import load_frames
+from serving.launch import start_service
 from store.event_store import EventStore
 from store.score_log import ScoreLog
-from tests.conftest import REPO, generated_store
+from tests.conftest import generated_store
 from tests.test_service import _free_port
 from training.bundle import save_bundle
 from training.train import TrainConfig, train
@@ -35,9 +35,7 @@ PAYLOAD = {"lead": {"lead_id": "P1", "created_at": "2025-08-01T09:00:00Z", "sour
 def _serve(folder: Path, env: dict) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     log = (folder / "serve.log").open("a")
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:ProspectService", "--host",
-                             "127.0.0.1", "--port", str(port), "--working-dir", str(REPO)], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = start_service(env, folder / f"bentoml-{port}", "127.0.0.1", port, log=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
