@@ -19,6 +19,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 CONFIG = """
 [checks.positive_data_acceptance]
@@ -34,6 +35,7 @@ class FuzzResult:
     server_errors: int
     schema_violations: int
     failures: dict[str, int] = field(default_factory=dict)
+    per_operation: dict[str, int] = field(default_factory=dict)  # requests by "METHOD /path"
     exit_code: int = 0
     output_tail: str = ""
 
@@ -60,30 +62,40 @@ def run_fuzzer(base: str, key: str, folder: Path, max_examples: int = 100, seed:
         command += ["--max-time", str(max_seconds)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder,
                           timeout=timeout if max_seconds is None else max_seconds + 120)
-    statuses, failures = _read_events(events)
+    tally = _read_events(events)
+    statuses = tally.statuses
     return FuzzResult(requests=sum(statuses.values()), server_errors=sum(n for s, n in statuses.items() if s >= 500),
-                      schema_violations=sum(n for check, n in failures.items() if check in SCHEMA_CHECKS),
-                      failures=dict(failures), exit_code=done.returncode, output_tail=done.stdout[-3000:])
+                      schema_violations=sum(n for check, n in tally.failures.items() if check in SCHEMA_CHECKS),
+                      failures=dict(tally.failures), per_operation=dict(tally.operations), exit_code=done.returncode,
+                      output_tail=done.stdout[-3000:])
 
 
-def _read_events(path: Path) -> tuple[Counter, Counter]:
-    statuses: Counter = Counter()
-    failures: Counter = Counter()
+@dataclass
+class _Tally:
+    statuses: Counter = field(default_factory=Counter)
+    failures: Counter = field(default_factory=Counter)
+    operations: Counter = field(default_factory=Counter)
+
+
+def _read_events(path: Path) -> _Tally:
+    tally = _Tally()
     for line in path.read_text().splitlines():
-        _walk(json.loads(line), statuses, failures)
-    return statuses, failures
+        _walk(json.loads(line), tally)
+    return tally
 
 
-def _walk(node: object, statuses: Counter, failures: Counter) -> None:
-    """Collect response statuses and failed checks wherever they sit in an event."""
+def _walk(node: object, tally: _Tally) -> None:
+    """Collect response statuses, requests by operation and failed checks wherever they sit in an event."""
     if isinstance(node, dict):
-        response = node.get("response")
+        response, request = node.get("response"), node.get("request")
         if isinstance(response, dict) and isinstance(response.get("status_code"), int):
-            statuses[response["status_code"]] += 1
+            tally.statuses[response["status_code"]] += 1
+            if isinstance(request, dict) and isinstance(request.get("uri"), str):
+                tally.operations[f"{request.get('method')} {urlsplit(request['uri']).path}"] += 1
         if node.get("status") in ("failure", "FAILURE") and isinstance(node.get("name"), str):
-            failures[node["name"]] += 1
+            tally.failures[node["name"]] += 1
         for value in node.values():
-            _walk(value, statuses, failures)
+            _walk(value, tally)
     elif isinstance(node, list):
         for value in node:
-            _walk(value, statuses, failures)
+            _walk(value, tally)
