@@ -44,7 +44,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Delete
 
 from contract.timeunits import from_micros
-from store.packed import merge_order, pack_many, unpack_many
+from store.packed import SMALL_WRITE, append, last_time, merge_order, pack, pack_many, unpack_many
 
 metadata = MetaData()
 
@@ -161,7 +161,12 @@ PACKED_IN_CHUNK = 900
 def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
     """Insert event rows (store columns, ``ts`` in UTC microseconds; a frame or columns of plain
     arrays) and rewrite the packed record of every lead they touch, inside the caller's
-    transaction: the records never differ from the rows."""
+    transaction: the records never differ from the rows.
+
+    A small write (an API call) appends its events to the records of leads whose new events are
+    none earlier than their last stored one (the live case); a lead with a late event, and every
+    lead of a large write (a file chunk, packed with array operations), gets its record repacked.
+    """
     def column(name: str) -> np.ndarray:
         return rows[name].to_numpy(dtype=object) if isinstance(rows, pd.DataFrame) else np.asarray(rows[name], object)
 
@@ -170,37 +175,86 @@ def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray
         return
     bulk_insert(conn, events_table, rows)
     channel = column("channel") if "channel" in rows else np.full(lead.size, None, dtype=object)
-    ids = list(dict.fromkeys(lead.tolist()))
-    stored_ids, counts, blobs = [], [], []
+    ts, types, channels = column("ts").astype(np.int64), column("type"), np.where(pd.isna(channel), None, channel)
+    touched = list(dict.fromkeys(lead.tolist()))
+    stored = _stored_records(conn, touched)
+    appended = _appended_records(stored, lead, ts, types, channels) if lead.size <= SMALL_WRITE else {}
+    ids, counts, blobs = list(appended), [n for n, _ in appended.values()], [b for _, b in appended.values()]
+    if len(appended) < len(touched):
+        late = [i for i in touched if i in stored and i not in appended]
+        mine = np.fromiter((i not in appended for i in lead.tolist()), dtype=bool, count=lead.size) if appended \
+            else slice(None)
+        repacked = _repacked_records([stored[i] for i in late], late, lead[mine], ts[mine], types[mine], channels[mine])
+        ids, counts, blobs = ids + repacked[0], counts + repacked[1], blobs + repacked[2]
+    _insert_packed(conn, ids, counts, blobs)
+
+
+def _stored_records(conn: Connection, ids: list[str]) -> dict[str, tuple[int, bytes]]:
+    """The packed records of these leads ({lead: (n, blob)}, leads without events absent), deleted
+    from the table: the caller inserts their new versions in the same transaction."""
+    stored = {}
     for lo in range(0, len(ids), PACKED_IN_CHUNK):
         chunk = ids[lo:lo + PACKED_IN_CHUNK]
-        for lead_id, n, blob in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id, chunk):
-            stored_ids.append(lead_id)
-            counts.append(int(n))
-            blobs.append(blob)
+        stored.update((lead_id, (int(n), blob))
+                      for lead_id, n, blob in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id, chunk))
         _delete_packed(conn, chunk)
-    ts, types, channels = unpack_many(counts, blobs)
-    new_channels = np.where(pd.isna(channel), None, channel).astype(object)
-    _write_packed(conn, np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
-                  np.concatenate([ts, column("ts").astype(np.int64)]),
-                  np.concatenate([types, column("type")]),
-                  np.concatenate([channels, new_channels]))
+    return stored
 
 
-def _write_packed(conn: Connection, lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
-                  ) -> int:
-    """Insert the packed record of each lead in ``lead`` from all of its events (stored ones first)."""
+def _appended_records(stored: Mapping[str, tuple[int, bytes]], lead: np.ndarray, ts: np.ndarray, types: np.ndarray,
+                      channels: np.ndarray) -> dict[str, tuple[int, bytes]]:
+    """The new records ({lead: (n, blob)}) of the leads whose new events all come at or after their
+    last stored one, each the stored record with the new events added (see ``packed.append``);
+    leads with a late event are left out, for a full repack.
+
+    A tie with the last stored event appends too: events at the same instant keep the order they
+    were stored in, and the new ones are stored after.
+    """
+    rows_of: dict[str, list[int]] = {}
+    for i, lead_id in enumerate(lead.tolist()):
+        rows_of.setdefault(lead_id, []).append(i)
+    ts_list, type_list, channel_list = ts.tolist(), types.tolist(), channels.tolist()
+    out = {}
+    for lead_id, rows in rows_of.items():
+        rows.sort(key=ts_list.__getitem__)  # stable: events of one instant keep the order they are written in
+        new_ts = [ts_list[i] for i in rows]
+        n, blob = stored.get(lead_id, (0, b""))
+        if n and new_ts[0] < last_time(blob, n):
+            continue
+        new_types, new_channels = [type_list[i] for i in rows], [channel_list[i] for i in rows]
+        out[lead_id] = (n + len(rows), append(blob, n, new_ts, new_types, new_channels) if n else
+                        pack(np.array(new_ts, dtype=np.int64), new_types, new_channels))
+    return out
+
+
+def _repacked_records(stored: list[tuple[int, bytes]], stored_ids: list[str], lead: np.ndarray, ts: np.ndarray,
+                      types: np.ndarray, channels: np.ndarray) -> tuple[list[str], list[int], list[bytes]]:
+    """The records of leads packed again from their stored records' events and the new ones (stored first)."""
+    counts = [n for n, _ in stored]
+    old_ts, old_types, old_channels = unpack_many(counts, [b for _, b in stored])
+    return _packed_records(np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
+                           np.concatenate([old_ts, ts]), np.concatenate([old_types, types]),
+                           np.concatenate([old_channels, channels]))
+
+
+def _packed_records(lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
+                    ) -> tuple[list[str], list[int], list[bytes]]:
+    """The packed record of each lead in ``lead`` from all of its events (earlier-stored ones first)."""
     code, ids = pd.factorize(lead)  # ids hashed, not sorted: sorting many strings is slow
     order = merge_order(code, ts)
     code, ts, types, channels = code[order], ts[order], types[order], channels[order]
     bounds = np.searchsorted(code, np.arange(ids.size + 1), side="left")
-    blobs = pack_many(bounds, ts, types, channels)
+    return list(ids), np.diff(bounds).tolist(), pack_many(bounds, ts, types, channels)
+
+
+def _insert_packed(conn: Connection, ids: list[str], counts: list[int], blobs: list[bytes]) -> int:
+    """Insert packed records (their leads have none stored)."""
     packed = np.empty(len(blobs), dtype=object)  # bytes kept as objects: a bytes dtype would drop trailing NULs
     packed[:] = blobs
     # plain arrays, not a frame: building and converting one cost a third of a 20-event /events call
-    bulk_insert(conn, packed_events_table, {"lead_id": np.asarray(ids, dtype=object), "n": np.diff(bounds),
-                                            "blob": packed})
-    return int(ids.size)
+    bulk_insert(conn, packed_events_table, {"lead_id": np.array(ids, dtype=object),
+                                            "n": np.array(counts, dtype=np.int64), "blob": packed})
+    return len(ids)
 
 
 def _rebuild_packed(conn: Connection) -> int:
@@ -212,7 +266,7 @@ def _rebuild_packed(conn: Connection) -> int:
         if not rows:
             return 0
         lead, ts, types, channels = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
-    return _write_packed(conn, lead, ts.astype(np.int64), types, channels)
+    return _insert_packed(conn, *_packed_records(lead, ts.astype(np.int64), types, channels))
 
 
 def _build_packed_if_missing(engine: Engine) -> None:

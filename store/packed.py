@@ -12,6 +12,7 @@ instant keep the order they were stored in, as a read of the event rows ordered 
 from __future__ import annotations
 
 import json
+import struct
 from itertools import chain
 
 import numpy as np
@@ -32,6 +33,34 @@ def pack(ts_us: np.ndarray, types: list, channels: list) -> bytes:
     text = json.dumps([list(type_names), list(channel_names)], separators=(",", ":"), ensure_ascii=False)
     return (np.ascontiguousarray(ts_us, dtype=TIME_DTYPE).tobytes() + type_code.tobytes() + channel_code.tobytes()
             + text.encode("utf-8"))
+
+
+def last_time(blob: bytes, n: int) -> int:
+    """The time of a packed record's last event (its latest: records are in time order)."""
+    return int.from_bytes(blob[8 * (n - 1): 8 * n], "little", signed=True)
+
+
+def append(blob: bytes, n: int, ts_us: list[int], types: list, channels: list) -> bytes:
+    """A lead's packed record with more events added after its ``n`` stored ones, equal byte for byte to
+    ``pack`` of all the events (when none of the new ones is earlier than ``last_time``, which the
+    caller checks, and the new ones are in order).
+
+    A live write brings a few events to leads holding many: repacking the whole record on each write
+    cost most of an API call. Here the stored part is copied as bytes; only the new events are coded,
+    against the lead's own name lists, which grow (and are re-encoded) only when a new name comes.
+    """
+    text = blob[16 * n:]
+    type_list, channel_list = json.loads(text)
+    type_names = {name: k for k, name in enumerate(type_list)}
+    channel_names = {name: k for k, name in enumerate(channel_list)}
+    type_code = [type_names.setdefault(t, len(type_names)) for t in types]
+    channel_code = [channel_names.setdefault(c, len(channel_names)) for c in channels]
+    if len(type_names) > len(type_list) or len(channel_names) > len(channel_list):
+        text = json.dumps([list(type_names), list(channel_names)], separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    k = len(ts_us)
+    return b"".join((blob[:8 * n], struct.pack(f"<{k}q", *ts_us), blob[8 * n:12 * n], struct.pack(f"<{k}i", *type_code),
+                     blob[12 * n:16 * n], struct.pack(f"<{k}i", *channel_code), text))
 
 
 def pack_many(bounds: np.ndarray, ts_us: np.ndarray, types: np.ndarray, channels: np.ndarray) -> list[bytes]:
