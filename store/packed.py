@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+from functools import lru_cache
 from itertools import chain
 
 import numpy as np
@@ -50,17 +51,27 @@ def append(blob: bytes, n: int, ts_us: list[int], types: list, channels: list) -
     against the lead's own name lists, which grow (and are re-encoded) only when a new name comes.
     """
     text = blob[16 * n:]
-    type_list, channel_list = json.loads(text)
-    type_names = {name: k for k, name in enumerate(type_list)}
-    channel_names = {name: k for k, name in enumerate(channel_list)}
-    type_code = [type_names.setdefault(t, len(type_names)) for t in types]
-    channel_code = [channel_names.setdefault(c, len(channel_names)) for c in channels]
-    if len(type_names) > len(type_list) or len(channel_names) > len(channel_list):
+    type_index, channel_index = _name_index(text)
+    try:
+        type_code = [type_index[t] for t in types]
+        channel_code = [channel_index[c] for c in channels]
+    except KeyError:  # a name the lead has not had yet: it takes the next code, and the lists grow
+        type_names, channel_names = dict(type_index), dict(channel_index)
+        type_code = [type_names.setdefault(t, len(type_names)) for t in types]
+        channel_code = [channel_names.setdefault(c, len(channel_names)) for c in channels]
         text = json.dumps([list(type_names), list(channel_names)], separators=(",", ":"),
                           ensure_ascii=False).encode("utf-8")
     k = len(ts_us)
     return b"".join((blob[:8 * n], struct.pack(f"<{k}q", *ts_us), blob[8 * n:12 * n], struct.pack(f"<{k}i", *type_code),
                      blob[12 * n:16 * n], struct.pack(f"<{k}i", *channel_code), text))
+
+
+@lru_cache(maxsize=4096)
+def _name_index(text: bytes) -> tuple[dict, dict]:
+    """A record's name lists as {name: code} (read-only: shared between calls). Leads share few
+    distinct lists, so a write's leads mostly find theirs here instead of parsing JSON each."""
+    type_list, channel_list = json.loads(text)
+    return {name: k for k, name in enumerate(type_list)}, {name: k for k, name in enumerate(channel_list)}
 
 
 def pack_many(bounds: np.ndarray, ts_us: np.ndarray, types: np.ndarray, channels: np.ndarray) -> list[bytes]:
