@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from contract.timeunits import from_micros
-from store.packed import SMALL_WRITE, append, last_time, merge_order, pack, pack_many, unpack_many
+from store.packed import append, last_time, merge_order, pack, pack_many, unpack_many
 
 metadata = MetaData()
 
@@ -158,7 +158,10 @@ def _insert_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> tuple
 
 
 PACKED_IN_CHUNK = 900
-"""Lead ids per IN list when packed records are read or replaced (old SQLite allows 999 parameters)."""
+"""Lead ids per IN list when packed records are read (old SQLite allows 999 parameters)."""
+APPEND_UP_TO = 2_000
+"""Writes of up to this many events append to records lead by lead in Python; larger ones (file chunks)
+repack their leads' records with array operations, cheaper per event at that size."""
 
 
 def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
@@ -181,7 +184,7 @@ def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray
     ts, types, channels = column("ts").astype(np.int64), column("type"), np.where(pd.isna(channel), None, channel)
     touched = list(dict.fromkeys(lead.tolist()))
     stored = _stored_records(conn, touched)
-    appended = _appended_records(stored, lead, ts, types, channels) if lead.size <= SMALL_WRITE else {}
+    appended = _appended_records(stored, lead, ts, types, channels) if lead.size <= APPEND_UP_TO else {}
     ids, counts, blobs = list(appended), [n for n, _ in appended.values()], [b for _, b in appended.values()]
     if len(appended) < len(touched):
         late = [i for i in touched if i in stored and i not in appended]
@@ -204,7 +207,7 @@ def _stored_records(conn: Connection, ids: list[str]) -> dict[str, tuple[int, by
     stored = {}
     for lo in range(0, len(ids), PACKED_IN_CHUNK):
         chunk = ids[lo:lo + PACKED_IN_CHUNK]
-        stored.update((lead_id, (int(n), blob))
+        stored.update((lead_id, (int(n), bytes(blob)))  # bytes, not a driver's memoryview (psycopg2 gives them)
                       for lead_id, n, blob in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id, chunk))
     return stored
 

@@ -1,7 +1,9 @@
 """One lead's events packed into one value, so a batch reads a row per lead instead of ~50 event rows.
 
 The packed record is derived data: the event rows stay the source of truth, and the record is
-rewritten, in the same transaction, whenever a write touches its lead. Layout, for ``n`` events:
+rewritten, in the same transaction, whenever a write touches its lead: new events that come at or
+after the lead's last one are appended (``append``), a late one has the whole record packed again.
+Layout, for ``n`` events:
 the times as little-endian int64 UTC microseconds, then each event's type and channel as int32
 positions in the lead's own lists of distinct names, then those lists as one JSON array
 ``[[types...], [channels...]]`` (a channel may be null). Codes rather than names: a batch decodes
