@@ -39,12 +39,12 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.sql import Delete
 
 from contract.timeunits import from_micros
-from store.packed import merge_order, pack_many, unpack_many
+from store.packed import append, last_time, merge_order, pack, pack_many, unpack_many
 
 metadata = MetaData()
 
@@ -141,11 +141,14 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Mapping[st
     if not names or not len(columns[names[0]]):
         return
     sql, positional = _insert_sql(conn.dialect, table, tuple(names))
+    conn.exec_driver_sql(sql, _driver_params(columns, positional))
+
+
+def _driver_params(columns: Mapping[str, list], positional: tuple[str, ...] | None) -> list:
+    """Columns of plain values -> executemany parameters: tuples in ``positional`` order, or dicts by name."""
     if positional is not None:
-        params = list(zip(*(columns[name] for name in positional), strict=True))
-    else:
-        params = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-    conn.exec_driver_sql(sql, params)
+        return list(zip(*(columns[name] for name in positional), strict=True))
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 @lru_cache(maxsize=64)
@@ -155,13 +158,21 @@ def _insert_sql(dialect: Dialect, table: Table, names: tuple[str, ...]) -> tuple
 
 
 PACKED_IN_CHUNK = 900
-"""Lead ids per IN list when packed records are read or replaced (old SQLite allows 999 parameters)."""
+"""Lead ids per IN list when packed records are read (old SQLite allows 999 parameters)."""
+APPEND_UP_TO = 2_000
+"""Writes of up to this many events append to records lead by lead in Python; larger ones (file chunks)
+repack their leads' records with array operations, cheaper per event at that size."""
 
 
 def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
     """Insert event rows (store columns, ``ts`` in UTC microseconds; a frame or columns of plain
     arrays) and rewrite the packed record of every lead they touch, inside the caller's
-    transaction: the records never differ from the rows."""
+    transaction: the records never differ from the rows.
+
+    A small write (an API call) appends its events to the records of leads whose new events are
+    none earlier than their last stored one (the live case); a lead with a late event, and every
+    lead of a large write (a file chunk, packed with array operations), gets its record repacked.
+    """
     def column(name: str) -> np.ndarray:
         return rows[name].to_numpy(dtype=object) if isinstance(rows, pd.DataFrame) else np.asarray(rows[name], object)
 
@@ -170,37 +181,107 @@ def insert_events(conn: Connection, rows: pd.DataFrame | Mapping[str, np.ndarray
         return
     bulk_insert(conn, events_table, rows)
     channel = column("channel") if "channel" in rows else np.full(lead.size, None, dtype=object)
-    ids = list(dict.fromkeys(lead.tolist()))
-    stored_ids, counts, blobs = [], [], []
+    ts, types, channels = column("ts").astype(np.int64), column("type"), np.where(pd.isna(channel), None, channel)
+    touched = list(dict.fromkeys(lead.tolist()))
+    stored = _stored_records(conn, touched)
+    appended = _appended_records(stored, lead, ts, types, channels) if lead.size <= APPEND_UP_TO else {}
+    ids, counts, blobs = list(appended), [n for n, _ in appended.values()], [b for _, b in appended.values()]
+    if len(appended) < len(touched):
+        late = [i for i in touched if i in stored and i not in appended]
+        mine = np.fromiter((i not in appended for i in lead.tolist()), dtype=bool, count=lead.size) if appended \
+            else slice(None)
+        repacked = _repacked_records([stored[i] for i in late], late, lead[mine], ts[mine], types[mine], channels[mine])
+        ids, counts, blobs = ids + repacked[0], counts + repacked[1], blobs + repacked[2]
+    records = list(zip(ids, counts, blobs, strict=True))
+    _update_packed(conn, *_columns([r for r in records if r[0] in stored], 3))
+    _insert_packed(conn, *_columns([r for r in records if r[0] not in stored], 3))
+
+
+def _columns(rows: list[tuple], width: int) -> list[list]:
+    """Rows -> ``width`` lists of values (empty lists for no rows)."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _stored_records(conn: Connection, ids: list[str]) -> dict[str, tuple[int, bytes]]:
+    """The packed records of these leads: {lead: (n, blob)}, leads without events absent."""
+    stored = {}
     for lo in range(0, len(ids), PACKED_IN_CHUNK):
         chunk = ids[lo:lo + PACKED_IN_CHUNK]
-        for lead_id, n, blob in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id, chunk):
-            stored_ids.append(lead_id)
-            counts.append(int(n))
-            blobs.append(blob)
-        _delete_packed(conn, chunk)
-    ts, types, channels = unpack_many(counts, blobs)
-    new_channels = np.where(pd.isna(channel), None, channel).astype(object)
-    _write_packed(conn, np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
-                  np.concatenate([ts, column("ts").astype(np.int64)]),
-                  np.concatenate([types, column("type")]),
-                  np.concatenate([channels, new_channels]))
+        stored.update((lead_id, (int(n), bytes(blob)))  # bytes, not a driver's memoryview (psycopg2 gives them)
+                      for lead_id, n, blob in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id, chunk))
+    return stored
 
 
-def _write_packed(conn: Connection, lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
-                  ) -> int:
-    """Insert the packed record of each lead in ``lead`` from all of its events (stored ones first)."""
+def _appended_records(stored: Mapping[str, tuple[int, bytes]], lead: np.ndarray, ts: np.ndarray, types: np.ndarray,
+                      channels: np.ndarray) -> dict[str, tuple[int, bytes]]:
+    """The new records ({lead: (n, blob)}) of the leads whose new events all come at or after their
+    last stored one, each the stored record with the new events added (see ``packed.append``);
+    leads with a late event are left out, for a full repack.
+
+    A tie with the last stored event appends too: events at the same instant keep the order they
+    were stored in, and the new ones are stored after.
+    """
+    rows_of: dict[str, list[int]] = {}
+    for i, lead_id in enumerate(lead.tolist()):
+        rows_of.setdefault(lead_id, []).append(i)
+    ts_list, type_list, channel_list = ts.tolist(), types.tolist(), channels.tolist()
+    out = {}
+    for lead_id, rows in rows_of.items():
+        rows.sort(key=ts_list.__getitem__)  # stable: events of one instant keep the order they are written in
+        new_ts = [ts_list[i] for i in rows]
+        n, blob = stored.get(lead_id, (0, b""))
+        if n and new_ts[0] < last_time(blob, n):
+            continue
+        new_types, new_channels = [type_list[i] for i in rows], [channel_list[i] for i in rows]
+        out[lead_id] = (n + len(rows), append(blob, n, new_ts, new_types, new_channels) if n else
+                        pack(np.array(new_ts, dtype=np.int64), new_types, new_channels))
+    return out
+
+
+def _repacked_records(stored: list[tuple[int, bytes]], stored_ids: list[str], lead: np.ndarray, ts: np.ndarray,
+                      types: np.ndarray, channels: np.ndarray) -> tuple[list[str], list[int], list[bytes]]:
+    """The records of leads packed again from their stored records' events and the new ones (stored first)."""
+    counts = [n for n, _ in stored]
+    old_ts, old_types, old_channels = unpack_many(counts, [b for _, b in stored])
+    return _packed_records(np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
+                           np.concatenate([old_ts, ts]), np.concatenate([old_types, types]),
+                           np.concatenate([old_channels, channels]))
+
+
+def _packed_records(lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
+                    ) -> tuple[list[str], list[int], list[bytes]]:
+    """The packed record of each lead in ``lead`` from all of its events (earlier-stored ones first)."""
     code, ids = pd.factorize(lead)  # ids hashed, not sorted: sorting many strings is slow
     order = merge_order(code, ts)
     code, ts, types, channels = code[order], ts[order], types[order], channels[order]
     bounds = np.searchsorted(code, np.arange(ids.size + 1), side="left")
-    blobs = pack_many(bounds, ts, types, channels)
+    return list(ids), np.diff(bounds).tolist(), pack_many(bounds, ts, types, channels)
+
+
+def _update_packed(conn: Connection, ids: list[str], counts: list[int], blobs: list[bytes]) -> None:
+    """Replace stored packed records. An update in place: deleting and inserting the rows again (with
+    their key index entries) cost twice the time, a sixth of a 20-event write."""
+    if ids:
+        sql, positional = _update_packed_sql(conn.dialect)
+        conn.exec_driver_sql(sql, _driver_params({"key": ids, "new_n": counts, "new_blob": blobs}, positional))
+
+
+@lru_cache(maxsize=8)
+def _update_packed_sql(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+    table = packed_events_table
+    compiled = (update(table).where(table.c.lead_id == bindparam("key"))
+                .values(n=bindparam("new_n"), blob=bindparam("new_blob")).compile(dialect=dialect))
+    return str(compiled), None if compiled.positiontup is None else tuple(compiled.positiontup)
+
+
+def _insert_packed(conn: Connection, ids: list[str], counts: list[int], blobs: list[bytes]) -> int:
+    """Insert packed records of leads that have none stored."""
     packed = np.empty(len(blobs), dtype=object)  # bytes kept as objects: a bytes dtype would drop trailing NULs
     packed[:] = blobs
     # plain arrays, not a frame: building and converting one cost a third of a 20-event /events call
-    bulk_insert(conn, packed_events_table, {"lead_id": np.asarray(ids, dtype=object), "n": np.diff(bounds),
-                                            "blob": packed})
-    return int(ids.size)
+    bulk_insert(conn, packed_events_table, {"lead_id": np.array(ids, dtype=object),
+                                            "n": np.array(counts, dtype=np.int64), "blob": packed})
+    return len(ids)
 
 
 def _rebuild_packed(conn: Connection) -> int:
@@ -212,7 +293,7 @@ def _rebuild_packed(conn: Connection) -> int:
         if not rows:
             return 0
         lead, ts, types, channels = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
-    return _write_packed(conn, lead, ts.astype(np.int64), types, channels)
+    return _insert_packed(conn, *_packed_records(lead, ts.astype(np.int64), types, channels))
 
 
 def _build_packed_if_missing(engine: Engine) -> None:
@@ -560,15 +641,7 @@ def _rows_of_leads(conn: Connection, statement: Select, column: Column, ids: lis
         cursor.close()
 
 
-def _delete_packed(conn: Connection, ids: list[str]) -> None:
-    """Delete these leads' packed records (the ids as one JSON array on SQLite, as reads pass them)."""
-    if conn.dialect.name != "sqlite":
-        conn.execute(_DELETE_PACKED.where(packed_events_table.c.lead_id.in_(ids)))
-        return
-    conn.exec_driver_sql(_id_list_sql(conn, _DELETE_PACKED, packed_events_table.c.lead_id), (json.dumps(ids),))
-
-
-def _id_list_sql(conn: Connection, statement: Select | Delete, column: Column) -> str:
+def _id_list_sql(conn: Connection, statement: Select, column: Column) -> str:
     """SQLite SQL for ``statement`` restricted to ``column IN (SELECT value FROM json_each(?))``, compiled once.
 
     The ids travel as one JSON array: rendering a thousand bound parameters took longer than running
@@ -584,7 +657,6 @@ def _id_list_sql(conn: Connection, statement: Select | Delete, column: Column) -
 _ID_LIST_SQL: dict[tuple[int, str], str] = {}
 
 _PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
-_DELETE_PACKED = delete(packed_events_table)
 
 
 _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
@@ -592,7 +664,6 @@ _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, hi
 _LEAD_HISTORY = _HISTORY_COLUMNS.where(history_table.c.lead_id == bindparam("lead_id"))
 
 _LEAD_ROWS = select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes)
-_PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
 
 _LEAD = select(leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes).where(
     leads_table.c.lead_id == bindparam("lead_id"))

@@ -1,7 +1,9 @@
 """One lead's events packed into one value, so a batch reads a row per lead instead of ~50 event rows.
 
 The packed record is derived data: the event rows stay the source of truth, and the record is
-rewritten, in the same transaction, whenever a write touches its lead. Layout, for ``n`` events:
+rewritten, in the same transaction, whenever a write touches its lead: new events that come at or
+after the lead's last one are appended (``append``), a late one has the whole record packed again.
+Layout, for ``n`` events:
 the times as little-endian int64 UTC microseconds, then each event's type and channel as int32
 positions in the lead's own lists of distinct names, then those lists as one JSON array
 ``[[types...], [channels...]]`` (a channel may be null). Codes rather than names: a batch decodes
@@ -12,6 +14,8 @@ instant keep the order they were stored in, as a read of the event rows ordered 
 from __future__ import annotations
 
 import json
+import struct
+from functools import lru_cache
 from itertools import chain
 
 import numpy as np
@@ -32,6 +36,44 @@ def pack(ts_us: np.ndarray, types: list, channels: list) -> bytes:
     text = json.dumps([list(type_names), list(channel_names)], separators=(",", ":"), ensure_ascii=False)
     return (np.ascontiguousarray(ts_us, dtype=TIME_DTYPE).tobytes() + type_code.tobytes() + channel_code.tobytes()
             + text.encode("utf-8"))
+
+
+def last_time(blob: bytes, n: int) -> int:
+    """The time of a packed record's last event (its latest: records are in time order)."""
+    return int.from_bytes(blob[8 * (n - 1): 8 * n], "little", signed=True)
+
+
+def append(blob: bytes, n: int, ts_us: list[int], types: list, channels: list) -> bytes:
+    """A lead's packed record with more events added after its ``n`` stored ones, equal byte for byte to
+    ``pack`` of all the events (when none of the new ones is earlier than ``last_time``, which the
+    caller checks, and the new ones are in order).
+
+    A live write brings a few events to leads holding many: repacking the whole record on each write
+    cost most of an API call. Here the stored part is copied as bytes; only the new events are coded,
+    against the lead's own name lists, which grow (and are re-encoded) only when a new name comes.
+    """
+    text = blob[16 * n:]
+    type_index, channel_index = _name_index(text)
+    try:
+        type_code = [type_index[t] for t in types]
+        channel_code = [channel_index[c] for c in channels]
+    except KeyError:  # a name the lead has not had yet: it takes the next code, and the lists grow
+        type_names, channel_names = dict(type_index), dict(channel_index)
+        type_code = [type_names.setdefault(t, len(type_names)) for t in types]
+        channel_code = [channel_names.setdefault(c, len(channel_names)) for c in channels]
+        text = json.dumps([list(type_names), list(channel_names)], separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+    k = len(ts_us)
+    return b"".join((blob[:8 * n], struct.pack(f"<{k}q", *ts_us), blob[8 * n:12 * n], struct.pack(f"<{k}i", *type_code),
+                     blob[12 * n:16 * n], struct.pack(f"<{k}i", *channel_code), text))
+
+
+@lru_cache(maxsize=4096)
+def _name_index(text: bytes) -> tuple[dict, dict]:
+    """A record's name lists as {name: code} (read-only: shared between calls). Leads share few
+    distinct lists, so a write's leads mostly find theirs here instead of parsing JSON each."""
+    type_list, channel_list = json.loads(text)
+    return {name: k for k, name in enumerate(type_list)}, {name: k for k, name in enumerate(channel_list)}
 
 
 def pack_many(bounds: np.ndarray, ts_us: np.ndarray, types: np.ndarray, channels: np.ndarray) -> list[bytes]:

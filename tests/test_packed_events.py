@@ -2,24 +2,32 @@
 
 Random event streams go through the ingest path in several writes (late and out-of-order events,
 events at the same instant, re-sent duplicates, rejected conflicting batches); after every write the
-packed records must give the same events, in the same order, and the same features, as the rows.
+packed records must give the same events, in the same order, and the same features, as the rows, and
+be byte for byte what packing the rows afresh gives. A small write appends to a lead's record when
+its events come at or after the lead's last one and repacks it otherwise: both paths are checked
+explicitly too (on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
+import store.event_store as event_store_module
 from features.registry import AttributeInfo
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from store.event_store import EventStore, packed_events_table
-from store.ingest import RecordsRejected, ingest_records
+from store.ingest import RecordsRejected, ingest_records, store_records
+from store.packed import append, pack
+from tests.conftest import NOW as SOURCES_NOW
+from tests.conftest import Sources
 
 START = pd.Timestamp("2025-03-01", tz="UTC")
 NOW = START.to_pydatetime() + pd.Timedelta(days=30).to_pytimedelta()
@@ -52,6 +60,22 @@ def _vectorizer(taxonomy) -> FeatureVectorizer:  # noqa: ANN001
     snapshots = pd.DataFrame({"lead_id": list(LEADS), "as_of": [START + pd.Timedelta(days=3)] * 3})
     return FeatureVectorizer(taxonomy, attributes=(AttributeInfo(name="unused", kind="numeric"),)).fit(
         FeatureInput(snapshots, leads, events))
+
+
+def _stored_record(store: EventStore, lead_id: str) -> tuple[int, bytes] | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(packed_events_table.c.n, packed_events_table.c.blob)
+                           .where(packed_events_table.c.lead_id == lead_id)).first()
+    return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+def _assert_records_are_fresh_packs(store: EventStore, ids: tuple[str, ...]) -> None:
+    """Each lead's record is byte for byte ``pack`` of its event rows (on SQLite, rows of one instant
+    come in the order they were stored), whichever way the writes went (appended or repacked)."""
+    for lead_id in ids:
+        events = store.lead_events(lead_id)
+        want = (len(events), pack(events.ts_us, events.type.tolist(), events.channel.tolist())) if len(events) else None
+        assert _stored_record(store, lead_id) == want, lead_id
 
 
 def _assert_packed_equals_rows(store: EventStore, vectorizer: FeatureVectorizer, ids: list[str]) -> None:
@@ -87,6 +111,7 @@ def test_packed_records_equal_the_event_rows_after_every_write(taxonomy, writes)
                 except RecordsRejected:
                     pass  # an id re-used with other content rejects the whole write: nothing changes
                 _assert_packed_equals_rows(store, vectorizer, ["L2", "missing", *LEADS])
+                _assert_records_are_fresh_packs(store, LEADS)
             stored = store.counts().events
             assert sum(len(e) for e in (store.leads_with_events(list(LEADS))[2],)) == stored
             # rebuilt from the rows (what opening an older store does), the records are the same
@@ -117,3 +142,62 @@ def test_a_store_written_before_packed_records_gets_them_on_opening(tmp_path, ta
         _assert_packed_equals_rows(reopened, _vectorizer(taxonomy), list(LEADS))
     finally:
         reopened.close()
+
+
+names = st.sampled_from(["page_view", "demo_request", "email_sent", "vidéo_vue", 'quote"d'])
+timed = st.tuples(st.integers(-5, 5), names, st.sampled_from([None, "web", "e-mail", "partenaire"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(timed, min_size=1, max_size=30), cuts=st.lists(st.integers(1, 30), max_size=4))
+def test_appending_in_steps_packs_what_packing_at_once_does(events, cuts) -> None:  # noqa: ANN001
+    """Time-ordered events appended to a record part by part (new names on the way, ties at a part's
+    boundary) give the bytes of one pack of them all."""
+    events = sorted(events, key=lambda e: e[0])  # stable: ties keep their order, as the store's rows do
+    bounds = sorted({min(c, len(events)) for c in cuts} | {len(events)})
+    n, blob = bounds[0], pack(np.array([e[0] for e in events[:bounds[0]]]), [e[1] for e in events[:bounds[0]]],
+                              [e[2] for e in events[:bounds[0]]])
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        part = events[a:b]
+        blob, n = append(blob, n, [e[0] for e in part], [e[1] for e in part], [e[2] for e in part]), b
+    assert blob == pack(np.array([e[0] for e in events]), [e[1] for e in events], [e[2] for e in events])
+
+
+def _event(event_id: str, lead_id: str, hours: float, type_: str, channel: str) -> dict:
+    return {"event_id": event_id, "lead_id": lead_id, "ts": datetime(2025, 2, 1, tzinfo=UTC) + timedelta(hours=hours),
+            "type": type_, "channel": channel}
+
+
+def test_a_write_appends_a_late_event_repacks_and_later_writes_append_again(with_leads: Sources,
+                                                                            monkeypatch) -> None:  # noqa: ANN001
+    """The append path and the repack path, one after the other, each leaving every record equal to
+    a fresh pack of all the lead's events (time order; one instant's events in the order stored)."""
+    repacked: list[list[str]] = []
+    real = event_store_module._repacked_records
+
+    def spy(stored, stored_ids, lead, *rest):  # noqa: ANN001, ANN202
+        repacked.append(sorted(set(stored_ids) | set(lead.tolist())))
+        return real(stored, stored_ids, lead, *rest)
+
+    monkeypatch.setattr(event_store_module, "_repacked_records", spy)
+    sent: list[dict] = []
+    writes = [
+        ([_event("a1", "L1", 10, "page_view", "web"), _event("a2", "L1", 12, "email_sent", "email"),
+          _event("a3", "L2", 11, "page_view", "web")], []),  # new records
+        ([_event("b1", "L1", 15, "demo_request", "web"), _event("b2", "L1", 12, "page_view", "partner"),  # a tie
+          _event("b3", "L1", 13, "email_reply", "email"), _event("b4", "L2", 20, "page_view", "web")], []),
+        ([_event("c1", "L1", 5, "pricing_page_view", "web"), _event("c2", "L2", 25, "email_sent", "email")],
+         [["L1"]]),  # L1's event is late: its record is repacked; L2's is appended
+        ([_event("d1", "L1", 30, "page_view", "web"), _event("d2", "L1", 15, "email_sent", "partner")], []),
+    ]
+    for records, want_repacked in writes:
+        repacked.clear()
+        outcome = store_records(with_leads.store, "events", records, with_leads.taxonomy, now=SOURCES_NOW)
+        assert outcome.stored == len(records)
+        assert repacked == want_repacked
+        sent += records
+        for lead_id in ("L1", "L2", "L3"):
+            mine = sorted((e for e in sent if e["lead_id"] == lead_id), key=lambda e: e["ts"])  # stable
+            ts = np.array([(e["ts"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for e in mine])
+            want = (len(mine), pack(ts, [e["type"] for e in mine], [e["channel"] for e in mine])) if mine else None
+            assert _stored_record(with_leads.store, lead_id) == want, lead_id
