@@ -16,7 +16,7 @@ snapshots (ROC AUC; PR AUC and calibration error where they apply).
   rule score and a segment conversion-rate table (origin x landing page) on the same snapshots, with
   a paired bootstrap interval (by lead) for the AUC difference to the best of them; a random split beside.
 
-Usage: python benchmarks/quality.py [--leads 30000]. The last line is a JSON object.
+Usage: python benchmarks/quality.py [--leads 30000] [--only x_education ...]. The last line is a JSON object.
 """
 
 from __future__ import annotations
@@ -182,23 +182,34 @@ def olist(folder: Path) -> dict:
             "olist_eval_snapshots": int(ev.sum()), "olist_random_split_auc": rnd.metrics["model"]["roc_auc"]}
 
 
+PARTS = ("synthetic", "drift", "x_education", "olist")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=30_000, help="Generated leads for the synthetic part.")
     parser.add_argument("--drift-leads", type=int, default=20_000, help="Generated leads for the drift scenario.")
+    parser.add_argument("--only", action="append", choices=PARTS, metavar="PART",
+                        help=f"Run only this part (repeatable; one of {', '.join(PARTS)}); default: all of them.")
     args = parser.parse_args()
+    parts = args.only or list(PARTS)
     result: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        result.update(_generated(args.leads, Path(tmp), "synthetic"))
-        print({k: round(v, 4) for k, v in result.items()}, flush=True)
-        result.update(_generated(args.drift_leads, Path(tmp), "drift", drift_at=0.6))
-        print({k: round(v, 4) for k, v in result.items() if k.startswith("drift")}, flush=True)
-        if REAL.is_dir():
+        if "synthetic" in parts:
+            result.update(_generated(args.leads, Path(tmp), "synthetic"))
+            print({k: round(v, 4) for k, v in result.items()}, flush=True)
+        if "drift" in parts:
+            result.update(_generated(args.drift_leads, Path(tmp), "drift", drift_at=0.6))
+            print({k: round(v, 4) for k, v in result.items() if k.startswith("drift")}, flush=True)
+        real = [p for p in parts if p in ("x_education", "olist")]
+        if real and not REAL.is_dir():
+            print(f"real data sets not found at {REAL}; {', '.join(real)} did not run")
+            real = []
+        if "x_education" in real:
             result.update(x_education(Path(tmp)))
             print({k: v for k, v in result.items() if k.startswith("xedu")}, flush=True)
+        if "olist" in real:
             result.update(olist(Path(tmp)))
-        else:
-            print(f"real data sets not found at {REAL}; only the synthetic part ran")
     def rounded(v: object) -> object:
         return round(v, 4) if isinstance(v, float) else [rounded(x) for x in v] if isinstance(v, list) else v
 
