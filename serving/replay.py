@@ -27,8 +27,8 @@ from serving.criteria import Criteria, RuleFile
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer
 from store.event_store import EventStore
 from store.score_log import ScoreLog
-from training.bundle import load_bundle
-from training.bundle_versions import find_bundle
+from runtime.bundle import load_bundle
+from runtime.versions import find_bundle
 
 
 @dataclass

@@ -23,8 +23,8 @@ from contract.timeunits import US_PER_WEEK, timestamp_micros
 from features.vectorizer import FeatureInput
 from serving.criteria import Criteria, CriterionResult
 from store.event_store import EventStore, LeadEvents
-from training.bundle import Bundle, load_bundle
-from training.bundle_versions import keep_bundle
+from runtime.bundle import Bundle, load_bundle
+from runtime.versions import keep_bundle
 
 REASONS = 3
 CONTRIBUTION_SMALL_ROWS = 16
@@ -94,8 +94,7 @@ def load_scorer(settings: Settings) -> Scorer:
     Raises FileNotFoundError when there is no champion to load.
     """
     if settings.model_source == "mlflow":
-        from training.promotion import champion_bundle
-        from training.tracking import use_tracking
+        from runtime.registry import champion_bundle, use_tracking
 
         use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
         bundle = champion_bundle(settings.serving_cache)
