@@ -40,6 +40,7 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from contract.lead_record import LeadRecord  # noqa: E402
 from contract.taxonomy import load_taxonomy  # noqa: E402
 from features.vectorizer import FeatureInput, FeatureVectorizer  # noqa: E402
 
@@ -162,7 +163,7 @@ def main() -> None:
     types = rng.choice(list(taxonomy.inbound_types), 200)
     base = pd.Timestamp("2025-03-01", tz="UTC").value // 1000
     ts = base + np.sort(rng.integers(0, 90 * 86_400_000_000, 200))
-    lead = {"source": "referral", "created_at_us": base, **{c: leads[c].iloc[0] for c in leads.columns[3:]}}
+    lead = LeadRecord("L", base, "referral", {c: leads[c].iloc[0] for c in leads.columns[3:]})
     as_of = base + 91 * 86_400_000_000
     single = []
     for _ in range(2000):

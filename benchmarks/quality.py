@@ -45,7 +45,8 @@ from simulator.funnel import FunnelConfig, generate  # noqa: E402
 from simulator.truth import prospect_probability  # noqa: E402
 from store.event_store import EventStore  # noqa: E402
 from store.ingest import ingest  # noqa: E402
-from training.baselines import logistic_baseline, logistic_scores  # noqa: E402
+from runtime.raw import logistic_scores  # noqa: E402
+from training.baselines import logistic_baseline  # noqa: E402
 from training.guards import TrainingStopped  # noqa: E402
 from training.metrics import paired_bootstrap_auc  # noqa: E402
 from training.split import Split, split_snapshots  # noqa: E402

@@ -21,6 +21,7 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
+from contract.lead_record import LeadRecord
 from features.encode import factorize
 from features.event_order import sort_order
 
@@ -178,7 +179,7 @@ def _walk(lead: np.ndarray, attribute: np.ndarray, value: np.ndarray, ts: np.nda
                 matrix[snap_row[s], matrix_column[c]] = current[c]
 
 
-def values_as_of(lead: dict, history: HistoryRows, as_of_us: int) -> dict:
+def values_as_of(lead: LeadRecord, history: HistoryRows, as_of_us: int) -> LeadRecord:
     """A lead's attributes as they were at ``as_of_us``: what criteria and a salesperson see for that moment.
 
     ``history`` holds this lead's rows (``attribute``, ``value``, ``recorded_at`` in UTC microseconds:
@@ -191,13 +192,13 @@ def values_as_of(lead: dict, history: HistoryRows, as_of_us: int) -> dict:
         return lead
     attributes = np.asarray(history.attribute, dtype=object)
     values = np.asarray(history.value, dtype=object)
-    out = dict(lead)
+    out = dict(lead.attributes)
     out.update(dict.fromkeys(map(str, attributes)))
     for k in np.argsort(recorded, kind="stable"):
         if recorded[k] >= as_of_us:
             break
         out[str(attributes[k])] = values[k]
-    return out
+    return lead.with_attributes(out)
 
 
 def first_sales_touch(leads: pd.DataFrame, events: pd.DataFrame, feedback: pd.DataFrame,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from contract.lead_record import LeadRecord
 from contract.taxonomy import Taxonomy, load_taxonomy
 from contract.timeunits import to_micros
 from features.encode import encode_ids, factorize
@@ -218,12 +219,11 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         """History rows (``lead`` = position of each row's lead) coded for this feature set's profile columns."""
         return encode_history(lead, attribute, value, recorded_us, self._history_column, self._history_categories)
 
-    def transform_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray | list, channels: list | None,
+    def transform_lead(self, lead: LeadRecord, ts_us: np.ndarray, types: np.ndarray | list, channels: list | None,
                        as_of_us: int | np.ndarray, history: HistoryRows | None = None) -> np.ndarray:
         """Features of one lead at one or more as-of times (one row each), from plain arrays: the serving path.
 
-        ``lead`` holds ``created_at_us``, ``source`` and the attribute values by name; ``history`` its
-        attribute history (attribute, value, recorded_at in UTC microseconds), if any.
+        ``history`` is the lead's attribute history (attribute, value, recorded_at in UTC microseconds), if any.
         """
         n = len(ts_us)
         unknown = [t for t in dict.fromkeys(types) if t not in self._level]
@@ -245,14 +245,14 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
             np.asarray(history.recorded_at, np.int64))
         return self._compute(np.zeros(as_of.size, np.int64), as_of, np.zeros(n, np.int64),
                              np.asarray(ts_us, np.int64), level, inbound, channel, any_channel,
-                             np.array([lead["created_at_us"]], np.int64), self._record_values([lead]), codes)
+                             np.array([lead.created_at_us], np.int64), self._record_values([lead]), codes)
 
-    def transform_leads(self, leads: list[dict], event_lead: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
+    def transform_leads(self, leads: list[LeadRecord], event_lead: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
                         channels: np.ndarray | None, snapshot_lead: np.ndarray, as_of_us: np.ndarray,
                         history: HistoryCodes | None = None) -> np.ndarray:
         """Features of many leads from plain arrays: the batch-serving path, without DataFrames.
 
-        ``leads`` are dicts as in :meth:`transform_lead`; ``event_lead`` and ``snapshot_lead`` give,
+        ``event_lead`` and ``snapshot_lead`` give,
         for each event and each requested row, the position of its lead in ``leads``; ``history`` comes
         from :meth:`history_codes` with the same positions.
         """
@@ -261,7 +261,7 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         level, inbound, channel, any_channel = self._event_codes(types, channels)
         return self._compute(np.asarray(snapshot_lead, np.int64), np.asarray(as_of_us, np.int64),
                              np.asarray(event_lead, np.int64), np.asarray(ts_us, np.int64), level, inbound, channel,
-                             any_channel, np.array([lead["created_at_us"] for lead in leads], np.int64),
+                             any_channel, np.array([lead.created_at_us for lead in leads], np.int64),
                              self._record_values(leads), history)
 
     # ------------------------------------------------------------------ internals
@@ -291,11 +291,12 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         canonical = np.array([vocabulary.index(c) for c in vocabulary], dtype=np.int64)
         return level, inbound, to_feature[any_channel], canonical[any_channel].astype(np.int32)
 
-    def _record_values(self, leads: list[dict]) -> dict[str, np.ndarray]:
-        """Profile values of leads given as dicts, coded as :meth:`_lead_values` codes a DataFrame."""
+    def _record_values(self, leads: list[LeadRecord]) -> dict[str, np.ndarray]:
+        """Profile values of lead records, coded as :meth:`_lead_values` codes a DataFrame."""
         values: dict[str, np.ndarray] = {}
+        profiles = [lead.profile for lead in leads]
         for name, column in self._profile_columns:
-            raw = [lead.get(column) for lead in leads]
+            raw = [profile.get(column) for profile in profiles]
             if name in self._category_code:
                 code = self._category_code[name]  # keyed by text, as training read them (astype string)
                 values[name] = np.array([-1 if v is None or v != v else code.get(str(v), -1) for v in raw],

@@ -70,9 +70,9 @@ def _per_week(capacity: str | None) -> float | None:
     return value
 
 
-def _champion(settings: Settings):  # noqa: ANN202 - training.bundle.Bundle, imported when needed
+def _champion(settings: Settings):  # noqa: ANN202 - runtime.bundle.Bundle, imported when needed
     """The exported champion bundle, or exit 2 saying how to get one."""
-    from training.bundle import load_bundle
+    from runtime.bundle import load_bundle
 
     try:
         return load_bundle(settings.models_dir / "champion")
@@ -344,7 +344,7 @@ def train(
     for note in result.dominance:
         console.print(f"[yellow]dominant feature:[/yellow] {note}")
     from training.register import register
-    from training.tracking import MODEL_NAME
+    from runtime.registry import MODEL_NAME
 
     with err.status("logging the run to MLflow"):
         done = register(result, config, settings)
@@ -364,7 +364,7 @@ def promote(
     from store.event_store import EventStore
     from training.promotion import PromotionError
     from training.promotion import promote as run
-    from training.tracking import use_tracking
+    from runtime.registry import use_tracking
 
     settings = _settings(home, store)
     use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
@@ -394,7 +394,7 @@ def rollback(home: HomeOpt = None) -> None:
     """Return the champion alias to the previous champion and export its bundle."""
     from training.promotion import PromotionError
     from training.promotion import rollback as run
-    from training.tracking import use_tracking
+    from runtime.registry import use_tracking
 
     settings = _settings(home)
     use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
@@ -520,7 +520,7 @@ def report(
     from report.page import write
     from store.event_store import EventStore
     from training.promotion import log_report
-    from training.tracking import use_tracking
+    from runtime.registry import use_tracking
 
     settings = _settings(home, store)
     bundle, frames = _champion(settings), load_frames(EventStore(settings.resolved_store_url))
@@ -846,7 +846,7 @@ def _bulk_score(settings: Settings, lake: Path | None, engine: str, scheduler: s
     import pandas as pd
 
     from serving.bulk import bulk_score, new_run, prune_bulk_logs
-    from training.bundle_versions import keep_bundle
+    from runtime.versions import keep_bundle
 
     bundle_dir = settings.models_dir / "champion"
     if not (bundle_dir / "model.txt").exists():

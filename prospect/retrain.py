@@ -101,7 +101,7 @@ def retrain(settings: Settings, taxonomy: Taxonomy, config: TrainConfig = TrainC
             force: bool = False) -> RetrainOutcome:
     """Train, promote if better, export and report, unless no feedback arrived since the last retrain."""
     from features.dataset import load_frames
-    from training.bundle import load_bundle
+    from runtime.bundle import load_bundle
     from training.register import train_and_register
     from training.promotion import log_report, promote
 

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from report.numbers import ReportNumbers  # noqa: E402
-from training.tiers import TIERS  # noqa: E402
+from runtime.tiers import TIERS  # noqa: E402
 
 BLUE, GREY, ORANGE = "#2563eb", "#9ca3af", "#ea580c"
 TIER_COLOURS = {TIERS[0]: "#15803d", TIERS[1]: "#ca8a04", TIERS[2]: "#6b7280"}

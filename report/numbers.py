@@ -15,10 +15,10 @@ import pandas as pd
 
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames
-from training.bundle import Bundle
+from runtime.bundle import Bundle
 from training.evaluation import SplitParams, evaluation_window, window_probabilities
 from training.metrics import calibration_curve, gains_curve
-from training.tiers import TIERS
+from runtime.tiers import TIERS
 
 CONTRIBUTION_SAMPLE = 20_000
 """Contributions cost about 0.2 ms a row; a sample this size gives stable means in a few seconds."""

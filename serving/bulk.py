@@ -34,7 +34,7 @@ from lake.layout import bucket_of, read_manifest
 from lake.reader import FEATURE_COLUMNS, read_bucket_table
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer
 from store.score_log import Served, arrow_schema, new_score_id, parse_entry, to_rows
-from training.bundle import load_bundle
+from runtime.bundle import load_bundle
 
 SCORE_LOG_DIR = "score_log"
 """The lake folder holding the score logs of bulk runs, one ``run=<run id>`` folder per run."""

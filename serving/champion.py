@@ -27,10 +27,10 @@ from pathlib import Path
 
 from contract.taxonomy import Taxonomy
 from config.settings import Settings
+from runtime.bundle import MANIFEST, BundleError, load_bundle, verify_bundle
+from runtime.versions import keep_bundle
 from serving.criteria import Criteria
-from training.bundle_versions import keep_bundle
 from serving.scoring import Scorer
-from training.bundle import MANIFEST, BundleError, load_bundle, verify_bundle
 
 log = logging.getLogger("prospect.champion")
 
@@ -63,7 +63,7 @@ def read_pointer(settings: Settings) -> Pointer:
     Raises BundleError when there is no champion to point at.
     """
     if settings.model_source == "mlflow":
-        from training.promotion import champion_version
+        from runtime.registry import champion_version
 
         version = champion_version()
         if version is None:
@@ -93,8 +93,7 @@ def load_champion(settings: Settings, pointer: Pointer) -> Champion:
         bundle = load_bundle(pointer.folder)
         keep_bundle(pointer.folder, settings.bundles_dir)  # replay finds it by version later
     else:
-        from training.promotion import bundle_of_version
-        from training.tracking import use_tracking
+        from runtime.registry import bundle_of_version, use_tracking
 
         use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
         # one cache per process: two workers downloading into one folder at once would mix files

@@ -22,13 +22,14 @@ import pandas as pd
 import yaml
 
 from config.settings import Settings
+from contract.lead_record import LeadRecord
 from contract.timeunits import timestamp_micros
 from serving.criteria import Criteria, RuleFile
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer
 from store.event_store import EventStore
 from store.score_log import ScoreLog
-from training.bundle import load_bundle
-from training.bundle_versions import find_bundle
+from runtime.bundle import load_bundle
+from runtime.versions import find_bundle
 
 
 @dataclass
@@ -69,11 +70,11 @@ def compare(served: dict, s: Scored) -> list[str]:
     return out
 
 
-def payload_inputs(payload: dict) -> tuple[dict, np.ndarray, np.ndarray, list]:
+def payload_inputs(payload: dict) -> tuple[LeadRecord, np.ndarray, np.ndarray, list]:
     """A /score_payload request as the scorer takes it: the lead, and its events in time order."""
     lead_in = payload["lead"]
-    lead = {**lead_in.get("attributes", {}), "lead_id": lead_in.get("lead_id", "payload"),
-            "created_at_us": timestamp_micros(lead_in["created_at"], "lead.created_at"), "source": lead_in.get("source")}
+    lead = LeadRecord.given(lead_in.get("lead_id", "payload"), timestamp_micros(lead_in["created_at"], "lead.created_at"),
+                            lead_in.get("source"), lead_in.get("attributes", {}))
     events = sorted(payload.get("events", []), key=lambda e: pd.Timestamp(e["ts"]))
     ts = np.array([timestamp_micros(e["ts"], "events.ts") for e in events], dtype=np.int64)
     types = np.array([e["type"] for e in events], dtype=object)

@@ -19,12 +19,13 @@ import pandas as pd
 from features.history import HistoryRows, values_as_of
 from features.registry import FeatureSpec
 from config.settings import Settings
+from contract.lead_record import LeadRecord
 from contract.timeunits import US_PER_WEEK, timestamp_micros
 from features.vectorizer import FeatureInput
 from serving.criteria import Criteria, CriterionResult
 from store.event_store import EventStore, LeadEvents
-from training.bundle import Bundle, load_bundle
-from training.bundle_versions import keep_bundle
+from runtime.bundle import Bundle, load_bundle
+from runtime.versions import keep_bundle
 
 REASONS = 3
 CONTRIBUTION_SMALL_ROWS = 16
@@ -94,8 +95,7 @@ def load_scorer(settings: Settings) -> Scorer:
     Raises FileNotFoundError when there is no champion to load.
     """
     if settings.model_source == "mlflow":
-        from training.promotion import champion_bundle
-        from training.tracking import use_tracking
+        from runtime.registry import champion_bundle, use_tracking
 
         use_tracking(settings.resolved_tracking_uri, settings.artifact_root)
         bundle = champion_bundle(settings.serving_cache)
@@ -168,7 +168,7 @@ class Scorer:
         matrix = self.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, leads, events, history))
         return self.score_matrix(matrix, snapshots["lead_id"].tolist(), pd.DatetimeIndex(snapshots["as_of"]))
 
-    def score_lead(self, lead: dict, ts_us: np.ndarray, types: np.ndarray, channels: list | None,
+    def score_lead(self, lead: LeadRecord, ts_us: np.ndarray, types: np.ndarray, channels: list | None,
                    as_of: pd.Timestamp, history: HistoryRows | None = None) -> Scored:
         """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``.
 
@@ -176,14 +176,14 @@ class Scorer:
         and the criteria use the attribute values as they were at each moment scored.
         """
         as_of_us = timestamp_micros(as_of, "as_of")
-        if lead["created_at_us"] > as_of_us:
+        if lead.created_at_us > as_of_us:
             raise CreatedAfterAsOf("the lead was created after as_of: nothing was known about it then")
         both = np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64)
         matrix = self.bundle.vectorizer.transform_lead(lead, ts_us, types, channels, both, history)
         p = self.bundle.probability(matrix)  # now and a week earlier in one call
-        scored = self.score_matrix(matrix[:1], [str(lead.get("lead_id", ""))], pd.DatetimeIndex([as_of]),
+        scored = self.score_matrix(matrix[:1], [lead.lead_id], pd.DatetimeIndex([as_of]),
                                    probabilities=p[:1])[0]
-        self._add_trend([scored], p[1:], np.array([lead["created_at_us"]]), both[1:])
+        self._add_trend([scored], p[1:], np.array([lead.created_at_us]), both[1:])
         then = lead if history is None else values_as_of(lead, history, as_of_us)
         ts_us = np.asarray(ts_us, np.int64)
         self._add_criteria([scored], [then], np.zeros(ts_us.size, np.int64), ts_us, np.asarray(types, dtype=object),
@@ -202,11 +202,11 @@ class Scorer:
                            ) -> BatchScores:
         """Score many leads of the store in one pass, with the ids it could not score and why."""
         leads, owner, events = store.leads_with_events(lead_ids)
-        known = {lead["lead_id"] for lead in leads}
+        known = {lead.lead_id for lead in leads}
         unknown = [i for i in dict.fromkeys(lead_ids) if i not in known]
         as_of_us = timestamp_micros(as_of, "as_of")
-        exists = np.array([lead["created_at_us"] <= as_of_us for lead in leads], dtype=bool)
-        later = [lead["lead_id"] for lead, ok in zip(leads, exists, strict=True) if not ok]
+        exists = np.array([lead.created_at_us <= as_of_us for lead in leads], dtype=bool)
+        later = [lead.lead_id for lead, ok in zip(leads, exists, strict=True) if not ok]
         if later:
             # renumber the remaining leads so that the events still point at their owner
             position = np.cumsum(exists) - 1
@@ -220,21 +220,21 @@ class Scorer:
         # each lead now and a week earlier, from the same events
         rows = np.tile(np.arange(n), 2)
         moments = np.repeat(np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64), n)
-        history = store.lead_history([lead["lead_id"] for lead in leads])
-        position = pd.Index([lead["lead_id"] for lead in leads]).get_indexer(history.lead_id)
+        history = store.lead_history([lead.lead_id for lead in leads])
+        position = pd.Index([lead.lead_id for lead in leads]).get_indexer(history.lead_id)
         codes = self.bundle.vectorizer.history_codes(position, history.attribute, history.value, history.recorded_at)
         matrix = self.bundle.vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel,
                                                         rows, moments, codes)
         p = self.bundle.probability(matrix)
-        out = self.score_matrix(matrix[:n], [lead["lead_id"] for lead in leads], pd.DatetimeIndex([as_of] * n),
+        out = self.score_matrix(matrix[:n], [lead.lead_id for lead in leads], pd.DatetimeIndex([as_of] * n),
                                 reasons, p[:n])
-        self._add_trend(out, p[n:], np.array([lead["created_at_us"] for lead in leads]), moments[n:])
+        self._add_trend(out, p[n:], np.array([lead.created_at_us for lead in leads]), moments[n:])
         if self.criteria is not None:
             # the store gives history by lead: each lead's rows are one run
             cuts = np.flatnonzero(history.lead_id[1:] != history.lead_id[:-1]) + 1
             runs = {history.lead_id[a]: slice(a, b) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(history)])
                     if b > a}
-            then = [values_as_of(lead, history.take(runs[lead["lead_id"]]), as_of_us) if lead["lead_id"] in runs
+            then = [values_as_of(lead, history.take(runs[lead.lead_id]), as_of_us) if lead.lead_id in runs
                     else lead for lead in leads]
             self._add_criteria(out, then, owner, events.ts_us, events.type, as_of_us)
         return BatchScores(out, unknown, later)
@@ -250,12 +250,13 @@ class Scorer:
             change = s.score - s.score_week_ago
             s.trend = "improving" if change >= TREND_POINTS else "fading" if change <= -TREND_POINTS else "steady"
 
-    def _add_criteria(self, scored: list[Scored], leads: list[dict], owner: np.ndarray, ts_us: np.ndarray,
+    def _add_criteria(self, scored: list[Scored], leads: list[LeadRecord], owner: np.ndarray, ts_us: np.ndarray,
                       types: np.ndarray, as_of_us: int) -> None:
         """The explicit criteria of every lead at ``as_of_us`` (``owner``: each event's position in ``leads``)."""
         if self.criteria is None:
             return
         moments = np.full(len(leads), as_of_us, np.int64)
-        for s, results in zip(scored, self.criteria.evaluate_many(leads, owner, ts_us, types, moments), strict=True):
+        profiles = [lead.profile for lead in leads]
+        for s, results in zip(scored, self.criteria.evaluate_many(profiles, owner, ts_us, types, moments), strict=True):
             s.criteria = results
             s.rules_version = self.criteria.version

@@ -34,6 +34,7 @@ import pandas as pd
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable, UnprocessableEntity
 from sqlalchemy.exc import OperationalError
 
+from contract.lead_record import LeadRecord
 from contract.taxonomy import load_taxonomy
 from contract.timeunits import US_PER_DAY, US_PER_HOUR, latest_acceptable, timestamp_micros
 from features.vectorizer import UnknownEventType
@@ -205,8 +206,8 @@ class ProspectService:
         moment = _moment(request.as_of, self.settings.clock_skew_minutes)
         created = pd.Timestamp(request.lead.created_at).tz_convert("UTC")
         _check_payload_events(request, champion, created, moment, pd.Timedelta(minutes=self.settings.clock_skew_minutes))
-        lead = {**request.lead.attributes, "lead_id": request.lead.lead_id,
-                "created_at_us": timestamp_micros(created, "lead.created_at"), "source": request.lead.source}
+        lead = LeadRecord.given(request.lead.lead_id, timestamp_micros(created, "lead.created_at"), request.lead.source,
+                                request.lead.attributes)
         events = sorted(request.events, key=lambda e: e.ts)
         ts = np.array([timestamp_micros(e.ts, "events.ts") for e in events], dtype=np.int64)
         types = np.array([e.type for e in events], dtype=object)
@@ -306,7 +307,7 @@ def _warm_up(champion: Champion) -> None:
     now = pd.Timestamp.now(tz="UTC")
     moment = timestamp_micros(now, "now")
     kind = next(iter(champion.taxonomy.types))
-    champion.scorer.score_lead({"lead_id": "warm-up", "created_at_us": moment - US_PER_DAY, "source": None},
+    champion.scorer.score_lead(LeadRecord("warm-up", moment - US_PER_DAY, None),
                                np.array([moment - US_PER_HOUR], dtype=np.int64), np.array([kind], dtype=object),
                                None, now)
 

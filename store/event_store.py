@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
+from contract.lead_record import LeadRecord
 from contract.timeunits import from_micros
 from store.packed import append, last_time, merge_order, pack, pack_many, unpack_many
 
@@ -458,12 +459,12 @@ class EventStore:
         """Return one lead's events in time order, read through the (lead_id, ts) index."""
         return self.lead_with_events(lead_id, lead=False)[1]
 
-    def lead(self, lead_id: str) -> dict | None:
-        """One lead as a dict: ``created_at_us``, ``source`` and its attributes by name; None if unknown."""
+    def lead(self, lead_id: str) -> LeadRecord | None:
+        """One lead: id, ``created_at_us``, ``source`` and its attributes by name; None if unknown."""
         return self.lead_with_events(lead_id, events=False)[0]
 
     def lead_with_events(self, lead_id: str, lead: bool = True, events: bool = True
-                         ) -> tuple[dict | None, LeadEvents]:
+                         ) -> tuple[LeadRecord | None, LeadEvents]:
         """One lead (as :meth:`lead` gives it) and its events (as :meth:`lead_events`) in one visit.
 
         This is the serving hot path, so it takes one pooled connection and uses the driver's cursor
@@ -482,14 +483,14 @@ class EventStore:
                     rows = cursor.fetchall()
             finally:
                 cursor.close()
-        found = None if row is None else _lead_dict(lead_id, *row)
+        found = None if row is None else _lead_record(lead_id, *row)
         if not rows:
             return found, LeadEvents(np.empty(0, dtype=np.int64), np.empty(0, dtype=object), np.empty(0, dtype=object))
         ts, types, channels = zip(*rows, strict=True)
         return found, LeadEvents(np.fromiter(ts, dtype=np.int64, count=len(ts)), np.array(types, dtype=object),
                                  np.array(channels, dtype=object))
 
-    def leads_with_events(self, lead_ids: list[str]) -> tuple[list[dict], np.ndarray, LeadEvents]:
+    def leads_with_events(self, lead_ids: list[str]) -> tuple[list[LeadRecord], np.ndarray, LeadEvents]:
         """Many leads and their events in two indexed queries: the batch-scoring path.
 
         Returns the known leads (as :meth:`lead` gives them, in request order; unknown ids are simply
@@ -505,19 +506,18 @@ class EventStore:
         known = [found[i] for i in ids if i in found]
         # one JSON document for all the leads' attributes: a thousand json.loads calls cost twice as much
         attributes = json.loads("[" + ",".join(r[3] for r in known) + "]")
-        leads = [{"lead_id": r[0], "created_at_us": int(r[1]), "source": r[2], **a}
-                 for r, a in zip(known, attributes, strict=True)]
-        rows = [(k, packed[lead["lead_id"]]) for k, lead in enumerate(leads) if lead["lead_id"] in packed]
+        leads = [LeadRecord(r[0], int(r[1]), r[2], a) for r, a in zip(known, attributes, strict=True)]
+        rows = [(k, packed[lead.lead_id]) for k, lead in enumerate(leads) if lead.lead_id in packed]
         counts = [int(r[1]) for _, r in rows]
         owner = np.repeat(np.array([k for k, _ in rows], dtype=np.int64), counts)
         ts, types, channels = unpack_many(counts, [r[2] for _, r in rows])
         return leads, owner, LeadEvents(ts, types, channels)
 
-    def leads_with_event_rows(self, lead_ids: list[str]) -> tuple[list[dict], np.ndarray, LeadEvents]:
+    def leads_with_event_rows(self, lead_ids: list[str]) -> tuple[list[LeadRecord], np.ndarray, LeadEvents]:
         """What :meth:`leads_with_events` gives, read from the event rows themselves (the source of truth
         the packed records are checked against)."""
         leads = [lead for lead in (self.lead(i) for i in dict.fromkeys(lead_ids)) if lead is not None]
-        parts = [self.lead_events(lead["lead_id"]) for lead in leads]
+        parts = [self.lead_events(lead.lead_id) for lead in leads]
         owner = np.repeat(np.arange(len(leads), dtype=np.int64), [len(e) for e in parts])
         if not parts:
             return leads, owner, LeadEvents(np.empty(0, np.int64), np.empty(0, dtype=object),
@@ -595,9 +595,9 @@ _LEAD_EVENTS = (
     .order_by(events_table.c.ts)
 )
 
-def _lead_dict(lead_id: str, created_at: int, source: str | None, attributes: str) -> dict:
-    """A lead row as serving uses it: id, ``created_at_us``, ``source`` and the attributes by name."""
-    return {"lead_id": lead_id, "created_at_us": int(created_at), "source": source, **json.loads(attributes)}
+def _lead_record(lead_id: str, created_at: int, source: str | None, attributes: str) -> LeadRecord:
+    """A stored lead row as scoring reads it (the attributes are stored as one JSON object)."""
+    return LeadRecord(lead_id, int(created_at), source, json.loads(attributes))
 
 
 @contextmanager

@@ -24,8 +24,9 @@ from serving.bulk import (
 from serving.replay import Replayer
 from store.score_log import ScoreLog, score_log_table
 from tests.conftest import generated_store
-from training.bundle import load_bundle, save_bundle
-from training.bundle_versions import keep_bundle
+from runtime.bundle import load_bundle
+from runtime.versions import keep_bundle
+from training.bundle import save_bundle
 from training.train import TrainConfig, train
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -1,11 +1,15 @@
 """Bulk scoring's fast paths give the per-lead scorer's results: a blended bundle, no reasons, no log.
 
 The blend's logistic part is computed block by block from each categorical column's distinct
-values (training/baselines.py); these tests hold it to scikit-learn's own transform bit for bit,
+values (runtime/raw.py); these tests hold it to scikit-learn's own transform bit for bit,
 and the bulk files to the per-lead scorer.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -17,9 +21,11 @@ from features.dataset import load_frames
 from lake.export import export_store
 from serving.bulk import bulk_score, read_scores
 from serving.scoring import Scorer
-from tests.conftest import generated_store
-from training.baselines import logistic_baseline, logistic_scores
-from training.bundle import load_bundle, save_bundle
+from tests.conftest import REPO, generated_store
+from runtime.bundle import load_bundle
+from runtime.raw import logistic_scores
+from training.baselines import logistic_baseline
+from training.bundle import save_bundle
 from training.train import TrainConfig, prepare, train
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -71,6 +77,37 @@ def test_logistic_scores_are_bit_equal_to_the_pipelines_transform(blended, taxon
     # and the sum is the regression's probability (to rounding)
     p = model.predict_proba(scoring.astype({c: object for c in categorical}))[:, 1]
     assert np.allclose(fast, p, rtol=0, atol=1e-12)
+
+
+WITHOUT_TRAINING = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.modules["training"] = None  # any import of the fitting code, or a pickle naming it, fails
+import serving.bulk, serving.champion, serving.replay, serving.scoring  # noqa: E401, F401
+from runtime.bundle import load_bundle
+
+bundle = load_bundle(Path(sys.argv[1]))
+np.save(sys.argv[3], bundle.probability(np.load(sys.argv[2])))
+"""
+
+
+def test_a_blended_bundle_loads_and_scores_where_the_training_package_cannot_be_imported(  # noqa: ANN001
+        blended, taxonomy, tmp_path) -> None:
+    """Serving and bundles need only ``runtime``: its pickled logistic part names no module of this project."""
+    store, _, bundle_dir = blended
+    bundle = load_bundle(bundle_dir)
+    assert bundle.linear is not None
+    matrix = prepare(load_frames(store), taxonomy).matrix[:300]
+    np.save(tmp_path / "matrix.npy", matrix)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TRAINING, str(bundle_dir), str(tmp_path / "matrix.npy"),
+                           str(tmp_path / "p.npy")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = np.load(tmp_path / "p.npy")
+    assert np.array_equal(served.view(np.uint64), bundle.probability(matrix).view(np.uint64))
 
 
 def test_bulk_scores_of_a_blended_bundle_without_reasons_equal_the_scorers(blended, tmp_path) -> None:  # noqa: ANN001

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from prospect.cli import app
-from training.bundle import load_bundle
+from runtime.bundle import load_bundle
 from training.tiers import arrivals_per_week, capacity_thresholds
 
 

@@ -20,7 +20,8 @@ from lake.export import export_store
 from serving.bulk import bulk_score, read_scores
 from serving.scoring import Scorer
 from tests.conftest import generated_store
-from training.bundle import load_bundle, save_bundle
+from runtime.bundle import load_bundle
+from training.bundle import save_bundle
 from training.dask_model import dask_lightgbm
 from training.lake_train import train_lake
 from training.train import TrainConfig, prepare, train

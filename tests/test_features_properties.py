@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.lead_record import LeadRecord
 from contract.taxonomy import load_taxonomy
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from tests.feature_reference import DAY, reference_features
@@ -108,7 +109,7 @@ def test_single_lead_path_equals_the_batch_path() -> None:
         pd.DataFrame({"lead_id": ["L"], "created_at": [pd.Timestamp(BASE, unit="us", tz="UTC")], "source": ["web"]}),
         pd.DataFrame({"lead_id": "L", "ts": pd.to_datetime(ts, unit="us", utc=True), "type": types}))
     batch = VEC.transform(X)
-    one = VEC.to_frame(VEC.transform_lead({"source": "web", "created_at_us": BASE}, ts, types, None, BASE + 91 * DAY))
+    one = VEC.to_frame(VEC.transform_lead(LeadRecord("L", BASE, "web"), ts, types, None, BASE + 91 * DAY))
     assert_same(one, batch)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract.lead_record import LeadRecord
 from features.history import first_recorded_after_touch, values_as_of
 from features.registry import AttributeInfo
 from features.vectorizer import FeatureInput, FeatureVectorizer
@@ -51,7 +52,7 @@ def test_without_history_the_static_value_is_used_at_every_as_of(small: FeatureI
 def test_serving_path_agrees_with_the_batch_path(small: FeatureInput) -> None:
     vec = FeatureVectorizer(attributes=ATTRIBUTES).fit(small)
     batch = vec.transform_matrix(small)
-    lead = {"created_at_us": int(T0.value // 1000), "source": "referral", "budget": "yes", "employees": 120.0}
+    lead = LeadRecord("A", int(T0.value // 1000), "referral", {"budget": "yes", "employees": 120.0})
     hist = small.history.assign(recorded_at=small.history["recorded_at"].astype("datetime64[us, UTC]")
                                 .astype("int64"))
     as_of = small.snapshots["as_of"][:4].astype("datetime64[us, UTC]").astype("int64").to_numpy()
@@ -98,13 +99,13 @@ def test_lookup_matches_a_plain_loop_on_random_histories(seed: int, categorical:
 
 
 def test_values_as_of_for_criteria() -> None:
-    lead = {"lead_id": "A", "budget": "yes", "need": "yes"}
+    lead = LeadRecord("A", 0, None, {"budget": "yes", "need": "yes"})
     history = pd.DataFrame({"attribute": ["budget", "budget"], "value": ["no", "yes"],
                             "recorded_at": [100, 200]})
-    assert values_as_of(lead, history, 50)["budget"] is None
-    assert values_as_of(lead, history, 200)["budget"] == "no"
+    assert values_as_of(lead, history, 50).attributes["budget"] is None
+    assert values_as_of(lead, history, 200).attributes["budget"] == "no"
     assert values_as_of(lead, history, 201) == lead
-    assert values_as_of(lead, history, 150)["need"] == "yes", "an attribute without history keeps its value"
+    assert values_as_of(lead, history, 150).attributes["need"] == "yes", "an attribute without history keeps its value"
 
 
 def test_share_first_recorded_after_the_first_touch() -> None:
@@ -158,7 +159,6 @@ def test_one_lead_with_a_cleared_value_reads_it_as_unknown() -> None:
                      pd.DataFrame({"lead_id": ["A"], "ts": [_day(0)], "type": ["page_view"]}))
     vec = FeatureVectorizer(attributes=ATTRIBUTES).fit(X)
     as_of = np.array([int(_day(1.5).value // 1000), int(_day(3).value // 1000)])
-    rows = vec.to_frame(vec.transform_lead({"created_at_us": int(T0.value // 1000), "source": "referral",
-                                            "budget": "yes", "employees": 5.0}, np.zeros(0, np.int64), [], None,
-                                           as_of, history))
+    lead = LeadRecord("A", int(T0.value // 1000), "referral", {"budget": "yes", "employees": 5.0})
+    rows = vec.to_frame(vec.transform_lead(lead, np.zeros(0, np.int64), [], None, as_of, history))
     assert rows["attr_budget"].astype(object).where(rows["attr_budget"].notna(), None).tolist() == ["yes", None]

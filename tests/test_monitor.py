@@ -23,7 +23,8 @@ from store.ingest import ingest
 from store.score_log import ScoreLog, Served, new_score_id, to_rows
 from tests.conftest import REPO
 from tests.test_report import ARTIFACTS, _chromium
-from training.bundle import load_bundle, save_bundle
+from runtime.bundle import load_bundle
+from training.bundle import save_bundle
 from training.monitor import all_snapshots, check_health, outcomes
 from training.train import TrainConfig, train
 

@@ -206,7 +206,7 @@ def test_a_damaged_bundle_stops_the_start_with_one_clear_line(world: dict, tmp_p
 
 def test_an_interrupted_export_leaves_the_previous_champion(world: dict, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     import training.promotion as registry
-    from training.bundle import verify_bundle
+    from runtime.bundle import verify_bundle
 
     models = tmp_path / "models"
     export_champion(world["trained"]["1"], models, "1")
@@ -561,7 +561,7 @@ def test_the_watcher_follows_the_registry_alias_with_the_mlflow_source(world: di
 
     from config.settings import Settings
     from serving.champion import ChampionWatcher
-    from training.tracking import MODEL_NAME, use_tracking
+    from runtime.registry import MODEL_NAME, use_tracking
 
     settings = Settings(home=tmp_path, model_source="mlflow", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     use_tracking(settings.resolved_tracking_uri, settings.artifact_root)

@@ -18,7 +18,7 @@ from store.ingest import ingest_records
 from store.score_log import ScoreLog
 from tests.conftest import generated_store
 from training.bundle import save_bundle
-from training.bundle_versions import kept_folder
+from runtime.versions import kept_folder
 from training.train import TrainConfig, train
 
 AS_OFS = [pd.Timestamp("2025-08-01T00:00:00Z"), pd.Timestamp("2025-10-15T08:30:00Z")]

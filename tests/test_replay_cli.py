@@ -11,7 +11,7 @@ from prospect.cli import app
 from store.event_store import EventStore
 from store.score_log import ScoreLog
 from tests.conftest import demo_env
-from training.bundle import load_bundle
+from runtime.bundle import load_bundle
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ from prospect.cli import app
 from prospect.retrain import RetrainBusy, _lock, feedback_mark, last_trained_on
 from store.ingest import ingest_records
 from tests.conftest import generated_store
-from training.bundle import load_bundle
+from runtime.bundle import load_bundle
 
 
 def test_retrain_is_idempotent_and_picks_up_new_feedback(tmp_path, taxonomy) -> None:  # noqa: ANN001

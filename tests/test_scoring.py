@@ -14,7 +14,8 @@ from prospect.cli import app
 from serving.criteria import Criteria
 from serving.scoring import CreatedAfterAsOf, Scorer, describe_value
 from tests.conftest import generated_store, write_yaml
-from training.bundle import load_bundle, save_bundle
+from runtime.bundle import load_bundle
+from training.bundle import save_bundle
 from training.train import TrainConfig, train
 
 

@@ -11,6 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from contract.lead_record import LeadRecord
 from features.dataset import load_frames
 from serving.launch import start_service
 from store.event_store import EventStore
@@ -130,7 +131,7 @@ def test_no_lead_data_in_the_server_log(service) -> None:  # noqa: ANN001
     assert "SECRET-LEAD-ID" not in (folder / "serve.log").read_text()
 
 
-def _stored_lead(url: str, lead_id: str) -> tuple[dict, list[dict]]:
+def _stored_lead(url: str, lead_id: str) -> tuple[LeadRecord, list[dict]]:
     store = EventStore(url)
     lead, events = store.lead(lead_id), store.lead_events(lead_id)
     store.close()
@@ -144,14 +145,13 @@ def test_score_payload_scores_like_the_stored_lead(service) -> None:  # noqa: AN
     for k in range(1, 200):  # a lead older than a week with some history before the as-of time
         lead, events = _stored_lead(url, f"L{k:07d}")
         before = [e for e in events if pd.Timestamp(e["ts"]) < as_of]
-        if len(before) >= 5 and lead["created_at_us"] < (as_of - pd.Timedelta(days=14)).value // 1000:
+        if len(before) >= 5 and lead.created_at_us < (as_of - pd.Timedelta(days=14)).value // 1000:
             break
-    attributes = {k: v for k, v in lead.items() if k not in ("lead_id", "created_at_us", "source")}
-    payload = {"lead": {"lead_id": lead["lead_id"], "source": lead["source"], "attributes": attributes,
-                        "created_at": pd.Timestamp(lead["created_at_us"], unit="us", tz="UTC").isoformat()},
+    payload = {"lead": {"lead_id": lead.lead_id, "source": lead.source, "attributes": dict(lead.attributes),
+                        "created_at": pd.Timestamp(lead.created_at_us, unit="us", tz="UTC").isoformat()},
                "events": events[::-1], "as_of": as_of.isoformat()}
     given = client.post("/score_payload", json=payload)
-    stored = client.post("/score", json={"lead_id": lead["lead_id"], "as_of": as_of.isoformat()})
+    stored = client.post("/score", json={"lead_id": lead.lead_id, "as_of": as_of.isoformat()})
     assert given.status_code == 200, given.text
     assert given.json()["score_id"] != stored.json()["score_id"]  # two scores handed out, two log entries
     assert {**given.json(), "score_id": None} == {**stored.json(), "score_id": None}

@@ -85,9 +85,9 @@ def test_many_leads_are_read_in_request_order_with_their_events_grouped(with_lea
     with_leads.write("events.csv", EVENTS_CSV)
     with_leads.ingest({"events": "events.csv"})
     leads, owner, events = with_leads.store.leads_with_events(["L2", "nobody", "L3", "L1", "L2"])
-    assert [lead["lead_id"] for lead in leads] == ["L2", "L3", "L1"], "request order, unknown and repeats dropped"
-    assert leads[2]["industry"] == "software" and leads[2]["employees"] == 120
-    assert leads[2] == with_leads.store.lead("L1"), "the same dict as the single-lead read"
+    assert [lead.lead_id for lead in leads] == ["L2", "L3", "L1"], "request order, unknown and repeats dropped"
+    assert leads[2].attributes["industry"] == "software" and leads[2].attributes["employees"] == 120
+    assert leads[2] == with_leads.store.lead("L1"), "the same record as the single-lead read"
     assert owner.tolist() == [0, 2, 2, 2], "L2's event, then L1's three (L3 has none)"
     assert events.type.tolist() == ["email_sent", "page_view", "pricing_page_view", "demo_request"]
     assert events.ts_us.tolist()[1:] == with_leads.store.lead_events("L1").ts_us.tolist()

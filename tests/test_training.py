@@ -168,7 +168,8 @@ def test_train_command_prints_the_table_and_stops_on_leakage(tmp_path) -> None: 
 def test_the_evaluation_window_is_rebuilt_from_the_bundle_not_from_defaults(tmp_path, frames, taxonomy) -> None:  # noqa: ANN001
     """Promotion, the report and the model card measure the leads the run held out with *its* share and seed."""
     from report.numbers import compute
-    from training.bundle import load_bundle, save_bundle
+    from runtime.bundle import load_bundle
+    from training.bundle import save_bundle
     from training.evaluation import SplitParams, evaluation_window
 
     config = TrainConfig(seed=13, valid_share=0.4)
@@ -194,7 +195,8 @@ def test_promote_only_when_not_worse_on_unseen_leads_force_and_rollback(tmp_path
     from training.model import ModelParams
     from training.promotion import PromotionError, promote, rollback
     from training.split import in_fit_half
-    from training.tracking import log_training, use_tracking
+    from runtime.registry import use_tracking
+    from training.tracking import log_training
 
     use_tracking(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
     models, work = tmp_path / "models", tmp_path / "work"
@@ -287,7 +289,8 @@ def test_an_allowed_leaky_feature_is_recorded_in_the_run_and_the_model_card(tmp_
     import mlflow
 
     from training.bundle import save_bundle
-    from training.tracking import log_training, use_tracking
+    from runtime.registry import use_tracking
+    from training.tracking import log_training
 
     leaky = frames.leads.assign(won=frames.leads["lead_id"].isin(
         frames.feedback.query("outcome == 'prospect'")["lead_id"]).astype(float))

@@ -1,79 +1,18 @@
-"""The model bundle: everything scoring needs, in one folder, loadable without an MLflow server.
+"""Writing a trained result as a model bundle (the format and loading are ``runtime.bundle``'s).
 
-A bundle holds the LightGBM model file, the calibrator, the tier thresholds, the score scale, the
-feature set (names, vocabulary, categories), the taxonomy and attributes it was trained with, the
-run's metadata and a model card in Markdown for the humans who decide whether to trust it. When
-training blended LightGBM with the logistic regression (``training.robust``), the fitted logistic
-pipeline is in ``linear.joblib`` (a scikit-learn object, loaded with the pinned scikit-learn) and
-its weight in the metadata; without that file the bundle is LightGBM alone, as before.
-
-``manifest.json`` lists every file with its size and SHA-256 and is written last: a bundle is
-checked against it before LightGBM reads the model file, because LightGBM crashes the whole
-process (no Python exception) on a truncated or damaged model file.
+The bundle carries the run's metadata, the parameters that rebuild its evaluation window, and a
+model card in Markdown for the humans who decide whether to trust it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
-import lightgbm as lgb
-import numpy as np
 import yaml
 
-from contract.taxonomy import Taxonomy
-from features.registry import AttributeInfo, FeatureSet
-from features.vectorizer import FeatureVectorizer
-from training.calibration import Calibrator
-from training.baselines import logistic_scores
-from training.model import raw_scores
-from training.robust import blend
-from training.tiers import Thresholds
-
-FILES = ("model.txt", "calibrator.json", "thresholds.json", "score_scale.json", "feature_set.json", "taxonomy.yaml",
-         "attributes.json", "metadata.json", "MODEL_CARD.md")
-MANIFEST = "manifest.json"
-LINEAR = "linear.joblib"
-"""The logistic part of a blend: in a bundle only when training chose to blend."""
-
-
-def _parts(folder: Path, listed: dict | None = None) -> tuple[str, ...]:
-    """The files a bundle consists of: the required ones, and the linear part when it has one."""
-    blended = (folder / LINEAR).exists() or (listed is not None and LINEAR in listed)
-    return FILES + ((LINEAR,) if blended else ())
-
-
-class BundleError(FileNotFoundError):
-    """A bundle folder that must not be loaded: a file missing, damaged or not the one the manifest names.
-
-    A FileNotFoundError, so callers that say "no usable champion" for a missing bundle say it here too.
-    """
-
-
-@dataclass
-class Bundle:
-    booster: lgb.Booster
-    calibrator: Calibrator
-    thresholds: Thresholds
-    score_scale: np.ndarray  # 101 quantiles of validation probabilities: score = percentile
-    vectorizer: FeatureVectorizer
-    metadata: dict
-    linear: object | None = None  # the logistic pipeline of a blend, None for LightGBM alone
-
-    def probability(self, matrix: np.ndarray) -> np.ndarray:
-        raw = raw_scores(self.booster, matrix)
-        if self.linear is not None:
-            categorical = [s.name for s in self.vectorizer.feature_set_.specs if s.dtype == "category"]
-            linear = logistic_scores(self.linear, self.vectorizer.to_frame(matrix), categorical)
-            raw = blend(raw, linear, self.metadata["blend"]["lightgbm_weight"])
-        return np.clip(self.calibrator(raw), 0.0, 1.0)
-
-    def score(self, p: np.ndarray) -> np.ndarray:
-        """0-100: the share of validation leads this probability beats (97 = better than 97% of leads)."""
-        return np.clip(np.searchsorted(self.score_scale, p, side="right") - 1, 0, 100).astype(np.int64)
+from runtime.bundle import LINEAR, write_manifest
 
 
 def save_bundle(result, config, folder: Path, version: str | None = None) -> Path:  # noqa: ANN001 - TrainResult
@@ -119,67 +58,6 @@ def save_bundle(result, config, folder: Path, version: str | None = None) -> Pat
     (folder / "MODEL_CARD.md").write_text(model_card(result, metadata))
     write_manifest(folder)
     return folder
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_manifest(folder: Path) -> dict:
-    """Record each file's size and checksum, and the version; call it after the last file is written."""
-    version = json.loads((folder / "metadata.json").read_text()).get("version")
-    manifest = {"version": version,
-                "files": {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
-                          for name in _parts(folder)}}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    return manifest
-
-
-def verify_bundle(folder: Path) -> dict:
-    """Check every file against the manifest (presence, size, SHA-256); returns the manifest.
-
-    Raises BundleError naming the folder and the first file that is missing or differs, so that a
-    damaged bundle is refused with one clear line instead of crashing the process that loads it.
-    """
-    if not folder.is_dir():
-        raise BundleError(f"{folder}: no model bundle there (run `prospect promote`)")
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        listed = manifest["files"]
-    except FileNotFoundError:
-        raise BundleError(f"{folder}: {MANIFEST} is missing; re-export the bundle with `prospect promote`") from None
-    except (ValueError, KeyError, TypeError):
-        raise BundleError(f"{folder}: {MANIFEST} is damaged (not the JSON the exporter writes)") from None
-    for name in _parts(folder, listed):
-        path = folder / name
-        if name not in listed:
-            raise BundleError(f"{folder}: {name} is not listed in {MANIFEST}")
-        if not path.is_file():
-            raise BundleError(f"{folder}: {name} is missing")
-        if path.stat().st_size != listed[name].get("bytes") or _sha256(path) != listed[name].get("sha256"):
-            raise BundleError(f"{folder}: {name} is damaged (size or checksum differs from {MANIFEST})")
-    return manifest
-
-
-def load_bundle(folder: Path) -> Bundle:
-    """Load a bundle folder after checking it against its manifest; a missing or damaged file is named."""
-    verify_bundle(folder)
-    taxonomy = Taxonomy.model_validate(yaml.safe_load((folder / "taxonomy.yaml").read_text()))
-    attributes = tuple(AttributeInfo(**a) for a in json.loads((folder / "attributes.json").read_text()))
-    feature_set = FeatureSet.from_dict(json.loads((folder / "feature_set.json").read_text()))
-    return Bundle(
-        booster=lgb.Booster(model_file=str(folder / "model.txt")),
-        calibrator=Calibrator.from_dict(json.loads((folder / "calibrator.json").read_text())),
-        thresholds=Thresholds(**json.loads((folder / "thresholds.json").read_text())),
-        score_scale=np.asarray(json.loads((folder / "score_scale.json").read_text())),
-        vectorizer=FeatureVectorizer.from_feature_set(feature_set, taxonomy, attributes),
-        metadata=json.loads((folder / "metadata.json").read_text()),
-        linear=joblib.load(folder / LINEAR) if (folder / LINEAR).exists() else None,
-    )
 
 
 def _fitted_on(rounds: dict) -> str:

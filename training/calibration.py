@@ -1,13 +1,12 @@
-"""Turning raw model scores into probabilities that mean what they say.
+"""Fitting the calibrator that turns raw model scores into probabilities that mean what they say.
 
 Two standard calibrators, isotonic regression and Platt scaling (a logistic fit on the raw
 score's log-odds); which one is used is chosen by cross-validated log loss on held-out data, not
-assumed: isotonic needs more data and can overfit small validation sets, Platt cannot bend.
+assumed: isotonic needs more data and can overfit small validation sets, Platt cannot bend. The
+fitted :class:`runtime.calibration.Calibrator` is what a bundle carries and a running model applies.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
@@ -15,39 +14,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
-EPS = 1e-6
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPS, 1 - EPS)
-    return np.log(p / (1 - p))
-
-
-@dataclass
-class Calibrator:
-    method: str  # "isotonic" or "platt"
-    x: list[float]  # isotonic: thresholds of raw scores; platt: [coef, intercept]
-    y: list[float]  # isotonic: calibrated values at the thresholds
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        if self.method == "isotonic":
-            return np.interp(raw, self.x, self.y)
-        coef, intercept = self.x
-        return 1.0 / (1.0 + np.exp(-(coef * _logit(raw) + intercept)))
-
-    def to_dict(self) -> dict:
-        return {"method": self.method, "x": list(self.x), "y": list(self.y)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Calibrator:
-        return cls(method=data["method"], x=list(data["x"]), y=list(data["y"]))
+from runtime.calibration import EPS, Calibrator, logit
 
 
 def _fit(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
     if method == "isotonic":
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
         return Calibrator("isotonic", iso.X_thresholds_.tolist(), iso.y_thresholds_.tolist())
-    lr = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
+    lr = LogisticRegression(C=1e6).fit(logit(raw).reshape(-1, 1), y)
     return Calibrator("platt", [float(lr.coef_[0, 0]), float(lr.intercept_[0])], [])
 
 

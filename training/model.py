@@ -79,13 +79,3 @@ def lightgbm_config(y: np.ndarray, params: ModelParams, seed: int) -> dict:
         "verbose": -1,
     }
     return config
-
-
-SMALL_PREDICT_ROWS = 2_000
-"""Below this many rows one thread predicts faster than several: thread start-up costs more than the
-trees, and a multi-worker service must not have each worker spin up every core."""
-
-
-def raw_scores(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
-    threads = {"num_threads": 1} if len(X) < SMALL_PREDICT_ROWS else {}
-    return booster.predict(X, num_iteration=booster.best_iteration or None, **threads)

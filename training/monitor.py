@@ -26,10 +26,10 @@ from sklearn.metrics import roc_auc_score
 from features.dataset import StoreFrames
 from features.snapshots import SnapshotConfig, build_snapshots
 from features.vectorizer import FeatureInput
-from training.bundle import Bundle
+from runtime.bundle import Bundle
 from training.drift import feature_drift, psi
 from training.metrics import calibration_curve, expected_calibration_error
-from training.tiers import TIERS
+from runtime.tiers import TIERS
 
 MAX_AGE_DAYS = 120.0
 """Only snapshots of leads up to this old are compared: unanswered old leads pile up, so their share

@@ -25,10 +25,10 @@ from sklearn.metrics import roc_auc_score
 
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames
-from training.bundle import Bundle, load_bundle, verify_bundle, write_manifest
+from runtime.bundle import Bundle, verify_bundle, write_manifest
+from runtime.registry import MODEL_NAME, download_bundle, version_by_alias
 from training.evaluation import SplitParams, evaluation_window, window_probabilities
 from training.metrics import PairedDifference, paired_bootstrap_auc
-from training.tracking import MODEL_NAME
 
 HISTORY_TAG = "champion_history"
 MARGIN = 0.005
@@ -57,46 +57,6 @@ class Comparison:
     def rule(self) -> str:
         return (f"promote when the lower bound of the 95% interval of AUC(challenger) - AUC(champion) is above "
                 f"-{self.margin:g}")
-
-
-def _bundle_of(version: str, into: Path) -> Bundle:
-    import mlflow
-    from mlflow import MlflowClient
-
-    run_id = MlflowClient().get_model_version(MODEL_NAME, version).run_id
-    target = into / f"v{version}"
-    mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="bundle", dst_path=str(target))
-    return load_bundle(target / "bundle")
-
-
-def _version_by_alias(alias: str) -> str | None:
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(MlflowClient().get_model_version_by_alias(MODEL_NAME, alias).version)
-    except MlflowException:
-        return None
-
-
-def champion_version() -> str | None:
-    """The registry version behind the ``champion`` alias; None when there is none."""
-    return _version_by_alias("champion")
-
-
-def bundle_of_version(version: str, work_dir: Path) -> Bundle:
-    """The bundle of one registry version, stamped with that version."""
-    bundle = _bundle_of(version, work_dir)
-    bundle.metadata["version"] = version
-    return bundle
-
-
-def champion_bundle(work_dir: Path) -> Bundle:
-    """The bundle behind the registry's ``champion`` alias (serving without the exported copy)."""
-    version = champion_version()
-    if version is None:
-        raise FileNotFoundError(f"the registry has no '{MODEL_NAME}@champion': run `prospect promote`")
-    return bundle_of_version(version, work_dir)
 
 
 def log_report(version: str | None, path: Path) -> str | None:
@@ -204,14 +164,14 @@ def promote(frames: StoreFrames, taxonomy: Taxonomy, models_dir: Path, work_dir:
 
     from mlflow import MlflowClient
 
-    challenger = _version_by_alias("challenger")
+    challenger = version_by_alias("challenger")
     if challenger is None:
         raise PromotionError("no challenger to promote: run `prospect train` first")
-    champion = _version_by_alias("champion")
+    champion = version_by_alias("champion")
     if champion == challenger:
         raise PromotionError(f"version {challenger} is already the champion")
-    new = _bundle_of(challenger, work_dir)
-    old = _bundle_of(champion, work_dir) if champion is not None else None
+    new = download_bundle(challenger, work_dir)
+    old = download_bundle(champion, work_dir) if champion is not None else None
     try:
         c = replace(compare(new, old, frames, taxonomy, margin, replicates), challenger=challenger, champion=champion)
     except PromotionError:
@@ -236,13 +196,13 @@ def rollback(models_dir: Path, work_dir: Path) -> tuple[str, str]:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    current = _version_by_alias("champion")
+    current = version_by_alias("champion")
     history = [v for v in client.get_registered_model(MODEL_NAME).tags.get(HISTORY_TAG, "").split(",") if v]
     if current is None or not history:
         raise PromotionError("nothing to roll back to: there is no earlier champion")
     previous = history.pop()
     client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
     client.set_registered_model_alias(MODEL_NAME, "champion", previous)
-    _bundle_of(previous, work_dir)
+    download_bundle(previous, work_dir)
     export_champion(work_dir / f"v{previous}" / "bundle", models_dir, previous)
     return current, previous

@@ -13,7 +13,8 @@ from config.settings import Settings
 from contract.taxonomy import Taxonomy
 from features.dataset import StoreFrames
 from training.bundle import save_bundle
-from training.tracking import log_training, use_tracking
+from runtime.registry import use_tracking
+from training.tracking import log_training
 from training.train import TrainConfig, TrainResult, train
 
 

@@ -26,9 +26,11 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.registry import FeatureSet
-from training.baselines import logistic_baseline, logistic_scores
-from training.calibration import Calibrator, fit_calibrator
-from training.model import ModelParams, fit_lightgbm, raw_scores
+from runtime.calibration import Calibrator
+from runtime.raw import blend, logistic_scores, raw_scores
+from training.baselines import logistic_baseline
+from training.calibration import fit_calibrator
+from training.model import ModelParams, fit_lightgbm
 from training.split import in_fit_half
 
 HALF_LIVES: tuple[float | None, ...] = (None, 180.0, 60.0)
@@ -37,19 +39,6 @@ BLEND_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 """Candidate weights of LightGBM in the blend; the first wins ties (LightGBM alone keeps exact reasons)."""
 MIN_GAIN = 0.001
 """A candidate must beat the simpler choice by this much fit-half ROC AUC to be preferred."""
-EPS = 1e-6
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPS, 1 - EPS)
-    return np.log(p / (1 - p))
-
-
-def blend(tree_p: np.ndarray, linear_p: np.ndarray | None, weight: float) -> np.ndarray:
-    """The blended (uncalibrated) score: LightGBM alone when ``weight`` is 1 or there is no linear part."""
-    if linear_p is None or weight >= 1.0:
-        return tree_p
-    return 1.0 / (1.0 + np.exp(-(weight * _logit(tree_p) + (1 - weight) * _logit(linear_p))))
 
 
 def recency_weights(as_of: pd.Series, half_life_days: float | None) -> np.ndarray:

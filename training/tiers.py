@@ -1,34 +1,17 @@
-"""Tiers: where sales draws the line, chosen from validation data and saved with the model.
+"""Choosing the tiers: where sales draws the line, from validation data; saved with the model.
 
 Two policies set the prospect-ready cut-off: a share of validation leads (percentiles), or the
 weekly capacity of the sales team (how many leads it can call a week), turned into a cut-off
-through the recent arrival rate of leads.
+through the recent arrival rate of leads. The chosen :class:`runtime.tiers.Thresholds` are what a
+bundle carries and a running model applies.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import pandas as pd
 
-TIERS = ("prospect-ready", "warming", "early lead")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    ready: float  # calibrated probability at or above which a lead is prospect-ready
-    warming: float
-    ready_share: float  # the share of validation snapshots each cut-off was chosen to pass
-    warming_share: float
-    policy: str = "percentiles"  # what set the cut-offs, in words (model card, /model_info)
-    capacity_per_week: float | None = None
-
-    def tier(self, p: np.ndarray) -> np.ndarray:
-        return np.where(p >= self.ready, TIERS[0], np.where(p >= self.warming, TIERS[1], TIERS[2]))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from runtime.tiers import Thresholds
 
 
 def choose_thresholds(p: np.ndarray, ready_share: float = 0.05, warming_share: float = 0.15) -> Thresholds:

@@ -2,7 +2,8 @@
 
 Tracking defaults to an embedded SQLite file in the home folder (no server to run); any tracking
 URI works through ``MLFLOW_TRACKING_URI`` or the CLI flag. Artifacts of the embedded default live
-beside the database, not in the current directory.
+beside the database, not in the current directory. Pointing MLflow at the tracking URI, and the
+registry's names, are ``runtime.registry``'s: serving from the registry needs them too.
 """
 
 from __future__ import annotations
@@ -15,23 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-MODEL_NAME = "prospect-scorer"
-EXPERIMENT = "prospect-propensity"
-
-
-def use_tracking(uri: str, artifact_root: Path | None) -> None:
-    """Point MLflow at ``uri`` and make sure the experiment exists (with local artifacts for SQLite)."""
-    import logging
-
-    import mlflow
-
-    # MLflow announces database migrations and registrations at INFO; our commands report what matters
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    mlflow.set_experiment(EXPERIMENT)
+from runtime.registry import MODEL_NAME
 
 
 def _flat(prefix: str, value: object, out: dict) -> None:

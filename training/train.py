@@ -18,15 +18,17 @@ from features.dataset import StoreFrames, store_snapshots
 from features.history import first_recorded_after_touch, first_sales_touch
 from features.snapshots import SnapshotConfig
 from features.vectorizer import FeatureInput, FeatureVectorizer
-from training.baselines import logistic_baseline, logistic_scores, rule_score
-from training.calibration import Calibrator
+from runtime.calibration import Calibrator
+from runtime.raw import logistic_scores
+from runtime.tiers import Thresholds
+from training.baselines import logistic_baseline, rule_score
 from training.guards import (Minimums, check_leakage, check_minimum_data, check_snapshots, dominance_notes,
                              dominant_features)
 from training.metrics import by_group, evaluate, gains_curve
 from training.model import ModelParams, fit_lightgbm
 from training.robust import BLEND_WEIGHTS, HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_robust
 from training.split import Split, split_snapshots
-from training.tiers import Thresholds, arrivals_per_week, capacity_thresholds, choose_thresholds
+from training.tiers import arrivals_per_week, capacity_thresholds, choose_thresholds
 
 GUARD_SAMPLE = 200_000
 """The leakage guard scores each feature on at most this many training snapshots (seeded sample)."""

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from training.bundle import FILES
+from runtime.bundle import FILES
 
 
 def kept_folder(bundles: Path, version: str) -> Path:
