@@ -38,6 +38,7 @@ from training.train import TrainConfig, train
 KEY = "reliability-key"
 MARK = "ZQXSECRETMARK"
 AS_OF = "2025-10-01T00:00:00Z"
+INITIALIZED = "Service prospect-scorer initialized"  # a worker's line once it can serve
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +244,33 @@ def _wait_for_version(served: Served, version: str, within: float = 20) -> float
     raise AssertionError(f"workers did not all serve version {version} within {within} s: {_versions_seen(served)}")
 
 
+def _workers_within(served: Served, killed: int, since: float, within: float, timeline: list) -> bool:
+    """Wait for two live workers, the killed one not among them; note each change of the set."""
+    while time.time() - since < within:
+        now = served.workers()
+        if not timeline or timeline[-1][1] != now:
+            timeline.append((round(time.time() - since, 1), now))
+        if len(now) == 2 and killed not in now:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def _initialized_within(served: Served, count: int, within: float) -> None:
+    began = time.time()
+    while time.time() - began < within:
+        if served.log.read_text().count(INITIALIZED) >= count:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"the replacement worker did not finish starting within {within} s\n" + _server_lines(served))
+
+
+def _server_lines(served: Served, last: int = 40) -> str:
+    """The server's own lines of the log (what circus and the workers said), without the access lines."""
+    lines = [line for line in served.log.read_text().splitlines() if "(scheme=http" not in line]
+    return "\n".join(lines[-last:])
+
+
 def test_five_swaps_under_load_fail_no_request(service: Served, world: dict) -> None:
     failures, answers = [], Counter()
     stop = threading.Event()
@@ -322,19 +350,25 @@ def test_a_killed_worker_is_replaced_and_serves_the_same_version(service: Served
     threads = [threading.Thread(target=load, args=(k,), daemon=True) for k in range(4)]
     for t in threads:
         t.start()
+    timeline = []  # (seconds since the kill, live worker pids): what the failure message shows
     try:
         time.sleep(1)
+        started = service.log.read_text().count(INITIALIZED)
         os.kill(before[0], signal.SIGKILL)
-        deadline = time.time() + 60
-        while time.time() < deadline and (len(service.workers()) < 2 or before[0] in service.workers()):
-            time.sleep(0.5)
-        time.sleep(6)  # the replacement loads the bundle and warms up
+        killed_at = time.time()
+        replaced = _workers_within(service, before[0], killed_at, 90, timeline)
+        if replaced:
+            _initialized_within(service, started + 1, 90)  # the replacement loaded the bundle
+            time.sleep(2)  # and takes its share of the load
     finally:
         stop.set()
         for t in threads:
             t.join()
-    after = service.workers()
-    assert len(after) == 2 and before[0] not in after
+    # a replacement that died while starting would show here: circus respawns it, the log says why
+    after = service.workers() if replaced else []
+    assert replaced and len(after) == 2 and before[0] not in after, (
+        f"killed worker {before[0]} of {before}; live workers over time {timeline}; now {after}\n"
+        + _server_lines(service))
     assert len(failures) <= 4, f"more than the in-flight requests failed: {failures}"
     assert done[0] > 50
     assert set(_versions_seen(service)) == {"1"}, "the replacement serves the same version"
