@@ -201,6 +201,32 @@ def values_as_of(lead: LeadRecord, history: HistoryRows, as_of_us: int) -> LeadR
     return lead.with_attributes(out)
 
 
+def profiles_as_of(leads: list[LeadRecord], position: np.ndarray, history: HistoryRows, as_of_us: int
+                   ) -> list[dict]:
+    """Every lead's profile (``source`` and attributes) as it was at ``as_of_us``: what criteria look at.
+
+    The batch form of :func:`values_as_of` (``position``: each history row's lead in ``leads``, -1 for
+    none), equal to it lead by lead, keys in the same order: one pass over all rows instead of a
+    sort, a dict copy and a record per lead, which cost a 1,000-lead batch more than its model.
+    """
+    profiles = [lead.profile for lead in leads]
+    recorded = np.asarray(history.recorded_at, np.int64)
+    if recorded.size == 0:
+        return profiles
+    position = np.asarray(position, np.int64)
+    attributes = [str(a) for a in np.asarray(history.attribute, dtype=object).tolist()]
+    values = np.asarray(history.value, dtype=object)
+    for p, a in zip(position.tolist(), attributes):
+        if p >= 0:
+            profiles[p][a] = None  # an attribute with history is unknown before its first value
+    earlier = np.flatnonzero((recorded < as_of_us) & (position >= 0))
+    # by lead, then time; stable, so equal times keep the given order as values_as_of's sort does
+    earlier = earlier[np.lexsort((recorded[earlier], position[earlier]))]
+    for p, k, v in zip(position[earlier].tolist(), earlier.tolist(), values[earlier].tolist()):
+        profiles[p][attributes[k]] = v
+    return profiles
+
+
 def first_sales_touch(leads: pd.DataFrame, events: pd.DataFrame, feedback: pd.DataFrame,
                       inbound_types: Collection[str]) -> np.ndarray:
     """Per lead (in ``leads`` order), UTC microseconds of its first outbound event or sales answer; int64 max if none."""

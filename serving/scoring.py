@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from features.history import HistoryRows, values_as_of
+from features.history import HistoryRows, profiles_as_of, values_as_of
 from features.registry import FeatureSpec
 from config.settings import Settings
 from contract.lead_record import LeadRecord
@@ -230,13 +230,8 @@ class Scorer:
                                 reasons, p[:n])
         self._add_trend(out, p[n:], np.array([lead.created_at_us for lead in leads]), moments[n:])
         if self.criteria is not None:
-            # the store gives history by lead: each lead's rows are one run
-            cuts = np.flatnonzero(history.lead_id[1:] != history.lead_id[:-1]) + 1
-            runs = {history.lead_id[a]: slice(a, b) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(history)])
-                    if b > a}
-            then = [values_as_of(lead, history.take(runs[lead.lead_id]), as_of_us) if lead.lead_id in runs
-                    else lead for lead in leads]
-            self._add_criteria(out, then, owner, events.ts_us, events.type, as_of_us)
+            self._add_criteria_of_profiles(out, profiles_as_of(leads, position, history, as_of_us), owner,
+                                           events.ts_us, events.type, as_of_us)
         return BatchScores(out, unknown, later)
 
     def _add_trend(self, scored: list[Scored], earlier_p: np.ndarray, created_us: np.ndarray,
@@ -253,10 +248,13 @@ class Scorer:
     def _add_criteria(self, scored: list[Scored], leads: list[LeadRecord], owner: np.ndarray, ts_us: np.ndarray,
                       types: np.ndarray, as_of_us: int) -> None:
         """The explicit criteria of every lead at ``as_of_us`` (``owner``: each event's position in ``leads``)."""
+        self._add_criteria_of_profiles(scored, [lead.profile for lead in leads], owner, ts_us, types, as_of_us)
+
+    def _add_criteria_of_profiles(self, scored: list[Scored], profiles: list[dict], owner: np.ndarray,
+                                  ts_us: np.ndarray, types: np.ndarray, as_of_us: int) -> None:
         if self.criteria is None:
             return
-        moments = np.full(len(leads), as_of_us, np.int64)
-        profiles = [lead.profile for lead in leads]
+        moments = np.full(len(profiles), as_of_us, np.int64)
         for s, results in zip(scored, self.criteria.evaluate_many(profiles, owner, ts_us, types, moments), strict=True):
             s.criteria = results
             s.rules_version = self.criteria.version

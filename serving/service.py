@@ -45,12 +45,10 @@ from serving.api_models import (
     MAX_POSTED_EVENTS,
     BatchRequest,
     BatchResponse,
-    CriterionOut,
     EventsRequest,
     FeedbackRequest,
     ModelInfo,
     PayloadRequest,
-    ReasonOut,
     ReplayRequest,
     ReplayResponse,
     ScoreRequest,
@@ -66,6 +64,7 @@ from serving.health_gauges import HealthGauges
 from serving.refusals import JsonOnlyMiddleware, OneErrorShapeMiddleware, keep_lead_data_out_of_logs
 from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
+from serving.responses import responses
 from serving.scoring import CreatedAfterAsOf, Scored, UnknownLead
 from store.event_store import EventStore, StoreBusy
 from store.ingest import RecordsRejected, store_records
@@ -83,17 +82,6 @@ workers as the scorers, so a benchmark can show how far the store path is from w
 
 class Conflict(BentoMLException):
     error_code = HTTPStatus.CONFLICT
-
-
-def _response(s: Scored, score_id: str | None = None) -> ScoreResponse:
-    """The response model built without re-validating what scoring just produced (a batch makes 12,000 of them)."""
-    reason, criterion = ReasonOut.model_construct, CriterionOut.model_construct
-    return ScoreResponse.model_construct(
-        score_id=score_id, lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score, tier=s.tier,
-        reasons_for=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_for],
-        reasons_against=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_against],
-        model_version=s.model_version, score_week_ago=s.score_week_ago, trend=s.trend,
-        criteria=[criterion(name=c.name, label=c.label, status=c.status, evidence=c.evidence) for c in s.criteria])
 
 
 def _moment(as_of: datetime | None, skew_minutes: int) -> pd.Timestamp:
@@ -178,7 +166,7 @@ class ProspectService:
 
     def _logged(self, scored: list[Scored], ctx: bentoml.Context, endpoint: str, **extra) -> list[ScoreResponse]:  # noqa: ANN003
         ids = self.score_log.record(scored, ctx.request.scope.get(CALLER, "anonymous"), endpoint, **extra)
-        return [_response(s, i) for s, i in zip(scored, ids, strict=True)]
+        return responses(scored, ids)
 
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:

@@ -137,3 +137,38 @@ def test_event_rule_takes_the_latest_event_before_as_of_in_the_window(taxonomy) 
     assert need[0].status == "met" and need[0].evidence.endswith("10 days ago")
     assert need[1].status == "met" and need[1].evidence.endswith("3 days ago")
     assert timing[0].status == "unknown" and timing[1].status == "met"
+
+
+def test_event_bits_of_a_large_batch_equal_the_look_up_per_event(taxonomy) -> None:  # noqa: ANN001
+    """A large batch's rule bits (one look-up per distinct type) equal a dict look-up per event, missing types too."""
+    criteria = Criteria.load(None, taxonomy)
+    rng = np.random.default_rng(5)
+    pool = np.array([*RULE_EVENTS, "email_open", "no_such_type", None, float("nan")], dtype=object)
+    for size in (0, 1, 511, 512, 3000):
+        types = pool[rng.integers(0, len(pool), size)]
+        want = np.array([criteria._wanted_by.get(t, 0) for t in types], dtype=np.int64)
+        got = criteria._event_bits(types)
+        assert got.dtype == np.int64 and np.array_equal(got, want)
+
+
+def test_a_large_batch_decides_each_lead_as_it_would_alone(taxonomy) -> None:  # noqa: ANN001
+    """Over the size where event bits are looked up per distinct type, each lead still gets what it gets alone."""
+    criteria = Criteria.load(None, taxonomy)
+    rng = np.random.default_rng(8)
+    values = ["yes", "no", "vp", None, "", "software", "51-200", 1.0, 150.0]
+    names = ["budget", "authority", "role", "need", "timeline", "industry", "company_size", "function", "country"]
+    attributes, owner, ts, types, alone = [], [], [], [], []
+    for k in range(120):
+        mine = {n: values[rng.integers(len(values))] for n in names if rng.random() < 0.7}
+        n_events = int(rng.integers(0, 12))
+        events = [(float(rng.uniform(-5, 90)), RULE_EVENTS[rng.integers(len(RULE_EVENTS))]) for _ in range(n_events)]
+        lead = facts(mine, events)
+        alone.append(criteria.evaluate(lead))
+        attributes.append(mine)
+        owner += [k] * n_events
+        ts += list(lead.ts_us)
+        types += list(lead.types)
+    assert len(types) >= 512
+    together = criteria.evaluate_many(attributes, np.array(owner, np.int64), np.array(ts, np.int64),
+                                      np.array(types, dtype=object), np.full(len(attributes), AS_OF, np.int64))
+    assert together == alone

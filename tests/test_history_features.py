@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from contract.lead_record import LeadRecord
-from features.history import first_recorded_after_touch, values_as_of
+from features.history import first_recorded_after_touch, profiles_as_of, values_as_of
 from features.registry import AttributeInfo
 from features.vectorizer import FeatureInput, FeatureVectorizer
 
@@ -162,3 +162,26 @@ def test_one_lead_with_a_cleared_value_reads_it_as_unknown() -> None:
     lead = LeadRecord("A", int(T0.value // 1000), "referral", {"budget": "yes", "employees": 5.0})
     rows = vec.to_frame(vec.transform_lead(lead, np.zeros(0, np.int64), [], None, as_of, history))
     assert rows["attr_budget"].astype(object).where(rows["attr_budget"].notna(), None).tolist() == ["yes", None]
+
+
+def test_profiles_as_of_equal_values_as_of_lead_by_lead() -> None:
+    """The batch form gives every lead the profile values_as_of gives it alone, keys in the same order,
+    for moments before, between, at and after the records (equal times keep the given order)."""
+    rng = np.random.default_rng(3)
+    names = ["budget", "need", "employees", "source", "timeline"]
+    leads, rows = [], []
+    for k in range(60):
+        attributes = {n: f"v{rng.integers(3)}" for n in names[:3] if rng.random() < 0.6}
+        leads.append(LeadRecord(f"L{k}", 0, rng.choice(["web", None]), attributes))
+        for _ in range(int(rng.integers(0, 6))):
+            rows.append((f"L{k}", names[rng.integers(len(names))], rng.choice(["a", "b", None, 3.0]),
+                         int(rng.integers(0, 5)) * 100))
+    rows.append(("nobody", "budget", "x", 0))  # a row of no lead in the batch is ignored
+    order = rng.permutation(len(rows))
+    history = pd.DataFrame([rows[i] for i in order], columns=["lead_id", "attribute", "value", "recorded_at"])
+    position = pd.Index([lead.lead_id for lead in leads]).get_indexer(history["lead_id"])
+    for as_of in (-1, 0, 150, 200, 10_000):
+        got = profiles_as_of(leads, position, history, as_of)
+        want = [values_as_of(lead, history[history["lead_id"] == lead.lead_id], as_of).profile for lead in leads]
+        assert got == want
+        assert [list(p) for p in got] == [list(p) for p in want]
