@@ -160,15 +160,16 @@ def main() -> None:
 
     # single lead, 200 events: the serving path
     rng = np.random.default_rng(5)
-    types = rng.choice(list(taxonomy.inbound_types), 200)
+    types = rng.choice(list(taxonomy.inbound_types), 200).astype(object)
     base = pd.Timestamp("2025-03-01", tz="UTC").value // 1000
     ts = base + np.sort(rng.integers(0, 90 * 86_400_000_000, 200))
     lead = LeadRecord("L", base, "referral", {c: leads[c].iloc[0] for c in leads.columns[3:]})
-    as_of = base + 91 * 86_400_000_000
+    as_of = np.array([base + 91 * 86_400_000_000])
+    owner, row = np.zeros(ts.size, np.int64), np.zeros(1, np.int64)
     single = []
     for _ in range(2000):
         t0 = time.perf_counter()
-        vec.transform_lead(lead, ts, types, None, as_of)
+        vec.transform_leads([lead], owner, ts, types, None, row, as_of)
         single.append(time.perf_counter() - t0)
     single_ms = float(np.median(single[100:])) * 1e3
 

@@ -212,7 +212,7 @@ def main() -> None:
         scorer = load_scorer(settings)
         moment = pd.Timestamp(AS_OF)
         for i in ids[:50]:
-            scorer.score_stored_lead(store, i, moment)  # warm up the compiled scan
+            scorer.score_stored_leads(store, [i], moment).only()  # warm up the compiled scan
         batch_inprocess, quick_inprocess = [], []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
@@ -235,7 +235,7 @@ def main() -> None:
             one = []
             for k in range(args.requests):
                 t0 = time.perf_counter()
-                scorer.score_stored_lead(store, ids[k % len(ids)], moment)
+                scorer.score_stored_leads(store, [ids[k % len(ids)]], moment).only()
                 one.append((time.perf_counter() - t0) * 1e3)
             inprocess.append((float(np.median(one)), float(np.percentile(one, 99))))
 

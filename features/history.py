@@ -179,35 +179,14 @@ def _walk(lead: np.ndarray, attribute: np.ndarray, value: np.ndarray, ts: np.nda
                 matrix[snap_row[s], matrix_column[c]] = current[c]
 
 
-def values_as_of(lead: LeadRecord, history: HistoryRows, as_of_us: int) -> LeadRecord:
-    """A lead's attributes as they were at ``as_of_us``: what criteria and a salesperson see for that moment.
-
-    ``history`` holds this lead's rows (``attribute``, ``value``, ``recorded_at`` in UTC microseconds:
-    the store's :class:`~store.event_store.LeadHistory`, or a DataFrame). An attribute with history
-    takes its last value recorded strictly before the moment (None before the first). Plain Python
-    over a handful of rows: this runs for every lead scored.
-    """
-    recorded = np.asarray(history.recorded_at, np.int64)
-    if recorded.size == 0:
-        return lead
-    attributes = np.asarray(history.attribute, dtype=object)
-    values = np.asarray(history.value, dtype=object)
-    out = dict(lead.attributes)
-    out.update(dict.fromkeys(map(str, attributes)))
-    for k in np.argsort(recorded, kind="stable"):
-        if recorded[k] >= as_of_us:
-            break
-        out[str(attributes[k])] = values[k]
-    return lead.with_attributes(out)
-
-
 def profiles_as_of(leads: list[LeadRecord], position: np.ndarray, history: HistoryRows, as_of_us: int
                    ) -> list[dict]:
     """Every lead's profile (``source`` and attributes) as it was at ``as_of_us``: what criteria look at.
 
-    The batch form of :func:`values_as_of` (``position``: each history row's lead in ``leads``, -1 for
-    none), equal to it lead by lead, keys in the same order: one pass over all rows instead of a
-    sort, a dict copy and a record per lead, which cost a 1,000-lead batch more than its model.
+    ``position`` gives each history row's lead in ``leads`` (-1 for none). An attribute with history
+    takes its last value recorded strictly before the moment (None before the first). One pass over
+    all rows, not a sort, a dict copy and a record per lead: those cost a 1,000-lead batch more than
+    its model.
     """
     profiles = [lead.profile for lead in leads]
     recorded = np.asarray(history.recorded_at, np.int64)
@@ -220,7 +199,7 @@ def profiles_as_of(leads: list[LeadRecord], position: np.ndarray, history: Histo
         if p >= 0:
             profiles[p][a] = None  # an attribute with history is unknown before its first value
     earlier = np.flatnonzero((recorded < as_of_us) & (position >= 0))
-    # by lead, then time; stable, so equal times keep the given order as values_as_of's sort does
+    # by lead, then time; stable, so values recorded at the same moment apply in the given order
     earlier = earlier[np.lexsort((recorded[earlier], position[earlier]))]
     for p, k, v in zip(position[earlier].tolist(), earlier.tolist(), values[earlier].tolist()):
         profiles[p][attributes[k]] = v

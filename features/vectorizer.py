@@ -1,8 +1,10 @@
 """The one vectoriser: (lead, as-of) snapshots -> feature columns, for training, batch scoring and serving.
 
-Training passes many as-of times per lead, serving passes one lead and "now"; both run the same
-family functions on the same arrays. ``transform`` takes DataFrames; ``transform_lead`` takes one
-lead's arrays straight from the store, skipping DataFrame work that would dominate a single lead.
+Training passes many as-of times per lead, serving a few leads (often one) and "now"; both run the
+same family functions on the same arrays. ``transform`` takes DataFrames; ``transform_leads`` takes
+lead records and their events as arrays straight from the store or a caller, skipping DataFrame work
+that would dominate a small call. One lead is a batch of one: there is no single-lead variant to
+keep in step.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from contract.taxonomy import Taxonomy, load_taxonomy
 from contract.timeunits import to_micros
 from features.encode import encode_ids, factorize
 from features.event_order import MAX_LEADS, EventArrays, sort_order
-from features.history import HistoryCodes, HistoryRows, apply_as_of, encode_history
+from features.history import HistoryCodes, apply_as_of, encode_history
 from features.registry import AttributeInfo, FeatureSet, Vocabulary, behaviour_specs, profile_specs
 from features.scan import scan
 LEAD_COLUMNS = ("lead_id", "created_at", "source")
@@ -219,42 +221,13 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         """History rows (``lead`` = position of each row's lead) coded for this feature set's profile columns."""
         return encode_history(lead, attribute, value, recorded_us, self._history_column, self._history_categories)
 
-    def transform_lead(self, lead: LeadRecord, ts_us: np.ndarray, types: np.ndarray | list, channels: list | None,
-                       as_of_us: int | np.ndarray, history: HistoryRows | None = None) -> np.ndarray:
-        """Features of one lead at one or more as-of times (one row each), from plain arrays: the serving path.
-
-        ``history`` is the lead's attribute history (attribute, value, recorded_at in UTC microseconds), if any.
-        """
-        n = len(ts_us)
-        unknown = [t for t in dict.fromkeys(types) if t not in self._level]
-        if unknown:
-            raise UnknownEventType(f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5]))}")
-        level = np.fromiter((self._level[t] for t in types), dtype=np.int8, count=n)
-        inbound = np.fromiter((self._inbound[t] for t in types), dtype=np.bool_, count=n)
-        if channels is None:
-            channels = [self._default_channel[t] for t in types]
-        else:
-            channels = [c if c is not None else self._default_channel[t] for c, t in zip(channels, types, strict=True)]
-        code = self._channel_code
-        channel = np.fromiter((code.get(c, -1) for c in channels), dtype=np.int16, count=n)
-        seen: dict[str, int] = {}
-        any_channel = np.fromiter((seen.setdefault(c, len(seen)) for c in channels), dtype=np.int32, count=n)
-        as_of = np.atleast_1d(np.asarray(as_of_us, np.int64))
-        codes = None if history is None or len(history) == 0 else self.history_codes(
-            np.zeros(len(history), np.int64), history.attribute, history.value,
-            np.asarray(history.recorded_at, np.int64))
-        return self._compute(np.zeros(as_of.size, np.int64), as_of, np.zeros(n, np.int64),
-                             np.asarray(ts_us, np.int64), level, inbound, channel, any_channel,
-                             np.array([lead.created_at_us], np.int64), self._record_values([lead]), codes)
-
     def transform_leads(self, leads: list[LeadRecord], event_lead: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
                         channels: np.ndarray | None, snapshot_lead: np.ndarray, as_of_us: np.ndarray,
                         history: HistoryCodes | None = None) -> np.ndarray:
-        """Features of many leads from plain arrays: the batch-serving path, without DataFrames.
+        """Features of leads from plain arrays: the serving path (one lead is a batch of one), without DataFrames.
 
-        ``event_lead`` and ``snapshot_lead`` give,
-        for each event and each requested row, the position of its lead in ``leads``; ``history`` comes
-        from :meth:`history_codes` with the same positions.
+        ``event_lead`` and ``snapshot_lead`` give, for each event and each requested row, the position
+        of its lead in ``leads``; ``history`` comes from :meth:`history_codes` with the same positions.
         """
         if len(leads) > MAX_LEADS:
             raise ValueError(f"at most {MAX_LEADS:,} leads a call")

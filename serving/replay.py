@@ -17,14 +17,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from config.settings import Settings
-from contract.lead_record import LeadRecord
-from contract.timeunits import timestamp_micros
 from serving.criteria import Criteria, RuleFile
+from serving.payload import Payload
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer
 from store.event_store import EventStore
 from store.score_log import ScoreLog
@@ -70,15 +68,11 @@ def compare(served: dict, s: Scored) -> list[str]:
     return out
 
 
-def payload_inputs(payload: dict) -> tuple[LeadRecord, np.ndarray, np.ndarray, list]:
-    """A /score_payload request as the scorer takes it: the lead, and its events in time order."""
-    lead_in = payload["lead"]
-    lead = LeadRecord.given(lead_in.get("lead_id", "payload"), timestamp_micros(lead_in["created_at"], "lead.created_at"),
-                            lead_in.get("source"), lead_in.get("attributes", {}))
-    events = sorted(payload.get("events", []), key=lambda e: pd.Timestamp(e["ts"]))
-    ts = np.array([timestamp_micros(e["ts"], "events.ts") for e in events], dtype=np.int64)
-    types = np.array([e["type"] for e in events], dtype=object)
-    return lead, ts, types, [e.get("channel") for e in events]
+def logged_payload(payload: dict) -> Payload:
+    """A logged /score_payload request (its JSON) as the scorer takes it."""
+    lead = payload["lead"]
+    return Payload.of(lead.get("lead_id", "payload"), lead["created_at"], lead.get("source"), lead.get("attributes", {}),
+                      ((e["ts"], e["type"], e.get("channel")) for e in payload.get("events", [])))
 
 
 class Replayer:
@@ -116,20 +110,13 @@ class Replayer:
 
     def _recompute(self, scorer: Scorer, served: dict, as_of: pd.Timestamp) -> Scored:
         if served["payload"] is not None:
-            lead, ts, types, channels = payload_inputs(json.loads(served["payload"]))
-            return scorer.score_lead(lead, ts, types, channels, as_of)
+            return scorer.score_payload(logged_payload(json.loads(served["payload"])), as_of)
         if served["endpoint"] == "bulk":
             from serving.bulk import rescore
 
             return rescore(self.lake, scorer, served)
-        if served["endpoint"] == "score":
-            return scorer.score_stored_lead(self.store, served["lead_id"], as_of)
-        batch = scorer.score_stored_leads(self.store, [served["lead_id"]], as_of, reasons=bool(served["with_reasons"]))
-        if batch.created_after_as_of:
-            raise CreatedAfterAsOf(served["lead_id"])
-        if not batch.scored:
-            raise KeyError(served["lead_id"])
-        return batch.scored[0]
+        reasons = served["endpoint"] == "score" or bool(served["with_reasons"])
+        return scorer.score_stored_leads(self.store, [served["lead_id"]], as_of, reasons=reasons).only()
 
     def _scorer(self, served: dict, out: Replay) -> Scorer | None:
         version, rules = served["model_version"], served["rules_version"]

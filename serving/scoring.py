@@ -1,4 +1,4 @@
-"""Scoring leads with the champion bundle: the one function the CLI and the HTTP service share.
+"""Scoring leads with the champion bundle: the one path the CLI, the HTTP service and replays share.
 
 Features come from the same vectoriser training used; the probability is the calibrated one; the
 reasons are LightGBM's per-feature contributions for this lead (in log-odds), worded through the
@@ -16,16 +16,16 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from features.history import HistoryRows, profiles_as_of, values_as_of
-from features.registry import FeatureSpec
 from config.settings import Settings
 from contract.lead_record import LeadRecord
 from contract.timeunits import US_PER_WEEK, timestamp_micros
-from features.vectorizer import FeatureInput
-from serving.criteria import Criteria, CriterionResult
-from store.event_store import EventStore, LeadEvents
+from features.history import profiles_as_of
+from features.registry import FeatureSpec
 from runtime.bundle import Bundle, load_bundle
 from runtime.versions import keep_bundle
+from serving.criteria import Criteria, CriterionResult
+from serving.payload import Payload, PayloadRules
+from store.event_store import EventStore, LeadEvents, LeadHistory
 
 REASONS = 3
 CONTRIBUTION_SMALL_ROWS = 16
@@ -71,6 +71,14 @@ class BatchScores(NamedTuple):
     unknown: list[str]  # ids the store does not know
     created_after_as_of: list[str]  # ids of leads created after the as-of time
 
+    def only(self) -> Scored:
+        """The score of a batch of one id, or why there is none (:class:`UnknownLead`, :class:`CreatedAfterAsOf`)."""
+        if self.unknown:
+            raise UnknownLead(self.unknown[0])
+        if self.created_after_as_of:
+            raise CreatedAfterAsOf("the lead was created after as_of: nothing was known about it then")
+        return self.scored[0]
+
 
 def describe_value(spec: FeatureSpec, value: float, categories: tuple[str, ...] | None) -> str:
     """The value of a feature as a salesperson would say it."""
@@ -106,7 +114,13 @@ def load_scorer(settings: Settings) -> Scorer:
 
 
 class Scorer:
-    """Scores leads from the store or from given data with one loaded bundle."""
+    """Scores leads with one loaded bundle: one public entry per use, all through one path.
+
+    Ids from the store (:meth:`score_stored_leads`; one id is a batch of one, see
+    :meth:`BatchScores.only`), a lead described by the caller (:meth:`score_payload`), or a feature
+    matrix computed elsewhere (:meth:`score_matrix`: bulk scoring of a lake). The first two share
+    :meth:`_score_leads`, so a lead scores the same alone, in a batch or as a payload.
+    """
 
     def __init__(self, bundle: Bundle, criteria: Criteria | None = None) -> None:
         self.bundle = bundle
@@ -162,45 +176,9 @@ class Scorer:
         text = f"{spec.description}: {describe_value(spec, float(value), self.categories.get(spec.name))}"
         return Reason(feature=spec.name, text=text, impact=float(impact))
 
-    def score_frames(self, snapshots: pd.DataFrame, leads: pd.DataFrame, events: pd.DataFrame,
-                     history: pd.DataFrame | None = None) -> list[Scored]:
-        """Score (lead_id, as_of) rows from DataFrames (batch scoring of a file or of the store)."""
-        matrix = self.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, leads, events, history))
-        return self.score_matrix(matrix, snapshots["lead_id"].tolist(), pd.DatetimeIndex(snapshots["as_of"]))
-
-    def score_lead(self, lead: LeadRecord, ts_us: np.ndarray, types: np.ndarray, channels: list | None,
-                   as_of: pd.Timestamp, history: HistoryRows | None = None) -> Scored:
-        """Score one lead from its own arrays (the store's or a caller's payload) at ``as_of``.
-
-        With ``history`` (attribute, value, recorded_at in UTC microseconds), the reasons, the trend
-        and the criteria use the attribute values as they were at each moment scored.
-        """
-        as_of_us = timestamp_micros(as_of, "as_of")
-        if lead.created_at_us > as_of_us:
-            raise CreatedAfterAsOf("the lead was created after as_of: nothing was known about it then")
-        both = np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64)
-        matrix = self.bundle.vectorizer.transform_lead(lead, ts_us, types, channels, both, history)
-        p = self.bundle.probability(matrix)  # now and a week earlier in one call
-        scored = self.score_matrix(matrix[:1], [lead.lead_id], pd.DatetimeIndex([as_of]),
-                                   probabilities=p[:1])[0]
-        self._add_trend([scored], p[1:], np.array([lead.created_at_us]), both[1:])
-        then = lead if history is None else values_as_of(lead, history, as_of_us)
-        ts_us = np.asarray(ts_us, np.int64)
-        self._add_criteria([scored], [then], np.zeros(ts_us.size, np.int64), ts_us, np.asarray(types, dtype=object),
-                           as_of_us)
-        return scored
-
-    def score_stored_lead(self, store: EventStore, lead_id: str, as_of: pd.Timestamp) -> Scored:
-        """Score one lead of the store at ``as_of`` (its events read through the index)."""
-        lead, events = store.lead_with_events(lead_id)
-        if lead is None:
-            raise UnknownLead(lead_id)
-        return self.score_lead(lead, events.ts_us, events.type, list(events.channel), as_of,
-                               store.lead_history([lead_id]))
-
     def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: bool = True
                            ) -> BatchScores:
-        """Score many leads of the store in one pass, with the ids it could not score and why."""
+        """Score leads of the store at ``as_of``, with the ids it could not score and why; one id is a batch of one."""
         leads, owner, events = store.leads_with_events(lead_ids)
         known = {lead.lead_id for lead in leads}
         unknown = [i for i in dict.fromkeys(lead_ids) if i not in known]
@@ -216,23 +194,48 @@ class Scorer:
             events = LeadEvents(events.ts_us[keep], events.type[keep], events.channel[keep])
         if not leads:
             return BatchScores([], unknown, later)
+        history = store.lead_history([lead.lead_id for lead in leads])
+        return BatchScores(self._score_leads(leads, owner, events, history, as_of, reasons), unknown, later)
+
+    def score_payload(self, payload: Payload, as_of: pd.Timestamp, rules: PayloadRules | None = None) -> Scored:
+        """Score a lead the caller describes itself (nothing is read from the store) at ``as_of``.
+
+        With ``rules`` the payload is checked first (:class:`PayloadRefused`); a replay of a payload
+        served before passes none, as the payload was checked when it was served.
+        """
+        as_of_us = timestamp_micros(as_of, "as_of")
+        if rules is not None:
+            rules.check_size(len(payload.events))
+            rules.check_events(payload, self.bundle.vectorizer.taxonomy_, as_of_us)
+        if payload.lead.created_at_us > as_of_us:
+            raise CreatedAfterAsOf("the lead was created after as_of: nothing was known about it then")
+        events = payload.in_time_order()
+        return self._score_leads([payload.lead], np.zeros(len(events), np.int64), events, None, as_of, True)[0]
+
+    def _score_leads(self, leads: list[LeadRecord], owner: np.ndarray, events: LeadEvents,
+                     history: LeadHistory | None, as_of: pd.Timestamp, reasons: bool) -> list[Scored]:
+        """The one scoring path: leads existing at ``as_of``, their events (``owner``: each one's lead) and
+        history in lead order, each scored now and a week earlier from the same events."""
+        as_of_us = timestamp_micros(as_of, "as_of")
         n = len(leads)
-        # each lead now and a week earlier, from the same events
         rows = np.tile(np.arange(n), 2)
         moments = np.repeat(np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64), n)
-        history = store.lead_history([lead.lead_id for lead in leads])
-        position = pd.Index([lead.lead_id for lead in leads]).get_indexer(history.lead_id)
-        codes = self.bundle.vectorizer.history_codes(position, history.attribute, history.value, history.recorded_at)
-        matrix = self.bundle.vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel,
-                                                        rows, moments, codes)
+        vectorizer = self.bundle.vectorizer
+        codes = None
+        if history is not None and len(history):
+            position = pd.Index([lead.lead_id for lead in leads]).get_indexer(history.lead_id)
+            codes = vectorizer.history_codes(position, history.attribute, history.value, history.recorded_at)
+        matrix = vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel, rows, moments,
+                                            codes)
         p = self.bundle.probability(matrix)
         out = self.score_matrix(matrix[:n], [lead.lead_id for lead in leads], pd.DatetimeIndex([as_of] * n),
                                 reasons, p[:n])
         self._add_trend(out, p[n:], np.array([lead.created_at_us for lead in leads]), moments[n:])
         if self.criteria is not None:
-            self._add_criteria_of_profiles(out, profiles_as_of(leads, position, history, as_of_us), owner,
-                                           events.ts_us, events.type, as_of_us)
-        return BatchScores(out, unknown, later)
+            profiles = [lead.profile for lead in leads] if codes is None else profiles_as_of(
+                leads, position, history, as_of_us)
+            self._add_criteria(out, profiles, owner, events.ts_us, events.type, as_of_us)
+        return out
 
     def _add_trend(self, scored: list[Scored], earlier_p: np.ndarray, created_us: np.ndarray,
                    earlier_us: np.ndarray) -> None:
@@ -245,13 +248,10 @@ class Scorer:
             change = s.score - s.score_week_ago
             s.trend = "improving" if change >= TREND_POINTS else "fading" if change <= -TREND_POINTS else "steady"
 
-    def _add_criteria(self, scored: list[Scored], leads: list[LeadRecord], owner: np.ndarray, ts_us: np.ndarray,
+    def _add_criteria(self, scored: list[Scored], profiles: list[dict], owner: np.ndarray, ts_us: np.ndarray,
                       types: np.ndarray, as_of_us: int) -> None:
-        """The explicit criteria of every lead at ``as_of_us`` (``owner``: each event's position in ``leads``)."""
-        self._add_criteria_of_profiles(scored, [lead.profile for lead in leads], owner, ts_us, types, as_of_us)
-
-    def _add_criteria_of_profiles(self, scored: list[Scored], profiles: list[dict], owner: np.ndarray,
-                                  ts_us: np.ndarray, types: np.ndarray, as_of_us: int) -> None:
+        """The explicit criteria of every lead at ``as_of_us``, from its profile as it was then
+        (``owner``: each event's position in ``profiles``)."""
         if self.criteria is None:
             return
         moments = np.full(len(profiles), as_of_us, np.int64)

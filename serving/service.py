@@ -29,14 +29,12 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 
 import bentoml
-import numpy as np
 import pandas as pd
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable, UnprocessableEntity
 from sqlalchemy.exc import OperationalError
 
-from contract.lead_record import LeadRecord
 from contract.taxonomy import load_taxonomy
-from contract.timeunits import US_PER_DAY, US_PER_HOUR, latest_acceptable, timestamp_micros
+from contract.timeunits import latest_acceptable
 from features.vectorizer import UnknownEventType
 from config.settings import Settings
 from serving import connections
@@ -62,6 +60,7 @@ from serving.metrics_labels import label_by_route
 from serving.openapi import DOC_PATH, OpenApiMiddleware, Operation, openapi_document
 from serving.health_gauges import HealthGauges
 from serving.refusals import JsonOnlyMiddleware, OneErrorShapeMiddleware, keep_lead_data_out_of_logs
+from serving.payload import IN_THE_FUTURE, TOO_MANY, UNKNOWN_EVENT_TYPE, Payload, PayloadRefused, PayloadRules
 from serving.replay import Replayer
 from serving.score_recorder import ScoreRecorder
 from serving.responses import responses
@@ -173,8 +172,8 @@ class ProspectService:
         """Score one lead of the store: probability, 0-100 score, tier, reasons, trend and criteria."""
         scorer = self.watcher.current.scorer
         try:
-            scored = scorer.score_stored_lead(self.store, request.lead_id,
-                                              _moment(request.as_of, self.settings.clock_skew_minutes))
+            moment = _moment(request.as_of, self.settings.clock_skew_minutes)
+            scored = scorer.score_stored_leads(self.store, [request.lead_id], moment).only()
             return self._logged([scored], ctx, "score")[0]
         except UnknownLead:
             raise NotFound("unknown lead_id: no such lead in the store") from None
@@ -187,21 +186,18 @@ class ProspectService:
     @bentoml.api(route="/score_payload")
     async def score_payload(self, request: PayloadRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score a lead given as profile attributes and events (nothing is stored)."""
-        champion = self.watcher.current
-        limit = self.settings.max_payload_events
-        if len(request.events) > limit:
-            raise UnprocessableEntity(f"events has {len(request.events)} items; at most {limit} a payload")
-        moment = _moment(request.as_of, self.settings.clock_skew_minutes)
-        created = pd.Timestamp(request.lead.created_at).tz_convert("UTC")
-        _check_payload_events(request, champion, created, moment, pd.Timedelta(minutes=self.settings.clock_skew_minutes))
-        lead = LeadRecord.given(request.lead.lead_id, timestamp_micros(created, "lead.created_at"), request.lead.source,
-                                request.lead.attributes)
-        events = sorted(request.events, key=lambda e: e.ts)
-        ts = np.array([timestamp_micros(e.ts, "events.ts") for e in events], dtype=np.int64)
-        types = np.array([e.type for e in events], dtype=object)
+        scorer = self.watcher.current.scorer
+        rules = PayloadRules(self.settings.max_payload_events, timedelta(minutes=self.settings.clock_skew_minutes))
         try:
-            scored = champion.scorer.score_lead(lead, ts, types, [e.channel for e in events], moment)
+            rules.check_size(len(request.events))
+            moment = _moment(request.as_of, self.settings.clock_skew_minutes)
+            lead = request.lead
+            payload = Payload.of(lead.lead_id, lead.created_at, lead.source, lead.attributes,
+                                 ((e.ts, e.type, e.channel) for e in request.events))
+            scored = scorer.score_payload(payload, moment, rules)
             return self._logged([scored], ctx, "score_payload", payload=request.model_dump_json())[0]
+        except PayloadRefused as refused:
+            raise _payload_refusal(refused, rules) from None
         except CreatedAfterAsOf:
             raise UnprocessableEntity("lead.created_at is after as_of (default: now): nothing was known about the "
                                       "lead then") from None
@@ -293,30 +289,21 @@ def _warm_up(champion: Champion) -> None:
     """Score one made-up lead with a freshly loaded model before it serves (compiles the feature scan
     on first use, a few seconds; and proves the model answers)."""
     now = pd.Timestamp.now(tz="UTC")
-    moment = timestamp_micros(now, "now")
     kind = next(iter(champion.taxonomy.types))
-    champion.scorer.score_lead(LeadRecord("warm-up", moment - US_PER_DAY, None),
-                               np.array([moment - US_PER_HOUR], dtype=np.int64), np.array([kind], dtype=object),
-                               None, now)
+    champion.scorer.score_payload(Payload.of("warm-up", now - pd.Timedelta(days=1), None, {},
+                                             [(now - pd.Timedelta(hours=1), kind, None)]), now)
 
 
-def _check_payload_events(request: PayloadRequest, champion: Champion, created: pd.Timestamp, moment: pd.Timestamp,
-                          skew: pd.Timedelta) -> None:
-    """Each payload event must be of the model's taxonomy, not in the future, and not before the lead existed.
-
-    A lead created after ``moment`` is left to the scorer, which refuses it as such.
-    """
-    latest = latest_acceptable(skew)
-    earliest = created - skew if created <= moment else None
-    for i, e in enumerate(request.events):
-        if e.type not in champion.taxonomy.types:
-            raise UnprocessableEntity(f"events[{i}].type: unknown event type (not in the model's taxonomy)")
-        when = pd.Timestamp(e.ts)
-        if when > latest:
-            raise InvalidArgument(f"events[{i}].ts is in the future")
-        if earliest is not None and when < earliest:
-            raise UnprocessableEntity(f"events[{i}].ts is before lead.created_at: nothing happens to a lead before "
-                                      "it exists")
+def _payload_refusal(refused: PayloadRefused, rules: PayloadRules) -> BentoMLException:
+    """The scorer's refusal of a payload in the caller's words: which field, and why."""
+    i = refused.index
+    if refused.kind == TOO_MANY:
+        return UnprocessableEntity(f"events has {refused.count} items; at most {rules.max_events} a payload")
+    if refused.kind == UNKNOWN_EVENT_TYPE:
+        return UnprocessableEntity(f"events[{i}].type: unknown event type (not in the model's taxonomy)")
+    if refused.kind == IN_THE_FUTURE:
+        return InvalidArgument(f"events[{i}].ts is in the future")
+    return UnprocessableEntity(f"events[{i}].ts is before lead.created_at: nothing happens to a lead before it exists")
 
 
 WORKER: ProspectService | None = None

@@ -99,7 +99,7 @@ def test_row_order_changes_nothing(draw: list, rnd) -> None:  # noqa: ANN001
     assert_same(after, before.iloc[perm])
 
 
-def test_single_lead_path_equals_the_batch_path() -> None:
+def test_one_lead_from_arrays_equals_the_dataframe_path() -> None:
     rng = np.random.default_rng(3)
     n = 200
     ts = BASE + np.sort(rng.integers(0, 90 * DAY, n))
@@ -109,7 +109,9 @@ def test_single_lead_path_equals_the_batch_path() -> None:
         pd.DataFrame({"lead_id": ["L"], "created_at": [pd.Timestamp(BASE, unit="us", tz="UTC")], "source": ["web"]}),
         pd.DataFrame({"lead_id": "L", "ts": pd.to_datetime(ts, unit="us", utc=True), "type": types}))
     batch = VEC.transform(X)
-    one = VEC.to_frame(VEC.transform_lead(LeadRecord("L", BASE, "web"), ts, types, None, BASE + 91 * DAY))
+    one = VEC.to_frame(VEC.transform_leads([LeadRecord("L", BASE, "web")], np.zeros(n, np.int64), ts,
+                                           np.asarray(types, dtype=object), None, np.zeros(1, np.int64),
+                                           np.array([BASE + 91 * DAY])))
     assert_same(one, batch)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from contract.lead_record import LeadRecord
-from features.history import first_recorded_after_touch, profiles_as_of, values_as_of
+from features.history import HistoryRows, first_recorded_after_touch, profiles_as_of
 from features.registry import AttributeInfo
 from features.vectorizer import FeatureInput, FeatureVectorizer
 
@@ -56,7 +56,10 @@ def test_serving_path_agrees_with_the_batch_path(small: FeatureInput) -> None:
     hist = small.history.assign(recorded_at=small.history["recorded_at"].astype("datetime64[us, UTC]")
                                 .astype("int64"))
     as_of = small.snapshots["as_of"][:4].astype("datetime64[us, UTC]").astype("int64").to_numpy()
-    one = vec.transform_lead(lead, np.array([int(_day(1).value // 1000)]), ["page_view"], None, as_of, hist)
+    codes = vec.history_codes(np.zeros(len(hist), np.int64), hist["attribute"], hist["value"],
+                              hist["recorded_at"].to_numpy(np.int64))
+    one = vec.transform_leads([lead], np.zeros(1, np.int64), np.array([int(_day(1).value // 1000)]),
+                              np.array(["page_view"], dtype=object), None, np.zeros(as_of.size, np.int64), as_of, codes)
     np.testing.assert_array_equal(one, batch[:4])
 
 
@@ -98,14 +101,36 @@ def test_lookup_matches_a_plain_loop_on_random_histories(seed: int, categorical:
     np.testing.assert_array_equal(frame["attr_employees"].to_numpy(np.float64), np.array(want_employees))
 
 
-def test_values_as_of_for_criteria() -> None:
+def test_profiles_as_of_for_criteria() -> None:
     lead = LeadRecord("A", 0, None, {"budget": "yes", "need": "yes"})
     history = pd.DataFrame({"attribute": ["budget", "budget"], "value": ["no", "yes"],
                             "recorded_at": [100, 200]})
-    assert values_as_of(lead, history, 50).attributes["budget"] is None
-    assert values_as_of(lead, history, 200).attributes["budget"] == "no"
-    assert values_as_of(lead, history, 201) == lead
-    assert values_as_of(lead, history, 150).attributes["need"] == "yes", "an attribute without history keeps its value"
+    position = np.zeros(len(history), np.int64)
+
+    def at(moment: int) -> dict:
+        return profiles_as_of([lead], position, history, moment)[0]
+
+    assert at(50)["budget"] is None
+    assert at(200)["budget"] == "no"
+    assert at(201) == lead.profile
+    assert at(150)["need"] == "yes", "an attribute without history keeps its value"
+
+
+def values_as_of(lead: LeadRecord, history: HistoryRows, as_of_us: int) -> LeadRecord:
+    """Reference: one lead's attributes at ``as_of_us`` from its own rows, the plain way (sorted by time,
+    last value strictly before the moment, None before the first)."""
+    recorded = np.asarray(history.recorded_at, np.int64)
+    if recorded.size == 0:
+        return lead
+    attributes = np.asarray(history.attribute, dtype=object)
+    values = np.asarray(history.value, dtype=object)
+    out = dict(lead.attributes)
+    out.update(dict.fromkeys(map(str, attributes)))
+    for k in np.argsort(recorded, kind="stable"):
+        if recorded[k] >= as_of_us:
+            break
+        out[str(attributes[k])] = values[k]
+    return lead.with_attributes(out)
 
 
 def test_share_first_recorded_after_the_first_touch() -> None:
@@ -160,12 +185,16 @@ def test_one_lead_with_a_cleared_value_reads_it_as_unknown() -> None:
     vec = FeatureVectorizer(attributes=ATTRIBUTES).fit(X)
     as_of = np.array([int(_day(1.5).value // 1000), int(_day(3).value // 1000)])
     lead = LeadRecord("A", int(T0.value // 1000), "referral", {"budget": "yes", "employees": 5.0})
-    rows = vec.to_frame(vec.transform_lead(lead, np.zeros(0, np.int64), [], None, as_of, history))
+    codes = vec.history_codes(np.zeros(len(history), np.int64), history["attribute"], history["value"],
+                              history["recorded_at"].to_numpy(np.int64))
+    rows = vec.to_frame(vec.transform_leads([lead], np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                            np.zeros(0, dtype=object), None, np.zeros(as_of.size, np.int64), as_of,
+                                            codes))
     assert rows["attr_budget"].astype(object).where(rows["attr_budget"].notna(), None).tolist() == ["yes", None]
 
 
 def test_profiles_as_of_equal_values_as_of_lead_by_lead() -> None:
-    """The batch form gives every lead the profile values_as_of gives it alone, keys in the same order,
+    """Every lead gets the profile the plain reference gives it alone, keys in the same order,
     for moments before, between, at and after the records (equal times keep the given order)."""
     rng = np.random.default_rng(3)
     names = ["budget", "need", "employees", "source", "timeline"]

@@ -46,7 +46,7 @@ def logged(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
         recorder = ScoreRecorder(settings, store, scorer.criteria)
         for as_of in AS_OFS:
             for lead_id in ids[:singles]:
-                served += recorder.record([scorer.score_stored_lead(store, lead_id, as_of)], "crm", "score")
+                served += recorder.record([scorer.score_stored_leads(store, [lead_id], as_of).only()], "crm", "score")
             part = scorer.score_stored_leads(store, ids[singles:singles + batch], as_of)
             served += recorder.record(part.scored, "dialer", "score_batch")
             part = scorer.score_stored_leads(store, ids[-quick:] if quick else [], as_of, reasons=False)

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.dataset import load_frames
+from features.vectorizer import FeatureInput
 from prospect.cli import app
 from serving.criteria import Criteria
 from serving.scoring import CreatedAfterAsOf, Scorer, describe_value
@@ -31,24 +32,31 @@ def trained(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
     store.close()
 
 
+def _frames_scores(scorer: Scorer, frames, ids: list[str], as_of: pd.Timestamp) -> list:  # noqa: ANN001
+    """Scores through the DataFrame vectoriser and :meth:`Scorer.score_matrix` (what bulk scoring does)."""
+    snapshots = pd.DataFrame({"lead_id": ids, "as_of": as_of})
+    matrix = scorer.bundle.vectorizer.transform_matrix(FeatureInput(snapshots, frames.leads, frames.events,
+                                                                    frames.history))
+    return scorer.score_matrix(matrix, ids, pd.DatetimeIndex(snapshots["as_of"]))
+
+
 def test_one_stored_lead_scores_like_the_batch_path(trained) -> None:  # noqa: ANN001
     store, frames, scorer = trained
     as_of = pd.Timestamp("2025-08-01T12:00:00Z")
     ids = frames.leads.loc[frames.leads["created_at"] < as_of, "lead_id"].head(40).tolist()
-    batch = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events,
-                                frames.history)
+    batch = _frames_scores(scorer, frames, ids, as_of)
     for expected in batch:
-        one = scorer.score_stored_lead(store, expected.lead_id, as_of)
+        one = scorer.score_stored_leads(store, [expected.lead_id], as_of).only()
         assert one.probability == pytest.approx(expected.probability, abs=1e-12)
         assert (one.score, one.tier) == (expected.score, expected.tier)
         assert [r.text for r in one.reasons_for] == [r.text for r in expected.reasons_for]
         assert one.model_version == "9"
     with pytest.raises(KeyError):
-        scorer.score_stored_lead(store, "nobody", as_of)
+        scorer.score_stored_leads(store, ["nobody"], as_of).only()
     # a lead is not scored as of a moment before it existed: nothing was known about it then
     later = frames.leads.loc[frames.leads["created_at"] > as_of, "lead_id"].iloc[0]
     with pytest.raises(CreatedAfterAsOf, match="created after as_of"):
-        scorer.score_stored_lead(store, later, as_of)
+        scorer.score_stored_leads(store, [later], as_of).only()
 
 
 def test_reasons_are_the_largest_contributions_in_plain_words(trained) -> None:  # noqa: ANN001
@@ -56,8 +64,7 @@ def test_reasons_are_the_largest_contributions_in_plain_words(trained) -> None: 
     as_of = pd.Timestamp("2025-10-01T00:00:00Z")
     active = frames.events.groupby("lead_id")["ts"].max()
     ids = active[(active < as_of) & (active > as_of - pd.Timedelta(days=10))].index[:20].tolist()
-    scored = scorer.score_frames(pd.DataFrame({"lead_id": ids, "as_of": as_of}), frames.leads, frames.events,
-                                 frames.history)
+    scored = _frames_scores(scorer, frames, ids, as_of)
     probabilities = np.array([s.probability for s in scored])
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     for s in scored:
@@ -102,7 +109,7 @@ def test_cli_scores_stored_leads_and_names_the_ones_it_skips(trained, tmp_path) 
     assert "not in the store, skipped: 1" in result.output and "created after --as-of, skipped: 1" in result.output
     rows = pd.read_csv(tmp_path / "scores.csv")
     assert rows["lead_id"].tolist() == [old]
-    assert rows["probability"].iloc[0] == round(scorer.score_stored_lead(store, old, as_of).probability, 4)
+    assert rows["probability"].iloc[0] == round(scorer.score_stored_leads(store, [old], as_of).only().probability, 4)
 
 
 def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: ANN001
@@ -116,7 +123,7 @@ def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: A
     assert unknown == ["nobody"] and [s.lead_id for s in batch] == ids and created_after_as_of == later
     trends = set()
     for got in batch:
-        one = scorer.score_stored_lead(store, got.lead_id, as_of)
+        one = scorer.score_stored_leads(store, [got.lead_id], as_of).only()
         assert got.probability == pytest.approx(one.probability, abs=1e-12)
         assert (got.score, got.tier, got.trend, got.score_week_ago) == (one.score, one.tier, one.trend,
                                                                        one.score_week_ago)
@@ -133,7 +140,7 @@ def test_trend_compares_with_the_score_a_week_earlier(trained) -> None:  # noqa:
     as_of = pd.Timestamp("2025-09-15T08:00:00Z")
     old = frames.leads.loc[frames.leads["created_at"] < as_of - pd.Timedelta(days=30), "lead_id"].head(200).tolist()
     for got in scorer.score_stored_leads(store, old, as_of)[0]:
-        earlier = scorer.score_stored_lead(store, got.lead_id, as_of - pd.Timedelta(days=7))
+        earlier = scorer.score_stored_leads(store, [got.lead_id], as_of - pd.Timedelta(days=7)).only()
         assert got.score_week_ago == earlier.score
         change = got.score - earlier.score
         assert got.trend == ("improving" if change >= 5 else "fading" if change <= -5 else "steady")
@@ -168,8 +175,8 @@ def test_a_past_moment_shows_the_attribute_values_of_that_moment(trained, monkey
     learned = budget[budget["recorded_at"] > budget["lead_id"].map(created) + pd.Timedelta(days=3)]
     checked = 0
     for lead_id, value, at in learned[["lead_id", "value", "recorded_at"]].head(40).itertuples(index=False):
-        before = scorer.score_stored_lead(store, lead_id, at - pd.Timedelta(days=1))
-        after = scorer.score_stored_lead(store, lead_id, at + pd.Timedelta(days=1))
+        before = scorer.score_stored_leads(store, [lead_id], at - pd.Timedelta(days=1)).only()
+        after = scorer.score_stored_leads(store, [lead_id], at + pd.Timedelta(days=1)).only()
         crit = {s: next(c for c in x.criteria if c.name == "budget") for s, x in (("before", before), ("after", after))}
         assert crit["before"].status == "unknown" and "not recorded: budget" in crit["before"].evidence
         assert crit["after"].status == ("met" if value == "yes" else "not_met")
