@@ -328,14 +328,25 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         return matrix
 
 
+SMALL_NAMES = 512
+"""Up to this many names, a dict codes them faster than pandas' hash table."""
+
+
 def _factorize_names(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
     """What :func:`~features.encode.factorize` gives, faster for the store's object arrays of names.
 
     The store hands a batch's types and channels as object arrays repeating a few string objects,
     whose hashes Python keeps: pandas' hash table codes them in half the time Arrow takes to copy
-    them first. Anything else -- a value that is not a string, a missing one other than None or
+    them first, and a dict codes a lead's few hundred names faster than pandas sets its table up
+    (one lead scored alone, 50 events: 0.2 ms in pandas). Anything else -- a value that is not a string, a missing one other than None or
     NaN -- goes through Arrow, so that the result never differs.
     """
+    if isinstance(values, np.ndarray) and values.dtype == object and values.size <= SMALL_NAMES:
+        listed = values.tolist()
+        if all(type(v) is str or v is None for v in listed):
+            seen: dict[str, int] = {}
+            codes = [-1 if v is None else seen.setdefault(v, len(seen)) for v in listed]
+            return np.array(codes, dtype=np.int64), list(seen)
     if isinstance(values, np.ndarray) and values.dtype == object:
         codes, uniques = pd.factorize(values)
         names = uniques.tolist()

@@ -223,7 +223,7 @@ class Scorer:
         vectorizer = self.bundle.vectorizer
         codes = None
         if history is not None and len(history):
-            position = pd.Index([lead.lead_id for lead in leads]).get_indexer(history.lead_id)
+            position = _positions([lead.lead_id for lead in leads], history.lead_id)
             codes = vectorizer.history_codes(position, history.attribute, history.value, history.recorded_at)
         matrix = vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel, rows, moments,
                                             codes)
@@ -258,3 +258,14 @@ class Scorer:
         for s, results in zip(scored, self.criteria.evaluate_many(profiles, owner, ts_us, types, moments), strict=True):
             s.criteria = results
             s.rules_version = self.criteria.version
+
+
+def _positions(ids: list[str], of: np.ndarray) -> np.ndarray:
+    """Each of ``of``'s position in ``ids`` (-1 when absent).
+
+    A dict, not ``pd.Index(ids).get_indexer``: pandas 3 builds an Arrow string index first, which
+    cost a lead scored alone about 1 ms here (the dict: 0.07 ms) and a 1,000-lead batch with 15
+    history rows a lead 13.6 ms (the dict: 4.1 ms).
+    """
+    index = {lead_id: k for k, lead_id in enumerate(ids)}
+    return np.fromiter((index.get(v, -1) for v in of.tolist()), dtype=np.int64, count=len(of))

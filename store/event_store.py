@@ -388,7 +388,6 @@ class EventStore:
         self._engine: Engine | None = None
         self._read_sql: tuple[tuple[str, bool], tuple[str, bool]] | None = None
         self._write_lock = threading.RLock()
-        self._history_sql: tuple[str, bool] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -552,19 +551,7 @@ class EventStore:
         (lead_id, recorded_at) index: the serving path, so plain arrays and the driver's tuples."""
         ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
-            if len(ids) == 1:  # one lead scored: the statement compiled once, not per call
-                if self._history_sql is None:
-                    compiled = _LEAD_HISTORY.compile(dialect=self.engine.dialect)
-                    self._history_sql = (str(compiled), compiled.positiontup is not None)
-                sql, positional = self._history_sql
-                cursor = conn.connection.dbapi_connection.cursor()
-                try:
-                    cursor.execute(sql, (ids[0],) if positional else {"lead_id": ids[0]})
-                    rows = cursor.fetchall()
-                finally:
-                    cursor.close()
-            else:
-                rows = _rows_of_leads(conn, _HISTORY_COLUMNS, history_table.c.lead_id, ids)
+            rows = _rows_of_leads(conn, _HISTORY_COLUMNS, history_table.c.lead_id, ids)
         if not rows:
             empty = np.empty(0, dtype=object)
             return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
@@ -630,15 +617,36 @@ def _fetch_tuples(conn: Connection, statement: Select) -> list[tuple]:
 
 
 def _rows_of_leads(conn: Connection, statement: Select, column: Column, ids: list[str]) -> list[tuple]:
-    """Rows of ``statement`` whose ``column`` is one of ``ids``, as the driver's plain tuples."""
-    if conn.dialect.name != "sqlite":
+    """Rows of ``statement`` whose ``column`` is one of ``ids``, as the driver's plain tuples.
+
+    One id (a lead scored alone, the service's hot path) is an equality compiled once, run on the
+    driver's cursor; many ids on SQLite travel as one JSON array (:func:`_id_list_sql`).
+    """
+    if len(ids) == 1:
+        sql, positional = _one_id_sql(conn, statement, column)
+        params: tuple | dict = (ids[0],) if positional else {"lead_id": ids[0]}
+    elif conn.dialect.name == "sqlite":
+        sql, params = _id_list_sql(conn, statement, column), (json.dumps(ids),)
+    else:
         return _fetch_tuples(conn, statement.where(column.in_(ids)))
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(_id_list_sql(conn, statement, column), (json.dumps(ids),))
+        cursor.execute(sql, params)
         return cursor.fetchall()
     finally:
         cursor.close()
+
+
+def _one_id_sql(conn: Connection, statement: Select, column: Column) -> tuple[str, bool]:
+    """``statement`` restricted to ``column = :lead_id`` for this dialect, compiled once: (SQL, positional?)."""
+    key = (id(statement), column.key, conn.dialect.name)
+    if key not in _ONE_ID_SQL:
+        compiled = statement.where(column == bindparam("lead_id")).compile(dialect=conn.dialect)
+        _ONE_ID_SQL[key] = (str(compiled), compiled.positiontup is not None)
+    return _ONE_ID_SQL[key]
+
+
+_ONE_ID_SQL: dict[tuple[int, str, str], tuple[str, bool]] = {}
 
 
 def _id_list_sql(conn: Connection, statement: Select, column: Column) -> str:
@@ -661,7 +669,6 @@ _PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, pa
 
 _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
                           history_table.c.recorded_at)
-_LEAD_HISTORY = _HISTORY_COLUMNS.where(history_table.c.lead_id == bindparam("lead_id"))
 
 _LEAD_ROWS = select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes)
 
