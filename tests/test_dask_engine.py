@@ -113,6 +113,8 @@ def test_rows_on_the_workers_select_take_and_map_as_rows_here_do(lake, client, t
     assert column(a, "origin").equals(column(b, "origin"))
     with pytest.raises(ValueError, match="cannot select"):
         kept.select(first[:-1])
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        b.take(index[::-1])
 
 
 def _arrays(value: object) -> list:

@@ -81,6 +81,9 @@ class DaskRows:
         return self.client.gather(futures)
 
     def take(self, index: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+        index = np.asarray(index)
+        if index.size and (np.any(np.diff(index) <= 0) or index[0] < 0 or index[-1] >= len(self)):
+            raise ValueError(f"take needs sorted, distinct row positions below {len(self):,}")
         chosen = np.zeros(len(self), dtype=bool)
         chosen[index] = True
         part = self.select(chosen)
