@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster, as_completed
 
 from engines.local import Progress
 
@@ -42,12 +42,19 @@ class DaskEngine:
         return max(min(self.client.nthreads().values(), default=1), 1)
 
     def map(self, fn: Callable, items: list, what: str = "partitions") -> list:
+        return self.client.gather(self.submit(fn, items, what))
+
+    def submit(self, fn: Callable, items: list, what: str = "partitions") -> list[Future]:
+        """``fn`` over ``items`` on the cluster, the results left on the workers (futures in item order).
+
+        Returns once every result is computed, reporting progress as they finish.
+        """
         items = list(items)
         futures = self.client.map(fn, items, pure=False)
-        if self.progress:
-            for done, _ in enumerate(as_completed(futures), start=1):
+        for done, _ in enumerate(as_completed(futures), start=1):
+            if self.progress:
                 self.progress(what, done, len(items))
-        return self.client.gather(futures)
+        return futures
 
 
 def connect(scheduler: str | None = None, workers: int | None = None, timeout_s: float = 10.0,

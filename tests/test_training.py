@@ -326,6 +326,7 @@ def test_the_refitted_model_is_calibrated_out_of_fold_not_on_its_own_training_le
     from features.registry import FeatureSet, FeatureSpec, Vocabulary
     from training.model import ModelParams
     from training.robust import fit_robust
+    from training.rows import LocalRows
 
     X, y, _ = _noisy_leads(4000, 0)
     fs = FeatureSet(Vocabulary(("a",), ("b",)), tuple(FeatureSpec(f"x{i}", "float", "test", "") for i in range(5)))
@@ -333,7 +334,7 @@ def test_the_refitted_model_is_calibrated_out_of_fold_not_on_its_own_training_le
     as_of = pd.Series(pd.Timestamp("2024-01-01", tz="UTC"), index=range(len(y)))
     train, fit = np.arange(len(y)) < 2800, np.arange(len(y)) >= 2800
     params = ModelParams(num_leaves=63, min_data_in_leaf=5, learning_rate=0.2, early_stopping_rounds=30)
-    model = fit_robust(X, frame, y, as_of, train, fit, fs, params, 0, blend_weights=(1.0,),
+    model = fit_robust(LocalRows(X, frame), y, as_of, train, fit, fs, params, 0, blend_weights=(1.0,),
                        groups=np.array([f"L{i}" for i in range(len(y))]), refit=True)
     assert model.rounds["refit_rows"] == 4000 and model.rounds["refit_trees"] >= model.rounds["early_stopped_trees"]
     in_sample = model.raw(X[fit], frame[fit])

@@ -2,7 +2,9 @@
 
 Only the feature matrix of the snapshots is held in memory -- never the events -- and the run after
 it (split, guards, LightGBM, calibration, baselines, evaluation) is :func:`training.train.fit`, so a
-lake-trained model is the same kind of bundle and MLflow run as a store-trained one.
+lake-trained model is the same kind of bundle and MLflow run as a store-trained one. On the Dask
+engine the matrix is not held here at all: it stays on the workers, block by block
+(``training.dask_rows``), and the client holds the snapshots' columns and bounded samples.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from training.train import Prepared, TrainConfig, TrainResult, fit
 
 
 def prepare_lake(job: LakeJob, engine: Engine) -> Prepared:
-    snapshots, matrix, vectorizer = lake_features(job, engine)
+    """The lake's snapshots, labels and features: the matrix here, or (Dask) left on the workers."""
+    if engine.name == "dask":
+        from training.dask_rows import lake_rows  # imports distributed, which a local run does not need
+
+        snapshots, matrix, vectorizer = lake_rows(job, engine)
+    else:
+        snapshots, matrix, vectorizer = lake_features(job, engine)
     return Prepared(snapshots, matrix, snapshots["label"].to_numpy().astype(np.int64), vectorizer)
 
 

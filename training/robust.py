@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import lightgbm as lgb
 import numpy as np
@@ -31,6 +32,7 @@ from runtime.raw import blend, logistic_scores, raw_scores
 from training.baselines import logistic_baseline
 from training.calibration import fit_calibrator
 from training.model import ModelParams, fit_lightgbm
+from training.rows import Rows, bounded, scores
 from training.split import in_fit_half
 
 HALF_LIVES: tuple[float | None, ...] = (None, 180.0, 60.0)
@@ -73,6 +75,31 @@ class RobustModel:
         return np.clip(self.calibrator(self.raw(matrix, frame)), 0.0, 1.0)
 
 
+def tree_raw(booster: lgb.Booster, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:  # noqa: ARG001
+    """The trees' scores of a block of rows (``Rows.map``'s signature)."""
+    return raw_scores(booster, matrix)
+
+
+def linear_raw(model, categorical: list[str], matrix: np.ndarray,  # noqa: ANN001, ARG001
+               frame: pd.DataFrame) -> np.ndarray:
+    """The logistic regression's scores of a block of rows (``Rows.map``'s signature)."""
+    return logistic_scores(model, frame, categorical)
+
+
+def fit_linear(rows: Rows, y: np.ndarray, mask: np.ndarray, feature_set: FeatureSet, seed: int,
+               limit: int | None, weight: np.ndarray | None = None) -> tuple[object, list[str]]:
+    """The logistic regression on the rows of ``mask`` (``weight``: one per such row), or a seeded sample of ``limit``.
+
+    A logistic regression needs its rows in one place; when they are not here already (Dask), at
+    most ``limit`` of them are brought here, so the client's memory does not grow with the data.
+    """
+    everything = np.flatnonzero(mask)
+    index = bounded(everything, limit, seed)
+    _, frame = rows.take(index)
+    w = None if weight is None else weight[np.searchsorted(everything, index)]
+    return logistic_baseline(frame, y[index], feature_set, seed, sample_weight=w)
+
+
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(roc_auc_score(y, p)) if np.unique(y).size == 2 else 0.5
 
@@ -81,14 +108,17 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 class _Data:
     """What every fit inside :func:`fit_robust` reads: features, labels, as-of times and the feature set."""
 
-    matrix: np.ndarray
-    frame: pd.DataFrame
+    rows: Rows
     y: np.ndarray
     as_of: pd.Series
     feature_set: FeatureSet
     params: ModelParams
     seed: int
     fit_booster: Callable[..., lgb.Booster]
+    linear_rows: int | None  # rows a logistic regression may bring here (None: all)
+
+    def linear(self, mask: np.ndarray, weight: np.ndarray | None) -> tuple[object, list[str]]:
+        return fit_linear(self.rows, self.y, mask, self.feature_set, self.seed, self.linear_rows, weight)
 
     @property
     def categorical(self) -> list[int]:
@@ -100,11 +130,12 @@ def _choose_half_life(d: _Data, train: np.ndarray, fit: np.ndarray, half_lives: 
     """One early-stopped LightGBM per candidate half-life on ``train``; the best fit-half ROC AUC wins."""
     timed = pd.DatetimeIndex(d.as_of[train]).nunique() > 1
     best: tuple[float, float | None, lgb.Booster] | None = None
+    train_rows, fit_rows = d.rows.select(train), d.rows.select(fit)
     for half_life in (half_lives if timed else (None,)):
         w = recency_weights(d.as_of[train], half_life)
-        booster = d.fit_booster(d.matrix[train], d.y[train], d.matrix[fit], d.y[fit], d.categorical, d.params,
+        booster = d.fit_booster(train_rows.native, d.y[train], fit_rows.native, d.y[fit], d.categorical, d.params,
                                 d.seed, weight=w)
-        auc = _auc(d.y[fit], raw_scores(booster, d.matrix[fit]))
+        auc = _auc(d.y[fit], scores(fit_rows, partial(tree_raw, booster)))
         choices["half_life_" + ("none" if half_life is None else f"{half_life:g}")] = auc
         if best is None or auc > best[0] + MIN_GAIN:
             best = (auc, half_life, booster)
@@ -127,10 +158,9 @@ def _refit(d: _Data, rows: np.ndarray, rounds: int, half_life: float | None, wit
            ) -> tuple[lgb.Booster, object | None, list[str]]:
     """LightGBM with a fixed number of trees (and the logistic part of a blend) on ``rows``, recency-weighted."""
     w = recency_weights(d.as_of[rows], half_life)
-    booster = d.fit_booster(d.matrix[rows], d.y[rows], None, None, d.categorical, d.params, d.seed, weight=w,
-                            rounds=rounds)
-    linear, cats = (logistic_baseline(d.frame[rows], d.y[rows], d.feature_set, d.seed, sample_weight=w)
-                    if with_linear else (None, []))
+    booster = d.fit_booster(d.rows.select(rows).native, d.y[rows], None, None, d.categorical, d.params, d.seed,
+                            weight=w, rounds=rounds)
+    linear, cats = d.linear(rows, w) if with_linear else (None, [])
     return booster, linear, cats
 
 
@@ -154,17 +184,18 @@ def _cross_fitted(d: _Data, train: np.ndarray, fit: np.ndarray, groups: np.ndarr
             continue
         rows = train | (fit & ~held_mask)
         booster, linear, cats = _refit(d, rows, _scaled(rounds, rows, train), half_life, weight < 1.0)
-        lin = logistic_scores(linear, d.frame[held], cats) if linear is not None else None
-        raw[held] = blend(raw_scores(booster, d.matrix[held]), lin, weight)
+        held_rows = d.rows.select(held)
+        lin = scores(held_rows, partial(linear_raw, linear, cats)) if linear is not None else None
+        raw[held] = blend(scores(held_rows, partial(tree_raw, booster)), lin, weight)
     return raw[fit]
 
 
-def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
+def fit_robust(rows: Rows, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
                fit: np.ndarray, feature_set: FeatureSet, params: ModelParams, seed: int,
                half_lives: tuple[float | None, ...] = HALF_LIVES,
                blend_weights: tuple[float, ...] = BLEND_WEIGHTS,
                fit_booster: Callable[..., lgb.Booster] = fit_lightgbm, groups: np.ndarray | None = None,
-               refit: bool = False) -> RobustModel:
+               refit: bool = False, linear_rows: int | None = None) -> RobustModel:
     """Choose the half-life, the trees' rounds and the blend on the fit half; calibrate on the fit half.
 
     Choices are made by models fitted on ``train`` and judged on ``fit``. With ``refit`` the shipped
@@ -173,15 +204,18 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
     (out-of-fold) fit-half scores. ``groups`` (lead ids) keep a lead's snapshots in one fold.
     ``refit=False`` (the default, see ``TrainConfig.refit``) ships the model fitted on ``train`` and
     calibrates on its fit-half scores.
-    ``fit_booster`` trains the trees (``fit_lightgbm``'s signature, sample weights included): here or on Dask.
+    ``fit_booster`` trains the trees (``fit_lightgbm``'s signature, sample weights included) on
+    ``Rows.native``: here or on Dask. ``rows`` are the features, here or on workers; a logistic
+    regression reads at most ``linear_rows`` of them (a seeded sample; None: all).
     """
-    d = _Data(matrix, frame, y, as_of, feature_set, params, seed, fit_booster)
+    d = _Data(rows, y, as_of, feature_set, params, seed, fit_booster, linear_rows)
     choices: dict[str, float] = {}
     half_life, booster = _choose_half_life(d, train, fit, half_lives, choices)
-    w = recency_weights(as_of[train], half_life)
-    linear, cats = logistic_baseline(frame[train], y[train], feature_set, seed, sample_weight=w)
-    tree_fit = raw_scores(booster, matrix[fit])
-    weight = _choose_weight(y[fit], tree_fit, logistic_scores(linear, frame[fit], cats), blend_weights, choices)
+    linear, cats = d.linear(train, recency_weights(as_of[train], half_life))
+    fit_rows = rows.select(fit)
+    tree_fit = scores(fit_rows, partial(tree_raw, booster))
+    linear_fit = scores(fit_rows, partial(linear_raw, linear, cats))
+    weight = _choose_weight(y[fit], tree_fit, linear_fit, blend_weights, choices)
     rounds = {"early_stopped_trees": int(booster.best_iteration or booster.current_iteration()),
               "train_rows": int(train.sum())}
     if refit and fit.any():
@@ -192,7 +226,7 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
                                 rounds["early_stopped_trees"], half_life, weight)
         booster, linear, cats = _refit(d, everything, rounds["refit_trees"], half_life, weight < 1.0)
     else:
-        raw_fit = blend(tree_fit, logistic_scores(linear, frame[fit], cats), weight)
+        raw_fit = blend(tree_fit, linear_fit, weight)
     calibrator, losses = fit_calibrator(raw_fit, y[fit], seed)
     return RobustModel(booster, linear if weight < 1.0 else None, cats, weight, half_life, calibrator, losses,
                        choices, rounds, np.clip(calibrator(raw_fit), 0.0, 1.0))

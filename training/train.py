@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import UTC, datetime
 
 import lightgbm as lgb
@@ -19,14 +20,15 @@ from features.history import first_recorded_after_touch, first_sales_touch
 from features.snapshots import SnapshotConfig
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from runtime.calibration import Calibrator
-from runtime.raw import logistic_scores
 from runtime.tiers import Thresholds
-from training.baselines import logistic_baseline, rule_score
+from training.baselines import rule_score
 from training.guards import (Minimums, check_leakage, check_minimum_data, check_snapshots, dominance_notes,
                              dominant_features)
 from training.metrics import by_group, evaluate, gains_curve
 from training.model import ModelParams, fit_lightgbm
-from training.robust import BLEND_WEIGHTS, HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_robust
+from training.robust import (BLEND_WEIGHTS, HALF_LIVES, RobustModel, base_rate_by_month, drift_line, fit_linear,
+                             fit_robust, linear_raw)
+from training.rows import LocalRows, Rows, bounded, column, scores
 from training.split import Split, split_snapshots
 from training.tiers import arrivals_per_week, capacity_thresholds, choose_thresholds
 
@@ -59,6 +61,13 @@ class TrainConfig:
     fell under the logistic regression (see the README's training section)."""
     capacity_per_week: float | None = None
     """Set the prospect-ready cut-off so that about this many leads a week reach it (else: ready_share)."""
+    client_rows: int = 200_000
+    """When the feature rows stay on a cluster's workers (``--engine dask``): at most this many rows
+    of the matrix are brought to the client at once -- the seeded samples the leakage guard and the
+    logistic regressions (the blend's and the baseline's) are fitted on. 200,000 rows of about 60
+    float32 features are about 50 MB (twice that as a DataFrame), whatever the data's size. A
+    single-process run holds the whole matrix anyway, and its logistic regressions read every
+    training row."""
 
 
 @dataclass
@@ -93,11 +102,17 @@ class Prepared:
     """Snapshots and their features, computed once; splits and folds reuse them."""
 
     snapshots: pd.DataFrame
-    matrix: np.ndarray
+    matrix: np.ndarray | Rows
+    """The feature matrix here, or rows left on a cluster's workers (``training.dask_rows.DaskRows``)."""
     y: np.ndarray
     vectorizer: FeatureVectorizer
     late_recorded: dict[str, float] = field(default_factory=dict)
     """Per attribute with history: share of its leads whose value was first written after the first sales touch."""
+
+    def rows(self) -> Rows:
+        if isinstance(self.matrix, np.ndarray):
+            return LocalRows(self.matrix, self.vectorizer.to_frame(self.matrix))
+        return self.matrix
 
 
 def prepare(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainConfig()) -> Prepared:
@@ -120,17 +135,25 @@ def train(frames: StoreFrames, taxonomy: Taxonomy, config: TrainConfig = TrainCo
     return fit(prepared, split, config, arrivals_per_week(frames.leads["created_at"]))
 
 
+def _rule_score(feature_set, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:  # noqa: ANN001, ARG001
+    """The rule score of a block of rows (``Rows.map``'s signature)."""
+    return rule_score(frame, feature_set)
+
+
 DOMINANCE_SAMPLE = 5_000
 """Fit-half rows whose contributions decide which features dominate the model."""
 
 
-def _guard(prepared: Prepared, split: Split, config: TrainConfig) -> dict[str, str]:
+def _client_limit(wanted: int, rows: Rows, config: TrainConfig) -> int:
+    """Rows a step may read whole: ``wanted``, and no more than ``config.client_rows`` when the rows are elsewhere."""
+    return wanted if rows.holds_all else min(wanted, config.client_rows)
+
+
+def _guard(prepared: Prepared, rows: Rows, split: Split, config: TrainConfig) -> dict[str, str]:
     y = prepared.y
     check_minimum_data(y[split.train], y[split.fit_half | split.eval_half], config.minimums)
-    rng = np.random.default_rng(config.seed)
-    train_idx = np.flatnonzero(split.train)
-    sample = np.sort(rng.choice(train_idx, GUARD_SAMPLE, replace=False)) if train_idx.size > GUARD_SAMPLE else train_idx
-    return check_leakage(prepared.matrix[sample], y[sample], prepared.vectorizer.feature_set_, config.allow_leaky,
+    sample = bounded(np.flatnonzero(split.train), _client_limit(GUARD_SAMPLE, rows, config), config.seed)
+    return check_leakage(rows.take(sample)[0], y[sample], prepared.vectorizer.feature_set_, config.allow_leaky,
                          config.seed, prepared.late_recorded)
 
 
@@ -139,52 +162,56 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
     """Guards, the drift-robust model on ``split.train`` (choices and calibration on ``split.fit_half``), figures on ``split.eval_half``.
 
     ``arrivals`` (leads a week, recently) sets the tiers when ``config.capacity_per_week`` asks for a capacity.
-    ``fit_booster`` trains the trees (``fit_lightgbm``'s signature): here, or on a Dask cluster.
+    ``fit_booster`` trains the trees (``fit_lightgbm``'s signature): here, or on a Dask cluster, on
+    what ``Prepared.rows()`` gives it. When the rows are on workers only vectors and samples of at
+    most ``config.client_rows`` rows come here.
     """
-    snapshots, matrix, y, vectorizer = prepared.snapshots, prepared.matrix, prepared.y, prepared.vectorizer
+    snapshots, y, vectorizer = prepared.snapshots, prepared.y, prepared.vectorizer
+    rows = prepared.rows()
+    linear_rows = None if rows.holds_all else config.client_rows
     fs = vectorizer.feature_set_
-    allowed = _guard(prepared, split, config)
-    frame = vectorizer.to_frame(matrix)
-    model = fit_robust(matrix, frame, y, snapshots["as_of"], split.train, split.fit_half, fs, config.model, config.seed,
+    allowed = _guard(prepared, rows, split, config)
+    model = fit_robust(rows, y, snapshots["as_of"], split.train, split.fit_half, fs, config.model, config.seed,
                        config.half_lives, config.blend_weights, fit_booster,
-                       groups=snapshots["lead_id"].to_numpy(), refit=config.refit)
+                       groups=snapshots["lead_id"].to_numpy(), refit=config.refit, linear_rows=linear_rows)
     booster = model.booster
     p_fit = model.fit_probabilities  # out of fold: the refitted model has seen the fit half
-    p_eval = model.probability(matrix[split.eval_half], frame[split.eval_half])
+    eval_rows = rows.select(split.eval_half)
+    p_eval = scores(eval_rows, model.probability)
     thresholds = choose_thresholds(p_fit, config.ready_share, config.warming_share)
     if config.capacity_per_week is not None:
         thresholds = capacity_thresholds(p_fit, snapshots.loc[split.fit_half, "lead_id"].to_numpy(),
                                          config.capacity_per_week, arrivals, config.warming_share)
     y_eval = y[split.eval_half]
-    logistic, cats = logistic_baseline(frame[split.train], y[split.train], fs, config.seed)
-    baselines = {"rule_score": rule_score(frame[split.eval_half], fs),
-                 "logistic": logistic_scores(logistic, frame[split.eval_half], cats)}
+    logistic, cats = fit_linear(rows, y, split.train, fs, config.seed, linear_rows)
+    baselines = {"rule_score": scores(eval_rows, partial(_rule_score, fs)),
+                 "logistic": scores(eval_rows, partial(linear_raw, logistic, cats))}
     metrics = {
         "model": evaluate(y_eval, p_eval),
         # a points score ranks but is no probability: its calibration figures are not applicable
         "rule_score": evaluate(y_eval, baselines["rule_score"], probability=False),
         "logistic": evaluate(y_eval, baselines["logistic"]),
     }
-    eval_frame = frame[split.eval_half]
     segment = config.segment or next((s.name.removeprefix("attr_") for s in fs.specs
                                       if s.family == "profile" and s.dtype == "category"), None)
-    per_segment = by_group(y_eval, p_eval, eval_frame[f"attr_{segment}"]) if segment else pd.DataFrame()
+    per_segment = by_group(y_eval, p_eval, column(eval_rows, f"attr_{segment}")) if segment else pd.DataFrame()
     importance = pd.DataFrame({
         "feature": fs.names,
         "gain": booster.feature_importance("gain"),
         "family": [s.family for s in fs.specs],
         "description": [s.description for s in fs.specs],
     }).sort_values("gain", ascending=False, ignore_index=True)
-    fit_rows = np.flatnonzero(split.fit_half)[:DOMINANCE_SAMPLE]
+    fit_rows = np.flatnonzero(split.fit_half)[:_client_limit(DOMINANCE_SAMPLE, rows, config)]
     drift = base_rate_by_month(snapshots, split)
     as_of = snapshots["as_of"]
     return TrainResult(
         booster=booster, calibrator=model.calibrator, vectorizer=vectorizer, thresholds=thresholds,
         score_scale=np.quantile(p_fit, np.linspace(0, 1, 101)), split=split,
-        metrics=metrics, per_channel=by_group(y_eval, p_eval, eval_frame["origin"]), per_segment=per_segment,
+        metrics=metrics, per_channel=by_group(y_eval, p_eval, column(eval_rows, "origin")), per_segment=per_segment,
         gains=gains_curve(y_eval, p_eval), importance=importance, eval_labels=y_eval, eval_probabilities=p_eval,
-        example_matrix=matrix[split.eval_half][:5], calibration_losses=model.calibration_losses, leaky_allowed=allowed,
+        example_matrix=rows.take(np.flatnonzero(split.eval_half)[:5])[0],
+        calibration_losses=model.calibration_losses, leaky_allowed=allowed,
         data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"), robust=model, drift=drift,
         drift_line=drift_line(drift, y[split.train], y[split.fit_half | split.eval_half]), baseline_scores=baselines,
-        dominance=dominance_notes(dominant_features(booster, matrix[fit_rows], fs), fs),
+        dominance=dominance_notes(dominant_features(booster, rows.take(fit_rows)[0], fs), fs),
     )
