@@ -142,15 +142,19 @@ def check_leakage(matrix: np.ndarray, y: np.ndarray, feature_set: FeatureSet, al
 
 
 DOMINANT_SHARE = 0.2
-"""A profile attribute carrying this share of the model's total contribution (mean |TreeSHAP|) is named."""
+"""A profile attribute carrying this share of the model's total contribution (mean |contribution|) is named."""
 DOMINANT_ANY_SHARE = 0.4
 """Any feature carrying this share is named (behaviour features are point-in-time by construction, so
 only a larger share is worth a question)."""
 
 
-def dominant_features(booster, matrix: np.ndarray, feature_set: FeatureSet,  # noqa: ANN001 - lgb.Booster
-                      share: float = DOMINANT_SHARE, any_share: float = DOMINANT_ANY_SHARE) -> dict[str, float]:
+def dominant_features(contributions: np.ndarray, feature_set: FeatureSet, share: float = DOMINANT_SHARE,
+                      any_share: float = DOMINANT_ANY_SHARE) -> dict[str, float]:
     """{feature: share of the total mean absolute contribution} for each dominant feature, largest first.
+
+    ``contributions``: the shipped model's per-feature contributions on some rows, (n, n_features + 1)
+    (``RobustModel.contributions``): of both parts of a blend, since a feature the logistic part
+    leans on moves the served score as much as one the trees lean on.
 
     Dominant: a profile attribute (a column of the export) at or above ``share``, any feature at or
     above ``any_share``.
@@ -160,10 +164,9 @@ def dominant_features(booster, matrix: np.ndarray, feature_set: FeatureSet,  # n
     leakage guard's limit) yet becomes the model's strongest feature. Naming a feature that carries
     a dominant share, with the question whether it is known before contact, lets a person decide.
     """
-    if len(matrix) == 0:
+    if len(contributions) == 0:
         return {}
-    contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)[:, :-1]
-    mean_abs = np.abs(contributions).mean(axis=0)
+    mean_abs = np.abs(contributions[:, :-1]).mean(axis=0)
     shares = mean_abs / max(mean_abs.sum(), 1e-12)
     specs = feature_set.specs
     return {specs[i].name: float(shares[i]) for i in np.argsort(-shares)

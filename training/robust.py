@@ -27,6 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.registry import FeatureSet
 from runtime.calibration import Calibrator
+from runtime.contributions import contributions, preprocessed_means
 from runtime.raw import blend, logistic_scores, raw_scores
 from training.baselines import logistic_baseline
 from training.calibration import fit_calibrator
@@ -64,6 +65,9 @@ class RobustModel:
     fit_probabilities: np.ndarray | None = None
     """Calibrated out-of-fold probabilities of the fit half: tiers and the score scale come from these,
     not from the refitted model's in-sample scores."""
+    linear_means: np.ndarray | None = None
+    """The logistic part's preprocessed columns averaged over the rows it was fitted on: the reference
+    its contributions to the reasons are measured from (``runtime.contributions``)."""
 
     def raw(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         linear = logistic_scores(self.linear, frame, self.categorical) if self.linear is not None else None
@@ -71,6 +75,11 @@ class RobustModel:
 
     def probability(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         return np.clip(self.calibrator(self.raw(matrix, frame)), 0.0, 1.0)
+
+    def contributions(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+        """Per-feature contributions to :meth:`raw`'s log-odds, as the shipped bundle computes them."""
+        return contributions(self.booster, matrix, frame, self.linear, self.categorical, self.linear_means,
+                             self.weight)
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -184,8 +193,9 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
     weight = _choose_weight(y[fit], tree_fit, logistic_scores(linear, frame[fit], cats), blend_weights, choices)
     rounds = {"early_stopped_trees": int(booster.best_iteration or booster.current_iteration()),
               "train_rows": int(train.sum())}
+    fitted_on = train
     if refit and fit.any():
-        everything = train | fit
+        everything = fitted_on = train | fit
         rounds.update(refit_trees=_scaled(rounds["early_stopped_trees"], everything, train),
                       refit_rows=int(everything.sum()))
         raw_fit = _cross_fitted(d, train, fit, np.arange(len(y)) if groups is None else groups,
@@ -194,8 +204,9 @@ def fit_robust(matrix: np.ndarray, frame: pd.DataFrame, y: np.ndarray, as_of: pd
     else:
         raw_fit = blend(tree_fit, logistic_scores(linear, frame[fit], cats), weight)
     calibrator, losses = fit_calibrator(raw_fit, y[fit], seed)
+    means = preprocessed_means(linear, frame[fitted_on], cats) if weight < 1.0 else None
     return RobustModel(booster, linear if weight < 1.0 else None, cats, weight, half_life, calibrator, losses,
-                       choices, rounds, np.clip(calibrator(raw_fit), 0.0, 1.0))
+                       choices, rounds, np.clip(calibrator(raw_fit), 0.0, 1.0), means)
 
 
 def base_rate_by_month(snapshots: pd.DataFrame, split) -> pd.DataFrame:  # noqa: ANN001 - training.split.Split

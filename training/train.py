@@ -176,6 +176,7 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
         "description": [s.description for s in fs.specs],
     }).sort_values("gain", ascending=False, ignore_index=True)
     fit_rows = np.flatnonzero(split.fit_half)[:DOMINANCE_SAMPLE]
+    shipped = model.contributions(matrix[fit_rows], frame.iloc[fit_rows])  # of the blend, as reasons are
     drift = base_rate_by_month(snapshots, split)
     as_of = snapshots["as_of"]
     return TrainResult(
@@ -186,5 +187,5 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
         example_matrix=matrix[split.eval_half][:5], calibration_losses=model.calibration_losses, leaky_allowed=allowed,
         data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"), robust=model, drift=drift,
         drift_line=drift_line(drift, y[split.train], y[split.fit_half | split.eval_half]), baseline_scores=baselines,
-        dominance=dominance_notes(dominant_features(booster, matrix[fit_rows], fs), fs),
+        dominance=dominance_notes(dominant_features(shipped, fs), fs),
     )
