@@ -150,7 +150,20 @@ def test_the_dominant_feature_guard_weighs_the_blend_as_served() -> None:
     The trees lean on x1; shares computed from them would charge it with a fifth of a model that ignores it.
     """
     model, matrix, frame = _blend(0.0)
-    shares = dominant_features(model.contributions(matrix, frame), FS, share=0.0, any_share=0.0)
+    explanations = model.explanations(matrix, frame)
+    assert len(explanations) == 2, "the served blend and its logistic part: the trees weigh nothing"
+    shares = dominant_features(explanations, FS, share=0.0, any_share=0.0)
     assert list(shares)[0] == "x0" and shares["x1"] < 0.01
-    tree = dominant_features(model.booster.predict(matrix, pred_contrib=True), FS, share=0.0, any_share=0.0)
+    tree = dominant_features([model.booster.predict(matrix, pred_contrib=True)], FS, share=0.0, any_share=0.0)
     assert tree["x1"] > 0.1, "tree-only shares would charge x1: else this is no test"
+
+
+def test_the_guard_takes_a_features_largest_share_among_the_blend_and_its_weighted_parts() -> None:
+    model, matrix, frame = _blend(0.5)
+    served, linear, tree = model.explanations(matrix, frame)
+    assert np.array_equal(served, model.contributions(matrix, frame))
+    assert np.array_equal(tree, model.booster.predict(matrix, pred_contrib=True))
+    shares = dominant_features([served, linear, tree], FS, share=0.0, any_share=0.0)
+    alone = [dominant_features([phi], FS, share=0.0, any_share=0.0) for phi in (served, linear, tree)]
+    assert shares == {f: max(a[f] for a in alone) for f in shares} and len(shares) == len(NAMES)
+    assert shares["x1"] == alone[2]["x1"] > alone[0]["x1"], "x1 is the trees' feature: their share counts"

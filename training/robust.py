@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.registry import FeatureSet
 from runtime.calibration import Calibrator
-from runtime.contributions import contributions, preprocessed_means
+from runtime.contributions import contributions, linear_contributions, preprocessed_means, tree_contributions
 from runtime.raw import blend, logistic_scores, raw_scores
 from training.baselines import logistic_baseline
 from training.calibration import fit_calibrator
@@ -80,6 +80,14 @@ class RobustModel:
         """Per-feature contributions to :meth:`raw`'s log-odds, as the shipped bundle computes them."""
         return contributions(self.booster, matrix, frame, self.linear, self.categorical, self.linear_means,
                              self.weight)
+
+    def explanations(self, matrix: np.ndarray, frame: pd.DataFrame) -> list[np.ndarray]:
+        """The served contributions, then each part's that enters the blend with a positive weight (the guard's)."""
+        served = self.contributions(matrix, frame)
+        if self.linear is None or self.weight >= 1.0:
+            return [served]
+        parts = [served, linear_contributions(self.linear, frame, self.categorical, self.linear_means)]
+        return parts + ([tree_contributions(self.booster, matrix)] if self.weight > 0 else [])
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:

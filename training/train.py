@@ -176,7 +176,7 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
         "description": [s.description for s in fs.specs],
     }).sort_values("gain", ascending=False, ignore_index=True)
     fit_rows = np.flatnonzero(split.fit_half)[:DOMINANCE_SAMPLE]
-    shipped = model.contributions(matrix[fit_rows], frame.iloc[fit_rows])  # of the blend, as reasons are
+    shipped = model.explanations(matrix[fit_rows], frame.iloc[fit_rows])  # the blend as served, and its parts
     drift = base_rate_by_month(snapshots, split)
     as_of = snapshots["as_of"]
     return TrainResult(
