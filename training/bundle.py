@@ -108,8 +108,8 @@ Recency weights: {'none (every training snapshot weighs the same)' if metadata['
                   else f"half-life {metadata['blend']['half_life_days']:g} days"}; LightGBM weight in the blend
 with the logistic regression: {metadata['blend']['lightgbm_weight']:g} (both chosen by ROC AUC on the fit half);
 {_fitted_on(metadata['blend'].get('rounds', {}))}
-{'Per-lead reasons, the dominant-feature check and the report explain both parts of the blend, weighted as blended.'
- if metadata['blend']['lightgbm_weight'] < 1 else ''}
+{'Per-lead reasons and the report explain both parts of the blend, weighted as blended; the dominant-feature '
+ 'check looks at the blend and at each part.' if metadata['blend']['lightgbm_weight'] < 1 else ''}
 
 ## Tiers
 Set by {t.policy}.
