@@ -2,8 +2,9 @@
 
 Everything is measured on the champion's own held-out (eval) leads, rebuilt from the split
 parameters saved in its bundle (``training.evaluation``), the window promotion compares models on, so the page describes how the model does on leads it has not
-learned from. Importance is the mean absolute per-feature contribution (LightGBM's TreeSHAP values,
-in log-odds) next to LightGBM's split gain; both are grouped by the registry's feature families.
+learned from. Importance is the mean absolute per-feature contribution (in log-odds, the values the
+per-lead reasons come from: TreeSHAP's, and for a blend both parts' as blended) next to LightGBM's
+split gain (of the trees alone); both are grouped by the registry's feature families.
 """
 
 from __future__ import annotations
@@ -59,8 +60,7 @@ def compute(bundle: Bundle, frames: StoreFrames, taxonomy: Taxonomy, seed: int =
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(held), min(CONTRIBUTION_SAMPLE, len(held)), replace=False))
     booster = bundle.booster
-    contributions = booster.predict(matrix[sample], pred_contrib=True,
-                                    num_iteration=booster.best_iteration or None)[:, :-1]
+    contributions = bundle.contributions(matrix[sample])[:, :-1]
     gain = booster.feature_importance("gain", iteration=booster.best_iteration or None)
     importance = pd.DataFrame({
         "feature": names, "description": [s.description for s in specs], "family": [s.family for s in specs],

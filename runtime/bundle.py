@@ -33,6 +33,7 @@ from contract.taxonomy import Taxonomy
 from features.registry import AttributeInfo, FeatureSet
 from features.vectorizer import FeatureVectorizer
 from runtime.calibration import Calibrator
+from runtime.contributions import contributions, tree_contributions
 from runtime.raw import blend, logistic_scores, raw_scores
 from runtime.tiers import Thresholds
 
@@ -66,13 +67,30 @@ class Bundle:
     metadata: dict
     linear: object | None = None  # the logistic pipeline of a blend, None for LightGBM alone
 
+    @property
+    def categorical(self) -> list[str]:
+        return [s.name for s in self.vectorizer.feature_set_.specs if s.dtype == "category"]
+
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         raw = raw_scores(self.booster, matrix)
         if self.linear is not None:
-            categorical = [s.name for s in self.vectorizer.feature_set_.specs if s.dtype == "category"]
-            linear = logistic_scores(self.linear, self.vectorizer.to_frame(matrix), categorical)
+            linear = logistic_scores(self.linear, self.vectorizer.to_frame(matrix), self.categorical)
             raw = blend(raw, linear, self.metadata["blend"]["lightgbm_weight"])
         return np.clip(self.calibrator(raw), 0.0, 1.0)
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Per-feature contributions to the raw score's log-odds, (n, n_features + 1), the last the bias.
+
+        For a blend they explain both parts as blended (:mod:`runtime.contributions`). A blended bundle
+        saved before bundles kept the logistic part's column means (``blend.linear_means``) explains its
+        LightGBM part alone, as it did when it served: its replayed reasons stay equal; retraining
+        gives it reasons of the blend.
+        """
+        means = (self.metadata.get("blend") or {}).get("linear_means")
+        if self.linear is None or means is None:
+            return tree_contributions(self.booster, matrix)
+        return contributions(self.booster, matrix, self.vectorizer.to_frame(matrix), self.linear, self.categorical,
+                             np.asarray(means, dtype=np.float64), self.metadata["blend"]["lightgbm_weight"])
 
     def score(self, p: np.ndarray) -> np.ndarray:
         """0-100: the share of validation leads this probability beats (97 = better than 97% of leads)."""

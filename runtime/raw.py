@@ -39,21 +39,21 @@ def logistic_scores(model, frame: pd.DataFrame, categorical: list[str]) -> np.nd
     ``predict_proba`` goes through a matrix product whose rounding depends on how many rows it is
     given; a blended model's score must not change with the batch it was served in (a replayed
     score is compared with the served one bit for bit). The sum runs over the preprocessed columns in
-    their order, block by block as :func:`_blocks` gives them, without assembling the whole matrix.
+    their order, block by block as :func:`blocks` gives them, without assembling the whole matrix.
     """
     if len(frame) == 0:  # scikit-learn refuses empty input; a partition with no lead yet has no scores
         return np.zeros(0)
     regression = model[-1]
     weights = regression.coef_[0]
     z = np.full(len(frame), regression.intercept_[0])
-    for start, block, rows in _blocks(model[:-1], frame, categorical):
+    for start, block, rows in blocks(model[:-1], frame, categorical):
         for j in range(block.shape[1]):  # column by column: the same order for every row
             column = block[:, j] * weights[start + j]
             z += column if rows is None else column[rows[j]]
     return expit(z)
 
 
-def _blocks(prep, frame: pd.DataFrame, categorical: list[str]):  # noqa: ANN001, ANN202 - generator
+def blocks(prep, frame: pd.DataFrame, categorical: list[str]):  # noqa: ANN001, ANN202 - generator
     """(first output column, block, rows) for the fitted preprocessing's output, in column order.
 
     ``rows`` is None when the block has a row per frame row; otherwise the block holds one row per
@@ -65,8 +65,7 @@ def _blocks(prep, frame: pd.DataFrame, categorical: list[str]):  # noqa: ANN001,
     plain path.
     """
     as_object = {c: object for c in categorical}
-    steps = [step for _, step in prep.steps] if hasattr(prep, "steps") else [prep]
-    ct = steps[0] if len(steps) == 1 and isinstance(steps[0], ColumnTransformer) else None
+    ct = column_transformer(prep)
     if ct is None or any(isinstance(t, str) and t != "drop" for _, t, _ in ct.transformers_):
         yield 0, np.asfortranarray(_dense(prep.transform(frame.astype(as_object)))), None
         return
@@ -74,14 +73,20 @@ def _blocks(prep, frame: pd.DataFrame, categorical: list[str]):  # noqa: ANN001,
                    if not isinstance(t, str) and ct.output_indices_[name].stop > ct.output_indices_[name].start)
     for start, name, transformer, columns in parts:
         width = ct.output_indices_[name].stop - start
-        widths = _one_hot_widths(transformer, len(columns))
+        widths = one_hot_widths(transformer, len(columns))
         if len(frame) and set(columns) <= set(categorical) and widths and sum(widths) == width:
             yield start, *_distinct_one_hot(transformer, frame[columns], widths)
         else:
             yield start, np.asfortranarray(_dense(transformer.transform(frame[columns]))), None
 
 
-def _one_hot_widths(encoder, n_columns: int) -> list[int] | None:  # noqa: ANN001
+def column_transformer(prep) -> ColumnTransformer | None:  # noqa: ANN001
+    """The preprocessing's ColumnTransformer when it is the only step (as :func:`logistic_baseline` fits it)."""
+    steps = [step for _, step in prep.steps] if hasattr(prep, "steps") else [prep]
+    return steps[0] if len(steps) == 1 and isinstance(steps[0], ColumnTransformer) else None
+
+
+def one_hot_widths(encoder, n_columns: int) -> list[int] | None:  # noqa: ANN001
     """Output columns per input column of a fitted OneHotEncoder without dropped categories (None otherwise)."""
     if not isinstance(encoder, OneHotEncoder) or encoder.drop_idx_ is not None:
         return None

@@ -1,7 +1,7 @@
 """Scoring leads with the champion bundle: the one path the CLI, the HTTP service and replays share.
 
 Features come from the same vectoriser training used; the probability is the calibrated one; the
-reasons are LightGBM's per-feature contributions for this lead (in log-odds), worded through the
+reasons are the model's per-feature contributions for this lead (in log-odds), worded through the
 feature registry so that a salesperson can read them. Each lead is also scored as of a week earlier,
 from the same events, to say whether it is warming up or cooling down; the explicit criteria come
 from their own rule file and are reported beside the score, never mixed into it.
@@ -28,7 +28,6 @@ from serving.payload import Payload, PayloadRules
 from store.event_store import EventStore, LeadEvents, LeadHistory
 
 REASONS = 3
-CONTRIBUTION_SMALL_ROWS = 16
 TREND_LOOKBACK_US = US_PER_WEEK
 TREND_POINTS = 5
 """A score that moved at least this many points in a week is improving or fading; less is steady."""
@@ -146,13 +145,7 @@ class Scorer:
             return [Scored(lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]),
                            tier=str(tiers[i]), model_version=self.version, feature_set_version=self.feature_set_version)
                     for i, lead_id in enumerate(lead_ids)]
-        booster = self.bundle.booster
-        # TreeSHAP costs about 100 times a prediction per row: threads pay off from a handful of rows.
-        # (Path attributions tabulated per leaf were 5x faster, but on leads a month before the data
-        # ended their top reason was among TreeSHAP's top three for only 55-75% of leads: not kept.)
-        threads = {"num_threads": 1} if len(matrix) < CONTRIBUTION_SMALL_ROWS else {}
-        contributions = booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None,
-                                        **threads)
+        contributions = self.bundle.contributions(matrix)  # of both parts when the bundle is a blend
         # only the strongest few per side are worded: wording all 50-odd features per lead would
         # cost more than the model itself in batch calls
         k = min(REASONS, contributions.shape[1] - 1)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import expit
+from scipy.special import expit, logit
 
 from engines.local import LocalEngine
 from features.dataset import load_frames
@@ -23,7 +24,7 @@ from serving.bulk import bulk_score, read_scores
 from serving.scoring import Scorer
 from tests.conftest import REPO, generated_store
 from runtime.bundle import load_bundle
-from runtime.raw import logistic_scores
+from runtime.raw import blend, logistic_scores, raw_scores
 from training.baselines import logistic_baseline
 from training.bundle import save_bundle
 from training.train import TrainConfig, prepare, train
@@ -129,3 +130,48 @@ def test_bulk_scores_of_a_blended_bundle_without_reasons_equal_the_scorers(blend
     # as of a moment before any lead: nothing to score, and no error from the logistic part
     early = bulk_score(root, bundle_dir, pd.Timestamp("2000-01-01T00:00:00Z"), tmp_path / "early", LocalEngine())
     assert (early.scored, early.created_after_as_of) == (0, len(leads))
+
+
+def test_the_reasons_served_by_a_blended_bundle_explain_the_blended_score(blended, taxonomy) -> None:  # noqa: ANN001
+    """Reasons are the blend's contributions (runtime/contributions.py): each lead's sum to the blended margin."""
+    store, _, bundle_dir = blended
+    bundle = load_bundle(bundle_dir)
+    weight = bundle.metadata["blend"]["lightgbm_weight"]
+    assert len(bundle.metadata["blend"]["linear_means"]) == bundle.linear[-1].coef_.shape[1]
+    matrix = prepare(load_frames(store), taxonomy).matrix[:300]
+    phi = bundle.contributions(matrix)
+    linear = logistic_scores(bundle.linear, bundle.vectorizer.to_frame(matrix), bundle.categorical)
+    margin = logit(blend(raw_scores(bundle.booster, matrix), linear, weight))
+    np.testing.assert_allclose(phi.sum(axis=1), margin, rtol=0, atol=1e-9)
+    names = bundle.vectorizer.feature_set_.names
+    served = Scorer(bundle).score_matrix(matrix, [f"L{i}" for i in range(len(matrix))],
+                                         pd.DatetimeIndex([AS_OF] * len(matrix)))
+    tree = bundle.booster.predict(matrix, pred_contrib=True, num_iteration=bundle.booster.best_iteration or None)
+    differ = 0
+    for s, row, tree_row in zip(served, phi, tree, strict=True):
+        ups = [names[j] for j in np.argsort(-row[:-1], kind="stable")[:3] if row[j] > 0]
+        assert [r.feature for r in s.reasons_for] == ups
+        assert all(r.impact == row[names.index(r.feature)] for r in s.reasons_for + s.reasons_against)
+        differ += ups[:1] != [names[j] for j in np.argsort(-tree_row[:-1], kind="stable")[:1] if tree_row[j] > 0]
+    assert differ > 0, "the trees alone would give the same top reasons: else this is no test"
+    # the service's one-lead path gives a lead the reasons of its batch (a replay compares them exactly)
+    leads = store.read_table("leads")
+    ids = leads.loc[leads["created_at"] <= AS_OF, "lead_id"].tolist()[:15]
+    batch = Scorer(bundle).score_stored_leads(store, ids, AS_OF).scored
+    assert [(s.reasons_for, s.reasons_against) for s in batch] == [
+        (one.reasons_for, one.reasons_against) for one in (Scorer(bundle).score_stored_lead(store, i, AS_OF) for i in ids)]
+    # a blended bundle saved before the means were kept explains its trees, as it did when it served
+    old = replace(bundle, metadata={**bundle.metadata, "blend": {k: v for k, v in bundle.metadata["blend"].items()
+                                                                 if k != "linear_means"}})
+    assert np.array_equal(old.contributions(matrix), tree)
+    assert np.array_equal(old.probability(matrix), bundle.probability(matrix))
+
+
+def test_the_reports_importances_of_a_blended_bundle_include_the_logistic_part(blended, taxonomy) -> None:  # noqa: ANN001
+    """A feature the trees never split on has no TreeSHAP value at all, yet the logistic part moves the score with it."""
+    from report.numbers import compute
+
+    store, _, bundle_dir = blended
+    importance = compute(load_bundle(bundle_dir), load_frames(store), taxonomy).importance
+    unused = importance[importance["gain"] == 0]
+    assert len(unused) > 0 and (unused["mean_abs_contribution"] > 0).all()

@@ -46,7 +46,9 @@ def save_bundle(result, config, folder: Path, version: str | None = None) -> Pat
         "leaky_allowed": result.leaky_allowed,
         "seed": config.seed,
         "blend": {"lightgbm_weight": robust.weight, "half_life_days": robust.half_life_days,
-                  "fit_half_roc_auc": robust.choices, "rounds": robust.rounds},
+                  "fit_half_roc_auc": robust.choices, "rounds": robust.rounds,
+                  # the reference of the logistic part's contributions to the reasons (runtime.contributions)
+                  **({"linear_means": robust.linear_means.tolist()} if robust.linear_means is not None else {})},
         "drift": result.drift_line,
         "dominant_features": result.dominance,
         # what training/evaluation.py needs to rebuild this run's evaluation window on later data
@@ -106,7 +108,8 @@ Recency weights: {'none (every training snapshot weighs the same)' if metadata['
                   else f"half-life {metadata['blend']['half_life_days']:g} days"}; LightGBM weight in the blend
 with the logistic regression: {metadata['blend']['lightgbm_weight']:g} (both chosen by ROC AUC on the fit half);
 {_fitted_on(metadata['blend'].get('rounds', {}))}
-{'Per-lead reasons describe the LightGBM part of the blend.' if metadata['blend']['lightgbm_weight'] < 1 else ''}
+{'Per-lead reasons and the report explain both parts of the blend, weighted as blended; the dominant-feature '
+ 'check looks at the blend and at each part.' if metadata['blend']['lightgbm_weight'] < 1 else ''}
 
 ## Tiers
 Set by {t.policy}.

@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.registry import FeatureSet
 from runtime.calibration import Calibrator
+from runtime.contributions import contributions, linear_contributions, preprocessed_means, tree_contributions
 from runtime.raw import blend, logistic_scores, raw_scores
 from training.baselines import logistic_baseline
 from training.calibration import fit_calibrator
@@ -66,6 +67,9 @@ class RobustModel:
     fit_probabilities: np.ndarray | None = None
     """Calibrated out-of-fold probabilities of the fit half: tiers and the score scale come from these,
     not from the refitted model's in-sample scores."""
+    linear_means: np.ndarray | None = None
+    """The logistic part's preprocessed columns averaged over the rows it was fitted on: the reference
+    its contributions to the reasons are measured from (``runtime.contributions``)."""
 
     def raw(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         linear = logistic_scores(self.linear, frame, self.categorical) if self.linear is not None else None
@@ -73,6 +77,19 @@ class RobustModel:
 
     def probability(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         return np.clip(self.calibrator(self.raw(matrix, frame)), 0.0, 1.0)
+
+    def contributions(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+        """Per-feature contributions to :meth:`raw`'s log-odds, as the shipped bundle computes them."""
+        return contributions(self.booster, matrix, frame, self.linear, self.categorical, self.linear_means,
+                             self.weight)
+
+    def explanations(self, matrix: np.ndarray, frame: pd.DataFrame) -> list[np.ndarray]:
+        """The served contributions, then each part's that enters the blend with a positive weight (the guard's)."""
+        served = self.contributions(matrix, frame)
+        if self.linear is None or self.weight >= 1.0:
+            return [served]
+        parts = [served, linear_contributions(self.linear, frame, self.categorical, self.linear_means)]
+        return parts + ([tree_contributions(self.booster, matrix)] if self.weight > 0 else [])
 
 
 def tree_raw(booster: lgb.Booster, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:  # noqa: ARG001
@@ -190,6 +207,13 @@ def _cross_fitted(d: _Data, train: np.ndarray, fit: np.ndarray, groups: np.ndarr
     return raw[fit]
 
 
+def _linear_means(d: _Data, linear, cats: list[str], mask: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """The reference of the logistic part's contributions: its preprocessed columns averaged over the
+    rows it was fitted on (the same seeded sample :func:`fit_linear` took when they are elsewhere)."""
+    _, frame = d.rows.take(bounded(np.flatnonzero(mask), d.linear_rows, d.seed))
+    return preprocessed_means(linear, frame, cats)
+
+
 def fit_robust(rows: Rows, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
                fit: np.ndarray, feature_set: FeatureSet, params: ModelParams, seed: int,
                half_lives: tuple[float | None, ...] = HALF_LIVES,
@@ -218,8 +242,9 @@ def fit_robust(rows: Rows, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
     weight = _choose_weight(y[fit], tree_fit, linear_fit, blend_weights, choices)
     rounds = {"early_stopped_trees": int(booster.best_iteration or booster.current_iteration()),
               "train_rows": int(train.sum())}
+    fitted_on = train
     if refit and fit.any():
-        everything = train | fit
+        everything = fitted_on = train | fit
         rounds.update(refit_trees=_scaled(rounds["early_stopped_trees"], everything, train),
                       refit_rows=int(everything.sum()))
         raw_fit = _cross_fitted(d, train, fit, np.arange(len(y)) if groups is None else groups,
@@ -228,8 +253,9 @@ def fit_robust(rows: Rows, y: np.ndarray, as_of: pd.Series, train: np.ndarray,
     else:
         raw_fit = blend(tree_fit, linear_fit, weight)
     calibrator, losses = fit_calibrator(raw_fit, y[fit], seed)
+    means = _linear_means(d, linear, cats, fitted_on) if weight < 1.0 else None
     return RobustModel(booster, linear if weight < 1.0 else None, cats, weight, half_life, calibrator, losses,
-                       choices, rounds, np.clip(calibrator(raw_fit), 0.0, 1.0))
+                       choices, rounds, np.clip(calibrator(raw_fit), 0.0, 1.0), means)
 
 
 def base_rate_by_month(snapshots: pd.DataFrame, split) -> pd.DataFrame:  # noqa: ANN001 - training.split.Split

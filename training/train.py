@@ -202,6 +202,7 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
         "description": [s.description for s in fs.specs],
     }).sort_values("gain", ascending=False, ignore_index=True)
     fit_rows = np.flatnonzero(split.fit_half)[:_client_limit(DOMINANCE_SAMPLE, rows, config)]
+    shipped = model.explanations(*rows.take(fit_rows))  # the blend as served, and its parts
     drift = base_rate_by_month(snapshots, split)
     as_of = snapshots["as_of"]
     return TrainResult(
@@ -213,5 +214,5 @@ def fit(prepared: Prepared, split: Split, config: TrainConfig = TrainConfig(), a
         calibration_losses=model.calibration_losses, leaky_allowed=allowed,
         data_window=(f"{as_of.min():%Y-%m-%d}", f"{as_of.max():%Y-%m-%d}"), robust=model, drift=drift,
         drift_line=drift_line(drift, y[split.train], y[split.fit_half | split.eval_half]), baseline_scores=baselines,
-        dominance=dominance_notes(dominant_features(booster, rows.take(fit_rows)[0], fs), fs),
+        dominance=dominance_notes(dominant_features(shipped, fs), fs),
     )
