@@ -142,6 +142,14 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         self._level = {n: tax.stage_level(n) for n in tax.types}
         self._inbound = {n: t.direction == "inbound" for n, t in tax.types.items()}
         self._default_channel = {n: t.channel for n, t in tax.types.items()}
+        # by type code (position in the taxonomy), for coding a call's events without a pass over the taxonomy
+        names = list(tax.types)
+        self._type_code = {n: k for k, n in enumerate(names)}
+        self._level_of_code = np.array([self._level[n] for n in names], dtype=np.int8)
+        self._inbound_of_code = np.array([self._inbound[n] for n in names], dtype=bool)
+        self._default_names = list(dict.fromkeys(self._default_channel[n] for n in names))
+        self._default_of_code = np.array([self._default_names.index(self._default_channel[n]) for n in names],
+                                         dtype=np.int64)
         self._channel_code = {c: i for i, c in enumerate(self.feature_set_.vocab.channels)}
         self._category_code = {name: {v: i for i, v in enumerate(cats)}
                                for name, cats in self.feature_set_.categories.items()}
@@ -240,29 +248,25 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ internals
     def _event_codes(self, types: pd.Series, channels: pd.Series | None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        names = list(self.taxonomy_.types)
         seen_codes, seen_types = _factorize_names(types) if len(types) else (np.zeros(0, np.int64), [])
-        unknown = [t for t in seen_types if t not in self.taxonomy_.types]
+        unknown = [t for t in seen_types if t not in self._type_code]
         if unknown or (seen_codes < 0).any():
             raise UnknownEventType(
                 f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5] or ['(empty)']))}")
-        type_code = np.array([names.index(t) for t in seen_types], dtype=np.int64)[seen_codes] if len(types) \
+        type_code = np.array([self._type_code[t] for t in seen_types], dtype=np.int64)[seen_codes] if len(types) \
             else seen_codes
-        level = np.array([self._level[t] for t in names], dtype=np.int8)[type_code]
-        inbound = np.array([self._inbound[t] for t in names], dtype=bool)[type_code]
         any_channel, channel_names = _factorize_names(channels) if channels is not None and len(types) else (
             np.full(type_code.size, -1, np.int64), [])
         # a missing channel is the taxonomy's channel for the type
-        default_names = list(dict.fromkeys(self._default_channel[t] for t in names))
-        default_code = np.array([len(channel_names) + default_names.index(self._default_channel[t]) for t in names],
-                                dtype=np.int64)
         missing = any_channel < 0
-        any_channel[missing] = default_code[type_code[missing]]
-        vocabulary = [*channel_names, *default_names]
+        any_channel[missing] = len(channel_names) + self._default_of_code[type_code[missing]]
+        vocabulary = [*channel_names, *self._default_names]
         to_feature = np.array([self._channel_code.get(c, -1) for c in vocabulary], dtype=np.int16)
         # the same channel name may appear both in the data and as a default: give both one code
-        canonical = np.array([vocabulary.index(c) for c in vocabulary], dtype=np.int64)
-        return level, inbound, to_feature[any_channel], canonical[any_channel].astype(np.int32)
+        first: dict[str, int] = {}
+        canonical = np.array([first.setdefault(c, k) for k, c in enumerate(vocabulary)], dtype=np.int64)
+        return (self._level_of_code[type_code], self._inbound_of_code[type_code], to_feature[any_channel],
+                canonical[any_channel].astype(np.int32))
 
     def _record_values(self, leads: list[LeadRecord]) -> dict[str, np.ndarray]:
         """Profile values of lead records, coded as :meth:`_lead_values` codes a DataFrame."""

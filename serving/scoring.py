@@ -188,7 +188,8 @@ class Scorer:
         if not leads:
             return BatchScores([], unknown, later)
         history = store.lead_history([lead.lead_id for lead in leads])
-        return BatchScores(self._score_leads(leads, owner, events, history, as_of, reasons), unknown, later)
+        return BatchScores(self._score_leads(leads, owner, events, history, as_of, as_of_us, reasons), unknown,
+                           later)
 
     def score_payload(self, payload: Payload, as_of: pd.Timestamp, rules: PayloadRules | None = None) -> Scored:
         """Score a lead the caller describes itself (nothing is read from the store) at ``as_of``.
@@ -203,13 +204,14 @@ class Scorer:
         if payload.lead.created_at_us > as_of_us:
             raise CreatedAfterAsOf("the lead was created after as_of: nothing was known about it then")
         events = payload.in_time_order()
-        return self._score_leads([payload.lead], np.zeros(len(events), np.int64), events, None, as_of, True)[0]
+        return self._score_leads([payload.lead], np.zeros(len(events), np.int64), events, None, as_of, as_of_us,
+                                 True)[0]
 
     def _score_leads(self, leads: list[LeadRecord], owner: np.ndarray, events: LeadEvents,
-                     history: LeadHistory | None, as_of: pd.Timestamp, reasons: bool) -> list[Scored]:
-        """The one scoring path: leads existing at ``as_of``, their events (``owner``: each one's lead) and
-        history in lead order, each scored now and a week earlier from the same events."""
-        as_of_us = timestamp_micros(as_of, "as_of")
+                     history: LeadHistory | None, as_of: pd.Timestamp, as_of_us: int, reasons: bool) -> list[Scored]:
+        """The one scoring path: leads existing at ``as_of`` (``as_of_us`` in UTC microseconds), their events
+        (``owner``: each one's lead) and history in lead order, each scored now and a week earlier from the
+        same events."""
         n = len(leads)
         rows = np.tile(np.arange(n), 2)
         moments = np.repeat(np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64), n)
