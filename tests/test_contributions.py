@@ -20,6 +20,7 @@ from runtime.contributions import column_features, contributions, linear_contrib
 from training.guards import dominant_features
 from training.model import ModelParams
 from training.robust import RobustModel, fit_robust
+from training.rows import LocalRows
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -60,7 +61,7 @@ def _blend(weight: float, refit: bool = False) -> tuple[RobustModel, np.ndarray,
     matrix, frame, y = _leads(3000, 0)
     train = np.arange(len(y)) < 2000
     as_of = pd.Series(pd.Timestamp("2024-01-01", tz="UTC"), index=range(len(y)))
-    model = fit_robust(matrix, frame, y, as_of, train, ~train, FS, PARAMS, 0, half_lives=(None,),
+    model = fit_robust(LocalRows(matrix, frame), y, as_of, train, ~train, FS, PARAMS, 0, half_lives=(None,),
                        blend_weights=(weight,), groups=np.arange(len(y)), refit=refit)
     fitted = np.ones(len(y), bool) if refit else train
     return model, matrix[fitted], frame[fitted]
