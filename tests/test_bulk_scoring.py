@@ -159,7 +159,8 @@ def test_the_reasons_served_by_a_blended_bundle_explain_the_blended_score(blende
     ids = leads.loc[leads["created_at"] <= AS_OF, "lead_id"].tolist()[:15]
     batch = Scorer(bundle).score_stored_leads(store, ids, AS_OF).scored
     assert [(s.reasons_for, s.reasons_against) for s in batch] == [
-        (one.reasons_for, one.reasons_against) for one in (Scorer(bundle).score_stored_lead(store, i, AS_OF) for i in ids)]
+        (one.reasons_for, one.reasons_against)
+        for one in (Scorer(bundle).score_stored_leads(store, [i], AS_OF).only() for i in ids)]
     # a blended bundle saved before the means were kept explains its trees, as it did when it served
     old = replace(bundle, metadata={**bundle.metadata, "blend": {k: v for k, v in bundle.metadata["blend"].items()
                                                                  if k != "linear_means"}})
