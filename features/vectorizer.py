@@ -342,8 +342,8 @@ def _factorize_names(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
     The store hands a batch's types and channels as object arrays repeating a few string objects,
     whose hashes Python keeps: pandas' hash table codes them in half the time Arrow takes to copy
     them first, and a dict codes a lead's few hundred names faster than pandas sets its table up
-    (one lead scored alone, 50 events: 0.2 ms in pandas). Anything else -- a value that is not a string, a missing one other than None or
-    NaN -- goes through Arrow, so that the result never differs.
+    (50 names: about 12 µs against 25 µs). Anything else -- a value that is not a string, a missing
+    one other than None or NaN -- goes through Arrow, so that the result never differs.
     """
     if isinstance(values, np.ndarray) and values.dtype == object and values.size <= SMALL_NAMES:
         listed = values.tolist()
