@@ -139,17 +139,14 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
 
     def _build_lookups(self) -> None:
         tax = self.taxonomy_
-        self._level = {n: tax.stage_level(n) for n in tax.types}
-        self._inbound = {n: t.direction == "inbound" for n, t in tax.types.items()}
-        self._default_channel = {n: t.channel for n, t in tax.types.items()}
         # by type code (position in the taxonomy), for coding a call's events without a pass over the taxonomy
         names = list(tax.types)
         self._type_code = {n: k for k, n in enumerate(names)}
-        self._level_of_code = np.array([self._level[n] for n in names], dtype=np.int8)
-        self._inbound_of_code = np.array([self._inbound[n] for n in names], dtype=bool)
-        self._default_names = list(dict.fromkeys(self._default_channel[n] for n in names))
-        self._default_of_code = np.array([self._default_names.index(self._default_channel[n]) for n in names],
-                                         dtype=np.int64)
+        self._level_of_code = np.array([tax.stage_level(n) for n in names], dtype=np.int8)
+        self._inbound_of_code = np.array([tax.types[n].direction == "inbound" for n in names], dtype=bool)
+        default_channel = [tax.types[n].channel for n in names]
+        self._default_names = list(dict.fromkeys(default_channel))
+        self._default_of_code = np.array([self._default_names.index(c) for c in default_channel], dtype=np.int64)
         self._channel_code = {c: i for i, c in enumerate(self.feature_set_.vocab.channels)}
         self._category_code = {name: {v: i for i, v in enumerate(cats)}
                                for name, cats in self.feature_set_.categories.items()}
