@@ -87,7 +87,7 @@ def test_a_broken_rule_file_names_the_file_and_the_rule(tmp_path, taxonomy, cont
 
 
 VALUES = st.sampled_from([None, float("nan"), "", "yes", "no", "vp", "none", "decision_maker", "software", "retail",
-                          "51-200", "NL", "it", "<3 months", ">6 months", 1, 1.0, True, 150.0])
+                          "51-200", "NL", "it", "<3 months", ">6 months", 1, 1.0, True, 150.0, ["vp", "it"]])
 RULE_EVENTS = ["demo_request", "quote_request", "trial_signup", "intake_call", "page_view"]
 lead_strategy = st.fixed_dictionaries({}, optional={name: VALUES for name in (
     "budget", "authority", "role", "need", "timeline", "industry", "company_size", "function", "country")})
