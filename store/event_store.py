@@ -127,8 +127,8 @@ def _python_values(series: pd.Series) -> list:
     return values.where(series.notna(), None).tolist()
 
 
-def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
-    """Insert a DataFrame (or columns of plain arrays, None for missing) through the driver's executemany.
+def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Mapping[str, np.ndarray | list]) -> None:
+    """Insert a DataFrame (or columns of plain arrays or lists, None for missing) through the driver's executemany.
 
     SQLAlchemy's generic executemany builds a parameter dict per row, which costs more than the
     insert itself at a million rows; positional tuples go straight to the driver. The statement is
@@ -138,7 +138,8 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame | Mapping[st
     if isinstance(frame, pd.DataFrame):
         columns = {name: _python_values(frame[name]) for name in names}
     else:
-        columns = {name: np.asarray(values).tolist() for name, values in frame.items()}
+        columns = {name: values if isinstance(values, list) else np.asarray(values).tolist()
+                   for name, values in frame.items()}
     if not names or not len(columns[names[0]]):
         return
     sql, positional = _insert_sql(conn.dialect, table, tuple(names))

@@ -119,17 +119,27 @@ def _reasons(items: Iterable) -> list:
 
 
 def to_rows(served: Served) -> list[dict]:
-    """Log rows for one response."""
+    """Log rows for one response.
+
+    The criteria results of a batch are shared between leads that were decided alike, so each
+    distinct list is written as JSON once; so is the empty reasons object of a score without reasons.
+    """
     rows = []
+    criteria_json: dict[tuple[int, ...], str] = {}
+    no_reasons = json.dumps({"for": [], "against": []})
     for score_id, s in zip(served.score_ids, served.scored, strict=True):
+        key = tuple(map(id, s.criteria))
+        criteria = criteria_json.get(key)
+        if criteria is None:
+            criteria = criteria_json[key] = json.dumps([[c.name, c.status, c.evidence] for c in s.criteria])
+        reasons = no_reasons if not (s.reasons_for or s.reasons_against) else json.dumps(
+            {"for": _reasons(s.reasons_for), "against": _reasons(s.reasons_against)})
         rows.append({
             "score_id": score_id, "lead_id": s.lead_id, "as_of": int(s.as_of.value // 1000),
             "served_at": served.served_at_us, "caller": served.caller, "endpoint": served.endpoint,
             "model_version": s.model_version, "feature_set_version": s.feature_set_version,
             "rules_version": s.rules_version, "probability": float(s.probability), "score": int(s.score),
-            "tier": s.tier, "with_reasons": int(served.with_reasons),
-            "reasons": json.dumps({"for": _reasons(s.reasons_for), "against": _reasons(s.reasons_against)}),
-            "criteria": json.dumps([[c.name, c.status, c.evidence] for c in s.criteria]),
+            "tier": s.tier, "with_reasons": int(served.with_reasons), "reasons": reasons, "criteria": criteria,
             "payload": served.payload,
         })
     return rows
@@ -145,8 +155,10 @@ class ScoreLog:
     def write(self, rows: list[dict]) -> None:
         if not rows:
             return
+        # plain columns straight to the driver: a DataFrame in between cost as much as the insert
+        columns = {c.name: [row[c.name] for row in rows] for c in score_log_table.c}
         with self.store.transaction() as conn:
-            bulk_insert(conn, score_log_table, pd.DataFrame(rows, columns=[c.name for c in score_log_table.c]))
+            bulk_insert(conn, score_log_table, columns)
 
     def keep_rules(self, version: str, text: str) -> None:
         """Store a criteria rule file under its content version (once)."""
