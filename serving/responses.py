@@ -1,33 +1,22 @@
-"""Scores as the service's response models: built by one validation call, or field by field when that refuses.
+"""Scores as the service's JSON answers: serialised straight from what scoring produced.
 
-A batch of 1,000 leads makes about 7,000 response objects; ``model_construct`` fills them field by
-field in Python and cost about half as much as scoring the batch, while validating plain dicts
-runs in pydantic's compiled core and cost about a third of that (dicts included).
+The bodies are exactly what the declared response models (``ScoreResponse``, ``BatchResponse``)
+would serialise to -- tested byte for byte -- without building the models first. For a batch of
+1,000 leads the models meant about 7,000 objects validated and then dumped again by BentoML;
+pydantic's own serialiser over plain dicts writes the same bytes three to seven times faster
+(19 against 56 ms without reasons, 30 against 150 ms with them, on a busy machine).
 """
 
 from __future__ import annotations
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_json
+from starlette.responses import Response
 
-from serving.api_models import CriterionOut, ReasonOut, ScoreResponse
 from serving.scoring import Scored
 
-_RESPONSES = TypeAdapter(list[ScoreResponse])
 
-
-def response(s: Scored, score_id: str | None = None) -> ScoreResponse:
-    """The response model of one score, built without validating what scoring produced."""
-    reason, criterion = ReasonOut.model_construct, CriterionOut.model_construct
-    return ScoreResponse.model_construct(
-        score_id=score_id, lead_id=s.lead_id, as_of=s.as_of.to_pydatetime(), probability=s.probability, score=s.score,
-        tier=s.tier,
-        reasons_for=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_for],
-        reasons_against=[reason(feature=r.feature, text=r.text, impact=r.impact) for r in s.reasons_against],
-        model_version=s.model_version, score_week_ago=s.score_week_ago, trend=s.trend,
-        criteria=[criterion(name=c.name, label=c.label, status=c.status, evidence=c.evidence) for c in s.criteria])
-
-
-def _fields(s: Scored, score_id: str | None) -> dict:
+def score_fields(s: Scored, score_id: str | None) -> dict:
+    """One score as the fields of ``ScoreResponse``, in its field order."""
     return {
         "score_id": score_id, "lead_id": s.lead_id, "as_of": s.as_of.to_pydatetime(), "probability": s.probability,
         "score": s.score, "tier": s.tier,
@@ -38,15 +27,18 @@ def _fields(s: Scored, score_id: str | None) -> dict:
                      for c in s.criteria]}
 
 
-def responses(scored: list[Scored], score_ids: list[str | None]) -> list[ScoreResponse]:
-    """The response models of many scores, equal to :func:`response` of each.
+def score_body(s: Scored, score_id: str | None) -> bytes:
+    """The JSON of ``ScoreResponse`` for one score."""
+    return to_json(score_fields(s, score_id))
 
-    Validation cannot change what scoring produced (every field already has its type); should a
-    value ever not pass (say, a lead id the store kept as a number), the field-by-field build
-    answers as before rather than failing the request.
-    """
-    pairs = list(zip(scored, score_ids, strict=True))
-    try:
-        return _RESPONSES.validate_python([_fields(s, i) for s, i in pairs])
-    except ValidationError:
-        return [response(s, i) for s, i in pairs]
+
+def batch_body(scored: list[Scored], score_ids: list[str | None], unknown: list[str],
+               created_after_as_of: list[str]) -> bytes:
+    """The JSON of ``BatchResponse``: the scores in request order, then the ids that were not scored."""
+    return to_json({"scores": [score_fields(s, i) for s, i in zip(scored, score_ids, strict=True)],
+                    "unknown_lead_ids": unknown, "created_after_as_of": created_after_as_of})
+
+
+def json_answer(body: bytes) -> Response:
+    """A 200 with a body already serialised (BentoML passes a starlette response through as it is)."""
+    return Response(content=body, media_type="application/json")

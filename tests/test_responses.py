@@ -1,12 +1,15 @@
-"""The service's response models built by one validation call equal the field-by-field build."""
+"""The service's JSON answers, built straight from the scores, are the declared models' own JSON byte for byte."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 
 from serving.criteria import CriterionResult
-from serving.responses import response, responses
+from serving.api_models import BatchResponse, ScoreResponse
+from serving.responses import batch_body, score_body, score_fields
 from serving.scoring import Reason, Scored
 
 
@@ -24,20 +27,20 @@ def _scored(rng: np.random.Generator, k: int) -> Scored:
                   for j in range(int(rng.integers(0, 6)))])
 
 
-def test_validated_responses_equal_the_field_by_field_build() -> None:
+def test_the_answers_are_the_declared_models_json_byte_for_byte() -> None:
     rng = np.random.default_rng(4)
     scored = [_scored(rng, k) for k in range(300)]
     ids = [None if k % 7 == 0 else f"id{k}" for k in range(300)]
-    got = responses(scored, ids)
-    want = [response(s, i) for s, i in zip(scored, ids, strict=True)]
-    assert got == want
-    assert [r.model_dump_json() for r in got] == [r.model_dump_json() for r in want]
-    assert responses([], []) == []
+    models = [ScoreResponse.model_validate(score_fields(s, i)) for s, i in zip(scored, ids, strict=True)]
+    assert [score_body(s, i) for s, i in zip(scored, ids, strict=True)] == [m.model_dump_json().encode() for m in models]
+    want = BatchResponse(scores=models, unknown_lead_ids=["gone"], created_after_as_of=["late-1", "late-2"])
+    assert batch_body(scored, ids, ["gone"], ["late-1", "late-2"]) == want.model_dump_json().encode()
+    assert batch_body([], [], [], []) == b'{"scores":[],"unknown_lead_ids":[],"created_after_as_of":[]}'
 
 
-def test_a_value_validation_refuses_falls_back_to_the_field_by_field_build() -> None:
-    """A lead id kept as a number does not pass validation: the response is still given, as before."""
-    odd = _scored(np.random.default_rng(1), 0)
-    odd.lead_id = 12345  # type: ignore[assignment]
-    got = responses([odd], ["x"])
-    assert got == [response(odd, "x")] and got[0].lead_id == 12345
+def test_the_answer_keeps_the_time_zone_and_full_precision() -> None:
+    """as_of in UTC with microseconds; a probability as small as 1e-300 is not rounded to 0."""
+    s = _scored(np.random.default_rng(2), 0)
+    s.probability = 1e-300
+    body = json.loads(score_body(s, "x"))
+    assert body["as_of"] == "2025-06-01T12:34:56.789012Z" and body["probability"] == 1e-300
