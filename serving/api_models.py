@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator, \
+    field_validator
 
 MAX_BATCH = 1000
 MAX_POSTED_EVENTS = 1000
@@ -24,6 +25,17 @@ Name = Annotated[str, Field(min_length=1, max_length=100)]
 Text = Annotated[str, Field(max_length=1000)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def _one_reasons_error(value: object, handler: ValidatorFunctionWrapHandler) -> bool | str:
+    """One refusal for the field, not one per member of the union (``reasons.bool: ...; reasons.literal...``)."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise ValueError('Input should be true, false or "tiers"') from None
+
+
+ReasonsChoice = Annotated[bool | Literal["tiers"], WrapValidator(_one_reasons_error)]
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
@@ -53,8 +65,10 @@ class BatchRequest(_AsOf):
     model_config = STRICT
 
     lead_ids: list[LeadId] = Field(min_length=1, description=f"Up to {MAX_BATCH} lead ids (more: 422).")
-    reasons: bool = Field(True, description="Include the reasons; false skips the per-feature contributions, "
-                                            "which are most of the cost of a large batch.")
+    reasons: ReasonsChoice = Field(
+        True, description="Which leads get reasons: true, all; false, none (the per-feature contributions are most of "
+                          "the cost of a large batch); \"tiers\", the prospect-ready and warming leads only (what a "
+                          "CRM page shows). Each score's with_reasons says whether it carries them.")
 
 
 class PayloadEvent(BaseModel):
@@ -152,6 +166,8 @@ class ScoreResponse(BaseModel):
     tier: str = Field(description="prospect-ready, warming or early lead.")
     reasons_for: list[ReasonOut] = Field(description="The strongest reasons raising the probability.")
     reasons_against: list[ReasonOut] = Field(description="The strongest reasons lowering it.")
+    with_reasons: bool = Field(description="Whether reasons were computed for this lead (a batch with reasons false "
+                                           "or \"tiers\" leaves some out); empty lists then mean no reason that way.")
     model_version: str | None = Field(description="Registry version of the model that scored.")
     score_week_ago: int | None = Field(description="The score as of seven days earlier (same events, same model).")
     trend: Literal["improving", "steady", "fading", "new"] = Field(

@@ -131,7 +131,7 @@ def score_bucket(root: str, bundle_dir: str, as_of: pd.Timestamp, reasons: bool,
     ids = [new_score_id() for _ in scored] if log is not None else [None] * len(frame)
     frame.insert(0, "score_id", pd.Series(ids, dtype="string"))
     if log is not None:
-        served = Served(ids, scored, time.time_ns() // 1000, log.caller, ENDPOINT, reasons)
+        served = Served(ids, scored, time.time_ns() // 1000, log.caller, ENDPOINT)
         rows = pd.DataFrame(to_rows(served), columns=arrow_schema().names)
         Path(log.folder).mkdir(parents=True, exist_ok=True)
         _write(pa.Table.from_pandas(rows, schema=arrow_schema(), preserve_index=False),

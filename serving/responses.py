@@ -22,7 +22,8 @@ def score_fields(s: Scored, score_id: str | None) -> dict:
         "score": s.score, "tier": s.tier,
         "reasons_for": [{"feature": r.feature, "text": r.text, "impact": r.impact} for r in s.reasons_for],
         "reasons_against": [{"feature": r.feature, "text": r.text, "impact": r.impact} for r in s.reasons_against],
-        "model_version": s.model_version, "score_week_ago": s.score_week_ago, "trend": s.trend,
+        "with_reasons": s.with_reasons, "model_version": s.model_version, "score_week_ago": s.score_week_ago,
+        "trend": s.trend,
         "criteria": [{"name": c.name, "label": c.label, "status": c.status, "evidence": c.evidence}
                      for c in s.criteria]}
 

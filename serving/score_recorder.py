@@ -27,15 +27,14 @@ class ScoreRecorder:
         self.writer = ScoreLogWriter(log, settings.score_log_flush_seconds,
                                      retention_days=settings.score_log_retention_days)
 
-    def record(self, scored: list, caller: str, endpoint: str, with_reasons: bool = True,
-               payload: str | None = None) -> list[str | None]:
+    def record(self, scored: list, caller: str, endpoint: str, payload: str | None = None) -> list[str | None]:
         """Queue the scores of one response for the log; returns their score ids (None when not logging)."""
         if self.writer is None:
             return [None] * len(scored)
         ids = [new_score_id() for _ in scored]
         if scored:
             served_at = time.time_ns() // 1000  # UTC microseconds, as the store keeps times
-            self.writer.submit(Served(ids, scored, served_at, caller, endpoint, with_reasons, payload))
+            self.writer.submit(Served(ids, scored, served_at, caller, endpoint, payload))
         return ids
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,12 +22,16 @@ from contract.timeunits import US_PER_WEEK, timestamp_micros
 from features.history import profiles_as_of
 from features.registry import FeatureSpec
 from runtime.bundle import Bundle, load_bundle
+from runtime.tiers import TIERS
 from runtime.versions import keep_bundle
 from serving.criteria import Criteria, CriterionResult
 from serving.payload import Payload, PayloadRules
 from store.event_store import EventStore, LeadEvents, LeadHistory
 
 REASONS = 3
+Reasons = bool | Literal["tiers"]
+"""Which leads get reasons: all (True), none (False), or "tiers": those a caller shows, every tier but the last."""
+SHOWN_TIERS = TIERS[:-1]
 TREND_LOOKBACK_US = US_PER_WEEK
 TREND_POINTS = 5
 """A score that moved at least this many points in a week is improving or fading; less is steady."""
@@ -55,6 +59,7 @@ class Scored:
     criteria: list[CriterionResult] = field(default_factory=list)
     feature_set_version: str | None = None
     rules_version: str | None = None  # of the criteria rule file that decided ``criteria``
+    with_reasons: bool = True  # whether reasons were computed (empty lists then mean none on that side)
 
 
 class UnknownLead(KeyError):
@@ -136,40 +141,43 @@ class Scorer:
         return self.bundle.metadata.get("feature_set_version")
 
     def score_matrix(self, matrix: np.ndarray, lead_ids: list[str], as_of: pd.DatetimeIndex,
-                     reasons: bool = True, probabilities: np.ndarray | None = None) -> list[Scored]:
+                     reasons: Reasons = True, probabilities: np.ndarray | None = None) -> list[Scored]:
         p = self.bundle.probability(matrix) if probabilities is None else probabilities
         scores = self.bundle.score(p)
         tiers = self.bundle.thresholds.tier(p)
         moments = list(as_of)
-        if not reasons:
-            return [Scored(lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]),
-                           tier=str(tiers[i]), model_version=self.version, feature_set_version=self.feature_set_version)
-                    for i, lead_id in enumerate(lead_ids)]
+        out = [Scored(lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]),
+                      tier=str(tiers[i]), model_version=self.version, feature_set_version=self.feature_set_version,
+                      with_reasons=False)
+               for i, lead_id in enumerate(lead_ids)]
+        explain = np.isin(tiers, SHOWN_TIERS) if reasons == "tiers" else np.full(len(out), bool(reasons))
+        rows = np.flatnonzero(explain)
+        if rows.size:
+            self._add_reasons([out[i] for i in rows], matrix[rows])
+        return out
+
+    def _add_reasons(self, scored: list[Scored], matrix: np.ndarray) -> None:
+        """The strongest reasons on each side for these scores (``matrix``: their rows)."""
         contributions = self.bundle.contributions(matrix)  # of both parts when the bundle is a blend
         # only the strongest few per side are worded: wording all 50-odd features per lead would
         # cost more than the model itself in batch calls
         k = min(REASONS, contributions.shape[1] - 1)
-        top = np.argpartition(-contributions[:, :-1], k - 1, axis=1)[:, :k] if k else np.zeros((len(p), 0), int)
+        top = np.argpartition(-contributions[:, :-1], k - 1, axis=1)[:, :k] if k else np.zeros((len(matrix), 0), int)
         bottom = np.argpartition(contributions[:, :-1], k - 1, axis=1)[:, :k] if k else top
-        out = []
-        for i, lead_id in enumerate(lead_ids):
+        for i, s in enumerate(scored):
             impact = contributions[i, :-1]  # the last column is the bias
             ups = sorted(top[i], key=lambda j: -impact[j])
             downs = sorted(bottom[i], key=lambda j: impact[j])
-            out.append(Scored(
-                lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]), tier=str(tiers[i]),
-                reasons_for=[self._reason(j, matrix[i, j], impact[j]) for j in ups if impact[j] > 0],
-                reasons_against=[self._reason(j, matrix[i, j], impact[j]) for j in downs if impact[j] < 0],
-                model_version=self.version, feature_set_version=self.feature_set_version,
-            ))
-        return out
+            s.reasons_for = [self._reason(j, matrix[i, j], impact[j]) for j in ups if impact[j] > 0]
+            s.reasons_against = [self._reason(j, matrix[i, j], impact[j]) for j in downs if impact[j] < 0]
+            s.with_reasons = True
 
     def _reason(self, col: int, value: float, impact: float) -> Reason:
         spec = self.specs[col]
         text = f"{spec.description}: {describe_value(spec, float(value), self.categories.get(spec.name))}"
         return Reason(feature=spec.name, text=text, impact=float(impact))
 
-    def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: bool = True
+    def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: Reasons = True
                            ) -> BatchScores:
         """Score leads of the store at ``as_of``, with the ids it could not score and why; one id is a batch of one."""
         leads, owner, events = store.leads_with_events(lead_ids)
@@ -208,7 +216,8 @@ class Scorer:
                                  True)[0]
 
     def _score_leads(self, leads: list[LeadRecord], owner: np.ndarray, events: LeadEvents,
-                     history: LeadHistory | None, as_of: pd.Timestamp, as_of_us: int, reasons: bool) -> list[Scored]:
+                     history: LeadHistory | None, as_of: pd.Timestamp, as_of_us: int, reasons: Reasons
+                     ) -> list[Scored]:
         """The one scoring path: leads existing at ``as_of`` (``as_of_us`` in UTC microseconds), their events
         (``owner``: each one's lead) and history in lead order, each scored now and a week earlier from the
         same events."""

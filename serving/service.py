@@ -217,7 +217,7 @@ class ProspectService:
             result = scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
         except UnknownEventType:
             raise UnprocessableEntity(UNKNOWN_TYPE) from None
-        ids = self._logged(result.scored, ctx, "score_batch", with_reasons=request.reasons)
+        ids = self._logged(result.scored, ctx, "score_batch")
         return json_answer(batch_body(result.scored, ids, result.unknown, result.created_after_as_of))
 
     @bentoml.api(route="/events")

@@ -110,7 +110,6 @@ class Served:
     served_at_us: int
     caller: str
     endpoint: str
-    with_reasons: bool = True
     payload: str | None = None
 
 
@@ -139,7 +138,7 @@ def to_rows(served: Served) -> list[dict]:
             "served_at": served.served_at_us, "caller": served.caller, "endpoint": served.endpoint,
             "model_version": s.model_version, "feature_set_version": s.feature_set_version,
             "rules_version": s.rules_version, "probability": float(s.probability), "score": int(s.score),
-            "tier": s.tier, "with_reasons": int(served.with_reasons), "reasons": reasons, "criteria": criteria,
+            "tier": s.tier, "with_reasons": int(s.with_reasons), "reasons": reasons, "criteria": criteria,
             "payload": served.payload,
         })
     return rows

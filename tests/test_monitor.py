@@ -46,7 +46,7 @@ def _serve_history(store: EventStore, scorer: Scorer, frames: StoreFrames, n: in
     matrix = scorer.bundle.vectorizer.transform_matrix(FeatureInput(live[["lead_id", "as_of"]], frames.leads,
                                                                     frames.events))
     scored = scorer.score_matrix(matrix, live["lead_id"].tolist(), pd.DatetimeIndex(live["as_of"]), reasons=False)
-    rows = to_rows(Served([new_score_id() for _ in scored], scored, 0, "crm", "score_batch", False))
+    rows = to_rows(Served([new_score_id() for _ in scored], scored, 0, "crm", "score_batch"))
     for row in rows:
         row["served_at"] = row["as_of"] + 60_000_000
     ScoreLog(store).write(rows)

@@ -35,9 +35,11 @@ def logged(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
     models = home / "models"
     ids = frames.leads.loc[frames.leads["created_at"] < AS_OFS[0], "lead_id"].sample(250, random_state=2).tolist()
     served = []
-    # (version, seed, rules, single-lead scores, batch scores, batch scores without reasons) per as-of time
-    phases = (("1", 1, None, 100, 150, 0), ("2", 2, None, 50, 100, 20), ("2", 2, strict_rules, 30, 50, 0))
-    for version, seed, rules, singles, batch, quick in phases:
+    # (version, seed, rules, single-lead scores, batch scores, which of them get reasons, batch scores
+    # without reasons) per as-of time
+    phases = (("1", 1, None, 100, 150, True, 0), ("2", 2, None, 50, 100, "tiers", 20),
+              ("2", 2, strict_rules, 30, 50, True, 0))
+    for version, seed, rules, singles, batch, reasons, quick in phases:
         config = TrainConfig(seed=seed)
         if rules is None:  # a new champion is exported, as `prospect promote` does
             save_bundle(train(frames, taxonomy, config), config, models / "champion", version=version)
@@ -47,10 +49,10 @@ def logged(tmp_path_factory, taxonomy):  # noqa: ANN001, ANN201
         for as_of in AS_OFS:
             for lead_id in ids[:singles]:
                 served += recorder.record([scorer.score_stored_leads(store, [lead_id], as_of).only()], "crm", "score")
-            part = scorer.score_stored_leads(store, ids[singles:singles + batch], as_of)
+            part = scorer.score_stored_leads(store, ids[singles:singles + batch], as_of, reasons=reasons)
             served += recorder.record(part.scored, "dialer", "score_batch")
             part = scorer.score_stored_leads(store, ids[-quick:] if quick else [], as_of, reasons=False)
-            served += recorder.record(part.scored, "dialer", "score_batch", with_reasons=False)
+            served += recorder.record(part.scored, "dialer", "score_batch")
         recorder.close()
     return home, store, served
 
@@ -70,6 +72,12 @@ def test_a_thousand_logged_scores_replay_bit_equal_across_models_and_rules(logge
         rules.add(r.served["rules_version"])
     assert versions == {"1", "2"} and len(rules) == 2
     assert set(entries["caller"]) == {"crm", "dialer"}
+    # a "tiers" batch logged which of its scores carry reasons, and those replayed equal too
+    default_rules = entries.loc[entries["model_version"] == "1", "rules_version"].iloc[0]
+    tiers_batch = entries[(entries["endpoint"] == "score_batch") & (entries["model_version"] == "2")
+                          & (entries["rules_version"] == default_rules)]
+    assert set(tiers_batch["with_reasons"]) == {0, 1}
+    assert (tiers_batch.loc[tiers_batch["with_reasons"] == 1, "tier"] != "early lead").all()
     # the stricter rules decided some lead differently: replaying needs the rules version it was served with
     strict = entries[entries["rules_version"] != entries["rules_version"].iloc[0]]
     lenient = entries[(entries["rules_version"] == entries["rules_version"].iloc[0]) & (entries["model_version"] == "2")]

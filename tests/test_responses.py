@@ -23,6 +23,7 @@ def _scored(rng: np.random.Generator, k: int) -> Scored:
         tier=str(rng.choice(["prospect-ready", "warming", "early lead"])), reasons_for=reasons(1.0),
         reasons_against=reasons(-1.0), model_version=None if k % 3 == 0 else str(k), score_week_ago=week_ago,
         trend=str(rng.choice(["improving", "steady", "fading", "new"])),
+        with_reasons=bool(rng.random() < 0.8),
         criteria=[CriterionResult(f"c{j}", f"Label {j}", str(rng.choice(["met", "not_met", "unknown"])), f"why {j}")
                   for j in range(int(rng.integers(0, 6)))])
 

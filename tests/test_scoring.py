@@ -132,7 +132,28 @@ def test_batch_of_stored_leads_equals_one_at_a_time(trained) -> None:  # noqa: A
     assert {"new", "steady"} <= trends or len(trends) >= 2
     quick = scorer.score_stored_leads(store, ids, as_of, reasons=False).scored
     assert [q.probability for q in quick] == [b.probability for b in batch]
-    assert all(not q.reasons_for and not q.reasons_against for q in quick)
+    assert all(not q.reasons_for and not q.reasons_against and not q.with_reasons for q in quick)
+    assert all(b.with_reasons for b in batch)
+
+
+def test_a_tiers_batch_explains_the_leads_a_caller_shows_as_a_full_batch_would(trained) -> None:  # noqa: ANN001
+    """reasons="tiers": prospect-ready and warming leads carry the reasons a full batch gives them, to the
+    bit; early leads carry none and say so; everything else is the full batch's."""
+    store, frames, scorer = trained
+    as_of = pd.Timestamp("2025-09-15T08:00:00Z")
+    created = frames.leads.set_index("lead_id")["created_at"]
+    ids = created[created <= as_of].sample(300, random_state=5).index.tolist()
+    full = scorer.score_stored_leads(store, ids, as_of).scored
+    shown = scorer.score_stored_leads(store, ids, as_of, reasons="tiers").scored
+    assert {s.tier for s in full} == {"prospect-ready", "warming", "early lead"}  # every tier is in the sample
+    for f, t in zip(full, shown, strict=True):
+        assert t.with_reasons == (f.tier != "early lead")
+        if t.with_reasons:
+            assert (t.reasons_for, t.reasons_against) == (f.reasons_for, f.reasons_against)
+        else:
+            assert not t.reasons_for and not t.reasons_against
+        assert (t.probability, t.score, t.tier, t.trend, t.criteria) == (f.probability, f.score, f.tier, f.trend,
+                                                                        f.criteria)
 
 
 def test_trend_compares_with_the_score_a_week_earlier(trained) -> None:  # noqa: ANN001
