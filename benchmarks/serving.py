@@ -9,15 +9,22 @@ real service is started on 127.0.0.1 with an API key and measured:
 - inprocess_p50_ms: the same scoring without HTTP (store read, features, model, reasons, trend,
   criteria), so ``http_overhead_ratio`` shows what the service layer costs;
 - batch_leads_per_s: /score_batch with 1,000 leads in one call (with reasons), and
-  batch_no_reasons_leads_per_s with ``reasons: false``; inprocess_batch_leads_per_s is the same
-  1,000-lead call (with reasons) without HTTP;
+  batch_no_reasons_leads_per_s with ``reasons: false``, one call at a time, each kind in its own
+  block (a batch's score log is written behind its answer: a block pays for its own log);
+  batch_tiers_leads_per_s with ``"reasons": "tiers"`` (reasons for the prospect-ready and warming
+  leads only, batch_tiers_explained_share of them: what a CRM page shows);
+  batch_no_reasons_concurrent_leads_per_s: the same calls from two clients per worker at once, as a
+  nightly sync with that many connections would send them (the kernel hands each connection to one
+  worker; with two a worker, every worker is rarely left idle); inprocess_batch_leads_per_s is the
+  same 1,000-lead call (with reasons) without HTTP;
 - treeshap_leads_per_s: LightGBM's own exact per-feature contributions (the reasons' TreeSHAP) for
   the same 1,000 leads on all cores and nothing else: the ceiling for any batch with reasons;
 - score_log_p50_ratio: /score p50 with the score log on over off: a second service without the log
   runs beside the first, and requests alternate between the two, so both see the same machine load;
 - bare_p50_ms / bare_p99_ms / bare_rps_16: the same measurements on a trivial BentoML service
   (benchmarks/bare_service.py, same workers, same load generator): the floor the service sits on;
-- batch_vs_treeshap: batch_leads_per_s over treeshap_leads_per_s (the target is at least 0.8).
+- batch_vs_treeshap: batch_leads_per_s over treeshap_leads_per_s (the target is at least 0.8), and
+  batch_tiers_vs_treeshap the same for the "tiers" call.
 
 Every figure is the median of REPEATS repetitions inside the run (p50/p99: the median of three
 runs' percentiles), so one noisy moment does not decide.
@@ -44,6 +51,7 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -169,6 +177,31 @@ def _measure(port: int, ids: list[str], requests: int, seconds: float) -> dict:
             "failed": failed}
 
 
+def _batches(port: int, ids: list[str], body: dict, rounds: int, clients: int) -> tuple[list[float], int]:
+    """Seconds per round of ``clients`` concurrent /score_batch calls (one connection each), and the failures.
+
+    One kind of call per block, after a warm-up round: a batch's score log is written behind its
+    answer, so a block pays for its own log, not for the previous block's.
+    """
+    conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(clients)]
+    failed = 0
+
+    def call(conn: http.client.HTTPConnection) -> int:
+        status, answer = _post(conn, "/score_batch", body)
+        return int(status != 200 or len(json.loads(answer)["scores"]) != len(ids))
+
+    with ThreadPoolExecutor(clients) as pool:
+        times = []
+        for k in range(rounds + 1):
+            t0 = time.perf_counter()
+            failed += sum(pool.map(call, conns))
+            if k:  # the first round warms the block up
+                times.append(time.perf_counter() - t0)
+    for conn in conns:
+        conn.close()
+    return times, failed
+
+
 def _alternate(ports: tuple[int, int], ids: list[str], n: int) -> tuple[list[float], list[float]]:
     """Sequential /score latencies on two services, one request each in turn."""
     conns = [http.client.HTTPConnection("127.0.0.1", p) for p in ports]
@@ -221,6 +254,8 @@ def main() -> None:
             t0 = time.perf_counter()
             scorer.score_stored_leads(store, ids, moment, reasons=False)
             quick_inprocess.append(time.perf_counter() - t0)
+        explained = float(np.mean([s.with_reasons for s in scorer.score_stored_leads(store, ids, moment,
+                                                                                     reasons="tiers").scored]))
         booster = scorer.bundle.booster
         leads, owner, events = store.leads_with_events(ids)
         matrix = scorer.bundle.vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel,
@@ -251,18 +286,17 @@ def main() -> None:
         try:
             served = _measure(port, ids, args.requests, args.seconds)
             failed = served["failed"]
-            conn = http.client.HTTPConnection("127.0.0.1", port)  # the idle one was closed by the server
-            batch_s, quick_s = [], []
-            for _ in range(max(REPEATS, 5)):
-                t0 = time.perf_counter()
-                status, body = _post(conn, "/score_batch", {"lead_ids": ids, "as_of": AS_OF})
-                batch_s.append(time.perf_counter() - t0)
-                failed += status != 200 or len(json.loads(body)["scores"]) != len(ids)
-                t0 = time.perf_counter()
-                status, body = _post(conn, "/score_batch", {"lead_ids": ids, "as_of": AS_OF, "reasons": False})
-                quick_s.append(time.perf_counter() - t0)
-                failed += status != 200 or len(json.loads(body)["scores"]) != len(ids)
-            conn.close()
+            batch_s, n_failed = _batches(port, ids, {"lead_ids": ids, "as_of": AS_OF}, max(REPEATS, 5), 1)
+            failed += n_failed
+            tiers_s, n_failed = _batches(port, ids, {"lead_ids": ids, "as_of": AS_OF, "reasons": "tiers"},
+                                         max(REPEATS, 5), 1)
+            failed += n_failed
+            quick_s, n_failed = _batches(port, ids, {"lead_ids": ids, "as_of": AS_OF, "reasons": False},
+                                         max(REPEATS, 5), 1)
+            failed += n_failed
+            sync_s, n_failed = _batches(port, ids, {"lead_ids": ids, "as_of": AS_OF, "reasons": False},
+                                        max(REPEATS, 5), 2 * args.workers)
+            failed += n_failed
             off_port = _free_port()
             off = _start({**env, "PROSPECT_SCORE_LOG": "0"}, off_port, folder / "serve-no-log.log")
             try:
@@ -296,11 +330,15 @@ def main() -> None:
         "inprocess_p99_ms": round(float(np.median([b for _, b in inprocess])), 3),
         "http_overhead_ratio": round(p50 / inprocess_p50, 2),
         "batch_leads_per_s": round(batch_per_s),
+        "batch_tiers_leads_per_s": round(len(ids) / float(np.median(tiers_s))),
+        "batch_tiers_explained_share": round(explained, 3),
         "batch_no_reasons_leads_per_s": round(len(ids) / float(np.median(quick_s))),
+        "batch_no_reasons_concurrent_leads_per_s": round(2 * args.workers * len(ids) / float(np.median(sync_s))),
         "inprocess_batch_leads_per_s": round(len(ids) / float(np.median(batch_inprocess))),
         "inprocess_batch_no_reasons_leads_per_s": round(len(ids) / float(np.median(quick_inprocess))),
         "treeshap_leads_per_s": round(treeshap_per_s),
         "batch_vs_treeshap": round(batch_per_s / treeshap_per_s, 3),
+        "batch_tiers_vs_treeshap": round(len(ids) / float(np.median(tiers_s)) / treeshap_per_s, 3),
         "model_trees": booster.num_trees(),
         "score_log_on_p50_ms": round(float(np.median(log_on)), 3),
         "score_log_off_p50_ms": round(float(np.median(log_off)), 3),
