@@ -154,7 +154,7 @@ class ScoreLog:
     def write(self, rows: list[dict]) -> None:
         if not rows:
             return
-        # plain columns straight to the driver: a DataFrame in between cost as much as the insert
+        # plain columns straight to the driver, without a DataFrame in between
         columns = {c.name: [row[c.name] for row in rows] for c in score_log_table.c}
         with self.store.transaction() as conn:
             bulk_insert(conn, score_log_table, columns)
