@@ -8,16 +8,29 @@ log loss has not improved for ``early_stopping_rounds`` -- the rule ``lightgbm.e
 applies. The best round is kept as ``best_iteration``, which is what bundles save and scoring uses.
 Training and validation rows stay on the workers (``training.dask_rows.DaskRows``): the client
 sends labels and weights and receives one raw score per validation row.
+
+A worker that dies during a step fails that step, not the run. ``lightgbm.dask`` pins each training
+part to its worker (``allow_other_workers=False``), so Dask alone would wait for the dead worker
+forever, and the peers wait for it inside LightGBM's network set-up. The client therefore watches
+the workers while a step runs (:func:`_grow_surviving`): when one of them leaves, the step's pinned
+tasks are cancelled, the peers still inside the step are restarted (their data is recomputed from
+the lake partitions), and the step is grown again from the model of the previous step, up to
+``STEP_RETRIES`` times.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillRunning
 from functools import partial
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from distributed import Client, wait
+from distributed import Client, Future, wait
 from lightgbm.dask import DaskLGBMClassifier
 
 from training.dask_rows import DaskRows
@@ -25,6 +38,83 @@ from training.model import ModelParams, lightgbm_config
 
 STEP_ROUNDS = 100
 """Rounds added per step; the model overshoots its best round by at most this plus the patience."""
+STEP_RETRIES = 2
+HEAL_S = 300.0
+"""How long a run waits for a cluster with no worker left to have one again before it fails."""
+WATCH_S = 0.5
+"""How often the client looks for lost workers while a step runs."""
+PINNED = ("_train_part-", "_acquire_port-")
+"""Key prefixes of the tasks ``lightgbm.dask`` pins to one worker: they can never run once it is gone."""
+
+log = logging.getLogger(__name__)
+
+
+class WorkerLost(RuntimeError):
+    """A worker left the cluster while a training step ran on it."""
+
+
+def _workers(client: Client) -> set[str]:
+    return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _watched(client: Client, grow: Callable[[], lgb.Booster]) -> lgb.Booster:
+    """``grow()``, or :class:`WorkerLost` as soon as a worker present at its start has left."""
+    before = _workers(client)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dask-step")
+    step = pool.submit(grow)
+    try:
+        while True:
+            try:
+                return step.result(timeout=WATCH_S)
+            except StillRunning:
+                if lost := before - _workers(client):
+                    # the pinned tasks fail as cancelled, which ends ``grow``'s wait on them
+                    client.cancel([Future(key, client) for key in list(client.futures) if str(key).startswith(PINNED)],
+                                  force=True)
+                    _quietly(step, HEAL_S)
+                    raise WorkerLost(f"{len(lost)} of {len(before)} workers left during the step") from None
+            except Exception as exc:  # a peer may fail first (LightGBM's socket error), before the loss shows
+                time.sleep(2 * WATCH_S)  # the scheduler's news of the loss may lag the peer's error
+                if lost := before - _workers(client):
+                    raise WorkerLost(f"{len(lost)} of {len(before)} workers left during the step") from exc
+                raise
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _quietly(step: object, timeout_s: float) -> None:
+    """Wait for a cancelled step's thread to end, whatever it raises."""
+    try:
+        step.result(timeout=timeout_s)
+    except Exception:  # noqa: BLE001, S110 - the step's failure is the loss, reported by the caller
+        pass
+
+
+def _grow_surviving(client: Client, grow: Callable[[], lgb.Booster], what: str) -> lgb.Booster:
+    """``grow()``, grown again on a healed cluster when a worker dies during it (module docstring)."""
+    for attempt in range(STEP_RETRIES + 1):
+        before = _workers(client)
+        try:
+            return _watched(client, grow)
+        except WorkerLost as exc:
+            if attempt == STEP_RETRIES:
+                raise
+            log.warning("dask training: %s; growing %s again", exc, what)
+            # the peers may still wait inside LightGBM's network set-up for the worker that left
+            peers = list(before & _workers(client))
+            if peers:
+                client.restart_workers(peers, raise_for_error=False)
+            _heal(client, len(before))
+    raise AssertionError("unreachable")
+
+
+def _heal(client: Client, wanted: int, patience_s: float = 60.0) -> None:
+    """Wait until the cluster has ``wanted`` workers again (nannies restart the dead), or go on with those
+    there are after ``patience_s``; a cluster with none left is the run's error."""
+    deadline = time.monotonic() + patience_s
+    while len(_workers(client)) < wanted and time.monotonic() < deadline:
+        time.sleep(WATCH_S)
+    client.wait_for_workers(1, timeout=HEAL_S)
 
 
 def _grow_raw(booster: lgb.Booster, start: int, matrix: np.ndarray, frame: pd.DataFrame,  # noqa: ARG001
@@ -58,17 +148,19 @@ def dask_lightgbm(client: Client):  # noqa: ANN201 - returns fit_lightgbm's sign
         dX, dy, dw = client.persist([rows.array(), rows.chunked(y),
                                      rows.chunked(np.ones(len(y)) if weight is None else weight)])
         wait([dX, dy, dw])
+
+        def grow(n: int, init_model: lgb.Booster | None) -> lgb.Booster:
+            model = DaskLGBMClassifier(client=client, n_estimators=n, **config)
+            return model.fit(dX, dy, sample_weight=dw, categorical_feature=categorical, init_model=init_model).booster_
+
         if rounds is not None:  # the refit: a fixed number of trees, no validation rows
-            model = DaskLGBMClassifier(client=client, n_estimators=max(int(rounds), 1), **config)
-            return model.fit(dX, dy, sample_weight=dw, categorical_feature=categorical).booster_
+            return _grow_surviving(client, partial(grow, max(int(rounds), 1), None), "the refit")
         valid = _rows(X_valid, "validation rows")
         booster, raw = None, np.zeros(len(y_valid))
         losses: list[float] = []
         while len(losses) < params.max_rounds:
             step = min(STEP_ROUNDS, params.max_rounds - len(losses))
-            model = DaskLGBMClassifier(client=client, n_estimators=step, **config)
-            model.fit(dX, dy, sample_weight=dw, categorical_feature=categorical, init_model=booster)
-            booster = model.booster_
+            booster = _grow_surviving(client, partial(grow, step, booster), f"the step from round {len(losses)}")
             parts = valid.map(partial(_grow_raw, booster, len(losses)), y_valid, raw)
             raw = np.concatenate([p[0] for p in parts])
             losses.extend((np.sum([p[1] for p in parts], axis=0) / max(len(y_valid), 1)).tolist())

@@ -28,6 +28,10 @@ from features.partitioned import LakeJob, bucket_features, fit_vectorizer
 from features.vectorizer import FeatureVectorizer
 
 
+def _same(value: Any) -> Any:  # noqa: ANN401
+    return value
+
+
 def _rows_of(block: np.ndarray, index: np.ndarray) -> np.ndarray:
     return block[index]
 
@@ -50,7 +54,7 @@ class DaskRows:
     blocks: tuple[Future, ...]  # float32 feature matrix of each lake partition, on the workers
     index: tuple[np.ndarray, ...]
     vectorizer: FeatureVectorizer
-    shared: Future  # the same vectoriser, already on every worker
+    shared: Future  # the same vectoriser, as a task's result on the workers (recomputed if lost)
     holds_all = False
 
     def __len__(self) -> int:
@@ -116,5 +120,6 @@ def lake_rows(job: LakeJob, engine: DaskEngine) -> tuple[pd.DataFrame, DaskRows,
     del parts  # the blocks hold the matrices now; the snapshots' copies on the workers can go
     index = tuple(np.arange(len(s)) for s in snapshots)
     frame = pd.concat(snapshots, ignore_index=True)
-    shared = client.scatter(vectorizer, broadcast=True)
+    # a task's result, not scattered data: Dask can compute it again when the workers holding it die
+    shared = client.submit(_same, vectorizer, pure=False)
     return frame, DaskRows(client, blocks, index, vectorizer, shared), vectorizer
