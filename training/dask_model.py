@@ -21,10 +21,9 @@ the lake partitions), and the step is grown again from the model of the previous
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as StillRunning
 from functools import partial
 
 import lightgbm as lgb
@@ -58,36 +57,35 @@ def _workers(client: Client) -> set[str]:
 
 
 def _watched(client: Client, grow: Callable[[], lgb.Booster]) -> lgb.Booster:
-    """``grow()``, or :class:`WorkerLost` as soon as a worker present at its start has left."""
+    """``grow()``, or :class:`WorkerLost` when a worker present at its start leaves before it ends.
+
+    ``grow`` runs here; a thread watches the workers and, on a loss, cancels the step's pinned tasks,
+    which ends ``grow``'s wait on them with an error.
+    """
     before = _workers(client)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="dask-step")
-    step = pool.submit(grow)
+    lost: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(WATCH_S):
+            if gone := before - _workers(client):
+                lost.update(gone)
+                client.cancel([Future(key, client) for key in list(client.futures) if str(key).startswith(PINNED)],
+                              force=True)
+                return
+
+    watcher = threading.Thread(target=watch, name="dask-step-watch", daemon=True)
+    watcher.start()
     try:
-        while True:
-            try:
-                return step.result(timeout=WATCH_S)
-            except StillRunning:
-                if lost := before - _workers(client):
-                    # the pinned tasks fail as cancelled, which ends ``grow``'s wait on them
-                    client.cancel([Future(key, client) for key in list(client.futures) if str(key).startswith(PINNED)],
-                                  force=True)
-                    _quietly(step, HEAL_S)
-                    raise WorkerLost(f"{len(lost)} of {len(before)} workers left during the step") from None
-            except Exception as exc:  # a peer may fail first (LightGBM's socket error), before the loss shows
-                time.sleep(2 * WATCH_S)  # the scheduler's news of the loss may lag the peer's error
-                if lost := before - _workers(client):
-                    raise WorkerLost(f"{len(lost)} of {len(before)} workers left during the step") from exc
-                raise
+        return grow()
+    except Exception as exc:  # a peer may fail first (LightGBM's socket error), before the loss shows
+        done.wait(2 * WATCH_S)  # the scheduler's news of the loss may lag the peer's error
+        if gone := lost or before - _workers(client):
+            raise WorkerLost(f"{len(gone)} of {len(before)} workers left during the step") from exc
+        raise
     finally:
-        pool.shutdown(wait=False)
-
-
-def _quietly(step: object, timeout_s: float) -> None:
-    """Wait for a cancelled step's thread to end, whatever it raises."""
-    try:
-        step.result(timeout=timeout_s)
-    except Exception:  # noqa: BLE001, S110 - the step's failure is the loss, reported by the caller
-        pass
+        done.set()
+        watcher.join()
 
 
 def _grow_surviving(client: Client, grow: Callable[[], lgb.Booster], what: str) -> lgb.Booster:

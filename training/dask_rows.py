@@ -54,7 +54,7 @@ class DaskRows:
     blocks: tuple[Future, ...]  # float32 feature matrix of each lake partition, on the workers
     index: tuple[np.ndarray, ...]
     vectorizer: FeatureVectorizer
-    shared: Future  # the same vectoriser, as a task's result on the workers (recomputed if lost)
+    shared: Future  # the same vectoriser on every worker, a task's result (recomputed if lost)
     holds_all = False
 
     def __len__(self) -> int:
@@ -120,6 +120,9 @@ def lake_rows(job: LakeJob, engine: DaskEngine) -> tuple[pd.DataFrame, DaskRows,
     del parts  # the blocks hold the matrices now; the snapshots' copies on the workers can go
     index = tuple(np.arange(len(s)) for s in snapshots)
     frame = pd.concat(snapshots, ignore_index=True)
-    # a task's result, not scattered data: Dask can compute it again when the workers holding it die
+    # a task's result, not scattered data: Dask can compute it again when the workers holding it die;
+    # a copy on every worker, so that work on a block runs where the block is and never copies it to
+    # another worker (where a later step's training rows would then be cut from)
     shared = client.submit(_same, vectorizer, pure=False)
+    client.replicate([shared])
     return frame, DaskRows(client, blocks, index, vectorizer, shared), vectorizer
