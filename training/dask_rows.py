@@ -121,8 +121,7 @@ def lake_rows(job: LakeJob, engine: DaskEngine) -> tuple[pd.DataFrame, DaskRows,
     index = tuple(np.arange(len(s)) for s in snapshots)
     frame = pd.concat(snapshots, ignore_index=True)
     # a task's result, not scattered data: Dask can compute it again when the workers holding it die;
-    # a copy on every worker, so that work on a block runs where the block is and never copies it to
-    # another worker (where a later step's training rows would then be cut from)
+    # copied to every worker, as the broadcast scatter did, so that work on a block runs where it is
     shared = client.submit(_same, vectorizer, pure=False)
     client.replicate([shared])
     return frame, DaskRows(client, blocks, index, vectorizer, shared), vectorizer
