@@ -56,13 +56,13 @@ def _workers(client: Client) -> set[str]:
     return set(client.scheduler_info(n_workers=-1)["workers"])
 
 
-def _watched(client: Client, grow: Callable[[], lgb.Booster]) -> lgb.Booster:
-    """``grow()``, or :class:`WorkerLost` when a worker present at its start leaves before it ends.
+def _watched(client: Client, grow: Callable[[], lgb.Booster], before: set[str]) -> lgb.Booster:
+    """``grow()``, or :class:`WorkerLost` when one of the workers ``before`` (those at its start) leaves
+    before it ends.
 
     ``grow`` runs here; a thread watches the workers and, on a loss, cancels the step's pinned tasks,
     which ends ``grow``'s wait on them with an error.
     """
-    before = _workers(client)
     lost: set[str] = set()
     done = threading.Event()
 
@@ -79,7 +79,7 @@ def _watched(client: Client, grow: Callable[[], lgb.Booster]) -> lgb.Booster:
     try:
         return grow()
     except Exception as exc:  # a peer may fail first (LightGBM's socket error), before the loss shows
-        done.wait(2 * WATCH_S)  # the scheduler's news of the loss may lag the peer's error
+        time.sleep(2 * WATCH_S)  # the scheduler's news of the loss may lag the peer's error
         if gone := lost or before - _workers(client):
             raise WorkerLost(f"{len(gone)} of {len(before)} workers left during the step") from exc
         raise
@@ -90,20 +90,18 @@ def _watched(client: Client, grow: Callable[[], lgb.Booster]) -> lgb.Booster:
 
 def _grow_surviving(client: Client, grow: Callable[[], lgb.Booster], what: str) -> lgb.Booster:
     """``grow()``, grown again on a healed cluster when a worker dies during it (module docstring)."""
-    for attempt in range(STEP_RETRIES + 1):
+    for _ in range(STEP_RETRIES):
         before = _workers(client)
         try:
-            return _watched(client, grow)
+            return _watched(client, grow, before)
         except WorkerLost as exc:
-            if attempt == STEP_RETRIES:
-                raise
             log.warning("dask training: %s; growing %s again", exc, what)
             # the peers may still wait inside LightGBM's network set-up for the worker that left
             peers = list(before & _workers(client))
             if peers:
                 client.restart_workers(peers, raise_for_error=False)
             _heal(client, len(before))
-    raise AssertionError("unreachable")
+    return _watched(client, grow, _workers(client))  # a third loss is the run's error
 
 
 def _heal(client: Client, wanted: int, patience_s: float = 60.0) -> None:
