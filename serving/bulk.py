@@ -33,7 +33,7 @@ from features.vectorizer import FeatureInput
 from lake.layout import bucket_of, read_manifest
 from lake.reader import FEATURE_COLUMNS, read_bucket_table
 from serving.scoring import CreatedAfterAsOf, Scored, Scorer
-from store.score_log import Served, arrow_schema, new_score_id, parse_entry, to_rows
+from store.score_log import Served, arrow_schema, new_block_id, parse_entry, to_rows
 from runtime.bundle import load_bundle
 
 SCORE_LOG_DIR = "score_log"
@@ -128,10 +128,10 @@ def score_bucket(root: str, bundle_dir: str, as_of: pd.Timestamp, reasons: bool,
     score id in a score file has its log row)."""
     scorer = _scorer(bundle_dir)
     frame, scored, later = _bucket_scores(root, scorer, as_of, reasons, bucket, as_scored=log is not None)
-    ids = [new_score_id() for _ in scored] if log is not None else [None] * len(frame)
+    served = Served(new_block_id(), scored, time.time_ns() // 1000, log.caller, ENDPOINT) if log else None
+    ids = served.score_ids if served is not None else [None] * len(frame)
     frame.insert(0, "score_id", pd.Series(ids, dtype="string"))
-    if log is not None:
-        served = Served(ids, scored, time.time_ns() // 1000, log.caller, ENDPOINT)
+    if served is not None:
         rows = pd.DataFrame(to_rows(served), columns=arrow_schema().names)
         Path(log.folder).mkdir(parents=True, exist_ok=True)
         _write(pa.Table.from_pandas(rows, schema=arrow_schema(), preserve_index=False),

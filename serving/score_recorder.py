@@ -1,7 +1,8 @@
 """Hands every score the product gives out to the score log, and returns the ids callers see.
 
-The service and ``prospect score`` share it. What a request pays is an id per score and a queue
-append; the rows are built and inserted by the write-behind thread (see ``store.score_log``).
+The service and ``prospect score`` share it. What a request pays is one block id, the score ids
+derived from it, and a queue append; the block is encoded and inserted by the write-behind thread
+(see ``store.score_log``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from config.settings import Settings
 from serving.criteria import Criteria
 from store.event_store import EventStore
-from store.score_log import ScoreLog, ScoreLogWriter, Served, new_score_id
+from store.score_log import ScoreLog, ScoreLogWriter, Served, new_block_id
 
 
 class ScoreRecorder:
@@ -31,11 +32,12 @@ class ScoreRecorder:
         """Queue the scores of one response for the log; returns their score ids (None when not logging)."""
         if self.writer is None:
             return [None] * len(scored)
-        ids = [new_score_id() for _ in scored]
-        if scored:
-            served_at = time.time_ns() // 1000  # UTC microseconds, as the store keeps times
-            self.writer.submit(Served(ids, scored, served_at, caller, endpoint, payload))
-        return ids
+        if not scored:
+            return []
+        served_at = time.time_ns() // 1000  # UTC microseconds, as the store keeps times
+        served = Served(new_block_id(), scored, served_at, caller, endpoint, payload)
+        self.writer.submit(served)
+        return served.score_ids
 
     def close(self) -> None:
         """Write everything recorded so far (the service's shutdown hook, the end of a CLI command)."""

@@ -20,7 +20,7 @@ from simulator.funnel import FunnelConfig, generate
 from simulator.shift import SHIFTED_FEATURES
 from store.event_store import EventStore
 from store.ingest import ingest
-from store.score_log import ScoreLog, Served, new_score_id, to_rows
+from store.score_log import ScoreLog, Served, new_block_id
 from tests.conftest import REPO
 from tests.test_report import ARTIFACTS, _chromium
 from runtime.bundle import load_bundle
@@ -46,10 +46,8 @@ def _serve_history(store: EventStore, scorer: Scorer, frames: StoreFrames, n: in
     matrix = scorer.bundle.vectorizer.transform_matrix(FeatureInput(live[["lead_id", "as_of"]], frames.leads,
                                                                     frames.events))
     scored = scorer.score_matrix(matrix, live["lead_id"].tolist(), pd.DatetimeIndex(live["as_of"]), reasons=False)
-    rows = to_rows(Served([new_score_id() for _ in scored], scored, 0, "crm", "score_batch"))
-    for row in rows:
-        row["served_at"] = row["as_of"] + 60_000_000
-    ScoreLog(store).write(rows)
+    ScoreLog(store).write([Served(new_block_id(), [s], s.as_of.value // 1000 + 60_000_000, "crm", "score_batch")
+                           for s in scored])
 
 
 def _home(root: Path, taxonomy, shift: str | None) -> Path:  # noqa: ANN001
