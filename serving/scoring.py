@@ -140,16 +140,18 @@ class Scorer:
     def feature_set_version(self) -> str | None:
         return self.bundle.metadata.get("feature_set_version")
 
-    def score_matrix(self, matrix: np.ndarray, lead_ids: list[str], as_of: pd.DatetimeIndex,
+    def score_matrix(self, matrix: np.ndarray, lead_ids: list[str], as_of: pd.DatetimeIndex | pd.Timestamp,
                      reasons: Reasons = True, probabilities: np.ndarray | None = None) -> list[Scored]:
+        """Scores of feature rows; ``as_of`` is each row's time, or one time for all (a batch: one object shared)."""
         p = self.bundle.probability(matrix) if probabilities is None else probabilities
-        scores = self.bundle.score(p)
+        scores = self.bundle.score(p).tolist()
         tiers = self.bundle.thresholds.tier(p)
-        moments = list(as_of)
-        out = [Scored(lead_id=lead_id, as_of=moments[i], probability=float(p[i]), score=int(scores[i]),
-                      tier=str(tiers[i]), model_version=self.version, feature_set_version=self.feature_set_version,
-                      with_reasons=False)
-               for i, lead_id in enumerate(lead_ids)]
+        moments = [as_of] * len(lead_ids) if isinstance(as_of, pd.Timestamp) else list(as_of)
+        version, feature_set_version = self.version, self.feature_set_version
+        out = [Scored(lead_id=lead_id, as_of=moment, probability=probability, score=score, tier=tier,
+                      model_version=version, feature_set_version=feature_set_version, with_reasons=False)
+               for lead_id, moment, probability, score, tier in zip(lead_ids, moments, p.tolist(), scores,
+                                                                    tiers.tolist(), strict=True)]
         explain = np.isin(tiers, SHOWN_TIERS) if reasons == "tiers" else np.full(len(out), bool(reasons))
         rows = np.flatnonzero(explain)
         if rows.size:
@@ -232,8 +234,7 @@ class Scorer:
         matrix = vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel, rows, moments,
                                             codes)
         p = self.bundle.probability(matrix)
-        out = self.score_matrix(matrix[:n], [lead.lead_id for lead in leads], pd.DatetimeIndex([as_of] * n),
-                                reasons, p[:n])
+        out = self.score_matrix(matrix[:n], [lead.lead_id for lead in leads], as_of, reasons, p[:n])
         self._add_trend(out, p[n:], np.array([lead.created_at_us for lead in leads]), moments[n:])
         if self.criteria is not None:
             profiles = [lead.profile for lead in leads] if codes is None else profiles_as_of(
