@@ -8,7 +8,7 @@ version beside it, so a score can be replayed with the rules it was served with.
 A response is written as one *block*: one row holding its scores column by column, with each
 distinct criteria result once. A score's id is its block's id and its position in the block, so a
 replay finds it by one primary-key read. One row per score cost a 1,000-lead bulk-ranking call
-about a quarter of its CPU (three index updates a row, ~650 bytes of criteria JSON a row, of which
+about a quarter of its CPU (three index updates a row, ~360 bytes of criteria JSON a row, of which
 998 in 1,000 were distinct lists although each single result repeats); a block costs one insert.
 Readers see one entry per score either way: :meth:`ScoreLog.entry`, :meth:`ScoreLog.frame`,
 ``count`` and ``prune`` read the blocks and the per-score rows earlier versions wrote.
@@ -90,7 +90,7 @@ score_blocks_table = Table(
     Column("feature_set_version", String, nullable=False),
     Column("rules_version", String),
     Column("n", Integer, nullable=False, doc="How many scores the block holds."),
-    Column("scores", Text, nullable=False, doc="JSON, column by column: see encode_scores."),
+    Column("scores", Text, nullable=False, doc="JSON, column by column: see to_block."),
     Column("payload", Text, doc="JSON of a /score_payload request (the lead is not in the store)."),
     Index("ix_score_blocks_served", "served_at"),
 )
