@@ -52,6 +52,8 @@ def _factorized(values: list) -> tuple[np.ndarray, list]:
     joined an equal one of another class), they are keyed with their class if more than one class
     is present. A value that cannot be a key (a list) gets a code of its own, so it is decided alone.
     """
+    if len(values) == 1:
+        return np.zeros(1, dtype=np.int64), values
     keys = values
     try:
         distinct = dict.fromkeys(keys)
@@ -83,17 +85,14 @@ def _type_codes(types: np.ndarray | pd.Categorical, at: np.ndarray | slice = sli
     """The type of each event at ``at`` as a code into a list of type names (-1: no type).
 
     A ``pandas.Categorical`` (the store's form) already is that: its codes are used as they are. An
-    object array of names is factorised: by a dict look-up per event for the few events of one lead
-    (array set-up costs more there), by ``pd.factorize`` for a batch.
+    object array of names is factorised by ``pd.factorize`` in a batch; the few events of one lead
+    are each their own code (a look-up per event costs less there than the array set-up).
     """
     if isinstance(types, pd.Categorical):
         return types.codes[at].astype(np.int64), types.categories.tolist()  # int8 codes would overflow in keys
     types = np.asarray(types, dtype=object)[at]
     if len(types) < EVENTS_LOOKED_UP_ONE_BY_ONE:
-        index: dict = {}
-        codes = np.fromiter((index.setdefault(t, len(index)) for t in types.tolist()), dtype=np.int64,
-                            count=len(types))
-        return codes, list(index)
+        return np.arange(len(types)), types.tolist()
     codes, uniques = pd.factorize(types)
     return codes, list(uniques)
 
@@ -122,6 +121,30 @@ def _groups(columns: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, np
     present = np.zeros(span, dtype=bool)
     present[key] = True
     return row[present], (np.cumsum(present) - 1)[key]
+
+
+def _deciding_codes(combine: str, rules: list[tuple[np.ndarray, list]]) -> tuple[list[np.ndarray], list[int]]:
+    """The codes that decide each lead's result of a criterion, the others masked (0), and their sizes.
+
+    ``rules``: per rule, each lead's code and the decisions (None: decides nothing) the codes stand
+    for. Under "first" the first deciding rule's code alone decides, under "all" the failing rules'
+    alone when one fails; otherwise (nothing decides, nothing fails) every code does.
+    """
+    if len(rules) == 1:
+        return [rules[0][0]], [len(rules[0][1])]
+    status = [np.array([0 if d is None else 1 + (d[0] == "not_met") for d in decisions], np.int8)[codes]
+              for codes, decisions in rules]
+    if combine == "first":
+        decided, used = np.zeros(len(status[0]), dtype=bool), []
+        for s in status:
+            used.append((s != 0) & ~decided)
+            decided |= s != 0
+        used = [u | ~decided for u in used]
+    else:
+        fails = np.logical_or.reduce([s == 2 for s in status])
+        used = [(s == 2) | ~fails for s in status]
+    return ([np.where(u, codes + 1, 0) for u, (codes, _) in zip(used, rules, strict=True)],
+            [len(decisions) + 1 for _, decisions in rules])
 
 
 def _recorded(value: object) -> bool:
@@ -206,6 +229,8 @@ class CriteriaColumns:
 
     def rows(self) -> list[list[CriterionResult]]:
         """Each lead's results in rule-file order (what :meth:`Criteria.evaluate_many` gives)."""
+        if len(self.index) == 1:  # a lead alone: each criterion's one result (array work cost it more)
+            return [[results[0] for results in self.results]]
         everything = [r for results in self.results for r in results]
         table = np.fromiter(everything, dtype=object, count=len(everything))
         start = np.cumsum([0, *map(len, self.results[:-1])])
@@ -322,31 +347,15 @@ class Criteria:
         """One criterion for every lead: its distinct results (equal ones the same object) and each lead's index.
 
         ``rules``: per rule of the criterion, each lead's code and the decisions (None: decides
-        nothing) the codes stand for. A lead's result depends only on some of its codes: under
-        "first" on the first deciding rule's alone, under "all" on the failing rules' alone when one
-        fails; the others are masked (0), so leads decided alike share one decision.
+        nothing) the codes stand for. Leads whose deciding codes are equal are decided once.
         """
-        codes = [c for c, _ in rules]
-        if len(rules) == 1:
-            keys, sizes = codes, [len(rules[0][1])]
-        else:
-            status = [np.array([0 if d is None else 1 + (d[0] == "not_met") for d in decisions], np.int8)[c]
-                      for c, decisions in rules]
-            if criterion.combine == "first":
-                decided, used = np.zeros(len(attributes), dtype=bool), []
-                for s in status:
-                    used.append((s != 0) & ~decided)
-                    decided |= s != 0
-                used = [u | ~decided for u in used]
-            else:
-                fails = np.logical_or.reduce([s == 2 for s in status])
-                used = [(s == 2) | ~fails for s in status]
-            keys = [np.where(u, c + 1, 0) for u, c in zip(used, codes, strict=True)]
-            sizes = [len(decisions) + 1 for _, decisions in rules]
-        leads, group = _groups(keys, sizes)
+        if len(attributes) == 1:  # a lead alone: nothing to group (grouping cost a lead more than deciding)
+            decided = self._decided(criterion, [d[c[0]] for c, d in rules], attributes[0])
+            return [self._result(name, *decided)], np.zeros(1, dtype=np.int64)
+        leads, group = _groups(*_deciding_codes(criterion.combine, rules))
         seen: dict[tuple[Status, str], int] = {}  # equal results: one object
         results, position = [], []
-        for i, lead_codes in zip(leads.tolist(), np.stack(codes, axis=1)[leads].tolist(), strict=True):
+        for i, *lead_codes in zip(leads.tolist(), *(c[leads].tolist() for c, _ in rules), strict=True):
             decided = self._decided(criterion, [d[c] for (_, d), c in zip(rules, lead_codes, strict=True)],
                                     attributes[i])
             k = seen.setdefault(decided, len(results))
@@ -399,9 +408,9 @@ class Criteria:
 
         Code 0 is no wanted event strictly before the lead's as-of time within the window; any other
         the latest such event's (type, days ago), as it alone decides the evidence. Only the events
-        some rule may want are looked at: a Categorical's codes give every event's rule bits in one
-        array look-up; an object array's names cost a hash each, so there only the events within the
-        widest window are looked up (about half a batch's).
+        some rule may want are looked at: a Categorical's codes are compared with the wanted types'
+        codes; an object array's names cost a hash each, so in a batch only the events within the
+        widest window are looked up (about half of them).
         """
         rules = [(rule, bit) for rule, bit in self._rules_and_bits if bit is not None]
         if not rules:
@@ -411,6 +420,8 @@ class Criteria:
             wanted = np.flatnonzero(self._type_bits(types.categories.tolist())[:-1]).astype(types.codes.dtype)
             near = np.flatnonzero(reduce(np.logical_or, (types.codes == k for k in wanted.tolist()),
                                          np.zeros(len(types), dtype=bool)))
+        elif len(types) < EVENTS_LOOKED_UP_ONE_BY_ONE:
+            near = slice(None)  # a lead's few events: a look-up each costs less than the array work to spare some
         else:
             moment = as_of_us[owner]
             widest = max(rule.within_days for rule, _ in rules)
@@ -422,23 +433,27 @@ class Criteria:
         out = []
         for rule, bit in rules:
             hit = np.flatnonzero(bits & bit)
-            hit = hit[(ts_us[hit] >= moment[hit] - rule.within_days * US_PER_DAY) & (ts_us[hit] < moment[hit])]
+            if hit.size:
+                at, then = ts_us[hit], moment[hit]
+                hit = hit[(at >= then - rule.within_days * US_PER_DAY) & (at < then)]
+            if not hit.size:
+                out.append((np.zeros(n, dtype=np.int64), [None]))
+                continue
             if hit.size > 1:
                 # the latest hit per lead: by time, and among equal times the last in the given order (a stable sort)
                 hit = hit[np.lexsort((ts_us[hit], owner[hit]))]
                 last_of_lead = np.ones(hit.size, dtype=bool)
                 np.not_equal(owner[hit][1:], owner[hit][:-1], out=last_of_lead[:-1])
                 hit = hit[last_of_lead]
-            lead = owner[hit]
+            lead, kind = owner[hit], type_codes[hit]
             days = (as_of_us[lead] - ts_us[hit]) / US_PER_DAY
             # the evidence's words: under a day "today", under two "1 day ago", else the days rounded half to even
             whole = np.where(days < 1, 0, np.where(days < 2, 1, np.rint(days))).astype(np.int64)
-            day_values, day_codes = np.unique(whole, return_inverse=True)
-            pairs, pair_codes = np.unique(type_codes[hit] * len(day_values) + day_codes, return_inverse=True)
+            first, group = _groups([kind, whole], [len(names), int(whole.max(initial=0)) + 1])
             codes = np.zeros(n, dtype=np.int64)
-            codes[lead] = pair_codes + 1
-            decisions = [None, *(self._met_by_event(str(names[t]), int(day_values[d]))
-                                 for t, d in zip(*np.divmod(pairs, len(day_values)), strict=True))]
+            codes[lead] = group + 1
+            decisions = [None, *(self._met_by_event(str(names[t]), d)
+                                 for t, d in zip(kind[first].tolist(), whole[first].tolist(), strict=True))]
             out.append((codes, decisions))
         return out
 
