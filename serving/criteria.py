@@ -34,7 +34,8 @@ MAX_EVENT_RULES = 62
 
 Status = Literal["met", "not_met", "unknown"]
 EVENTS_LOOKED_UP_ONE_BY_ONE = 512
-"""Fewer events than this get their rule bits by a dict look-up each; more, by one look-up per distinct type."""
+"""Fewer events named by an object array get their rule bits by a dict look-up each; more are factorised (those
+within the widest window), so there is one look-up per distinct type."""
 REMEMBERED = 100_000
 """At most this many event evidence texts and results are kept across batches (a few hundred is usual)."""
 DENSE_KEYS_PER_ROW = 4
