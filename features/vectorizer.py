@@ -297,11 +297,7 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
                  ) -> np.ndarray:
         n_leads = created.size
         vocab = self.feature_set_.vocab
-        actions = EventArrays.build(ev_lead[inbound], ts[inbound], level[inbound], channel[inbound],
-                                    any_channel[inbound], n_leads)
-        outbound = ~inbound
-        touches = EventArrays.build(ev_lead[outbound], ts[outbound], level[outbound], channel[outbound],
-                                    any_channel[outbound], n_leads)
+        actions, touches = EventArrays.split(ev_lead, ts, level, channel, any_channel, inbound, n_leads)
         # the scan walks snapshots in (lead, time) order and writes each row back to its original place
         order = sort_order(snap_lead, as_of)
         profile = np.empty((n_leads, len(self._profile_columns)))
