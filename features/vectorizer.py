@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -150,6 +151,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         self._channel_code = {c: i for i, c in enumerate(self.feature_set_.vocab.channels)}
         self._category_code = {name: {v: i for i, v in enumerate(cats)}
                                for name, cats in self.feature_set_.categories.items()}
+        # what serving's profile values mostly are: a category's text, or None
+        self._known_texts = {name: {**position, None: -1} for name, position in self._category_code.items()}
         self._n_behaviour = sum(1 for s in self.feature_set_.specs if s.role == "behaviour")
         self._profile_columns = [(s.name, "source" if s.name == "origin" else s.name.removeprefix("attr_"))
                                  for s in self.feature_set_.specs[self._n_behaviour:]]
@@ -273,17 +276,32 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
                 canonical[any_channel])
 
     def _record_values(self, leads: list[LeadRecord]) -> dict[str, np.ndarray]:
-        """Profile values of lead records, coded as :meth:`_lead_values` codes a DataFrame."""
+        """Profile values of lead records, coded as :meth:`_lead_values` codes a DataFrame.
+
+        A lead's profile is its ``source`` and its attributes, the attributes winning on a clash
+        (:attr:`LeadRecord.profile`); it is read from the attributes here, not built as a dict per
+        lead, which cost more than coding the values. A categorical column's values are looked up
+        through C-level ``map`` in a table of its categories' texts (and None); only the values
+        that table does not hold -- unseen texts, NaN, numbers -- take :func:`_category_position`.
+        """
+        attributes = [lead.attributes for lead in leads]
         values: dict[str, np.ndarray] = {}
-        profiles = [lead.profile for lead in leads]
         for name, column in self._profile_columns:
-            raw = [profile.get(column) for profile in profiles]
-            if name in self._category_code:
-                code = self._category_code[name]  # keyed by text, as training read them (astype string)
-                values[name] = np.array([-1 if v is None or v != v else code.get(str(v), -1) for v in raw],
-                                        dtype=np.int64)
+            if column == "source":
+                raw = [a["source"] if "source" in a else lead.source for lead, a in zip(leads, attributes, strict=True)]
             else:
+                raw = [a.get(column) for a in attributes]
+            if name not in self._category_code:
                 values[name] = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
+                continue
+            position = self._category_code[name]  # keyed by text, as training read them (astype string)
+            try:
+                codes = np.fromiter(map(self._known_texts[name].get, raw, repeat(OTHER)), np.int64, len(raw))
+            except TypeError:  # an unhashable value: every value takes the general rule
+                codes = np.full(len(raw), OTHER, np.int64)
+            for k in np.flatnonzero(codes == OTHER).tolist():
+                codes[k] = _category_position(raw[k], position)
+            values[name] = codes
         return values
 
     def _lead_values(self, leads: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -330,6 +348,15 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         if history is not None and history.lead.size:
             apply_as_of(matrix, self._n_behaviour, history, n_leads, lead_sorted, as_of_sorted, order)
         return matrix
+
+
+OTHER = -2
+"""A profile value the table of known texts does not hold: decided by :func:`_category_position`."""
+
+
+def _category_position(value: object, position: dict[str, int]) -> int:
+    """A profile value's category position: by its text, as training read values; -1 when missing or unseen."""
+    return -1 if value is None or value != value else position.get(str(value), -1)
 
 
 SMALL_NAMES = 512

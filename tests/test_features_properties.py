@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from contract.lead_record import LeadRecord
 from contract.taxonomy import load_taxonomy
+from features.registry import AttributeInfo
 from features.vectorizer import FeatureInput, FeatureVectorizer, UnknownEventType
 from tests.feature_reference import DAY, reference_features
 
@@ -174,6 +175,38 @@ def test_an_unused_unknown_category_is_not_an_unknown_event() -> None:
                                np.array(["page_view"] * 2, dtype=object), None, np.zeros(1, np.int64),
                                np.array([BASE + DAY]))
     assert np.array_equal(got, want, equal_nan=True)
+
+
+PROFILED = FeatureVectorizer(taxonomy=TAXONOMY, attributes=(
+    AttributeInfo("industry", "categorical"), AttributeInfo("size", "categorical"),
+    AttributeInfo("employees", "numeric"))).fit(FeatureInput(
+        pd.DataFrame({"lead_id": ["x", "y"], "as_of": pd.to_datetime([BASE + DAY] * 2, unit="us", utc=True)}),
+        pd.DataFrame({"lead_id": ["x", "y"], "created_at": pd.to_datetime([BASE] * 2, unit="us", utc=True),
+                      "source": ["web", "3"], "industry": ["retail", "True"], "size": ["1.5", "10"],
+                      "employees": [3.0, 7.0]}),
+        pd.DataFrame({"lead_id": ["x"], "ts": pd.to_datetime([BASE], unit="us", utc=True), "type": ["page_view"]})))
+# what a lead record may hold: known texts, unseen ones, missing values, and values whose text is a category
+profile_value = st.sampled_from(["retail", "True", "1.5", "10", "web", "3", "mining", "", None, float("nan"),
+                                 np.nan, 3, 3.0, True, 1.5, 10, np.str_("retail"), ["retail"]])
+record = st.tuples(st.sampled_from(["web", "3", None, "mail"]),
+                   st.dictionaries(st.sampled_from(["industry", "size", "source", "other"]), profile_value),
+                   st.one_of(st.none(), st.integers(0, 9), st.floats(0, 1e6), st.sampled_from(["12", "1e3"])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(record, max_size=6))
+def test_profile_values_of_records_are_coded_by_their_text(records: list) -> None:
+    """Each profile column is coded as the reference rule codes each value of each lead's profile (the
+    attributes override ``source``): by its text for categoricals, unknown and missing as -1."""
+    leads = [LeadRecord(f"L{i}", BASE, source, {**attrs, "employees": employees})
+             for i, (source, attrs, employees) in enumerate(records)]
+    got = PROFILED._record_values(leads)
+    for name, column in PROFILED._profile_columns:
+        raw = [lead.profile.get(column) for lead in leads]
+        position = PROFILED._category_code.get(name)
+        want = (np.array([np.nan if v is None else float(v) for v in raw]) if position is None else
+                np.array([-1 if v is None or v != v else position.get(str(v), -1) for v in raw], dtype=np.int64))
+        assert got[name].dtype == want.dtype and np.array_equal(got[name], want, equal_nan=True), name
 
 
 @pytest.mark.parametrize("bad, message", [
