@@ -16,7 +16,9 @@ Why named tuples everywhere (measured on 1M snapshots, 200k leads): compiled, tu
 registers, while a state array was 30% slower; an array handed to an inlined helper costs
 reference counting on every call, so family functions that wrote into the row (or read the
 per-lead arrays) slowed the scan by about 30%, whereas returning a tuple of values, written by
-``scan`` itself, costs nothing measurable.
+``scan`` itself, costs nothing measurable. The same holds per action: the updates take and return
+state only, and ``scan`` itself writes the per-action arrays (running counts, stage and channel
+bookkeeping); a helper that took those five arrays doubled the cost of a 50k-event batch.
 """
 
 from __future__ import annotations
@@ -70,27 +72,23 @@ compiled = nb.njit(cache=True, nogil=True, inline="always")
 
 # ---------------------------------------------------------------- updates: one action or touch
 @compiled
-def _visit(v: Visits, t: int, first: bool, day_start: np.ndarray, is_day_start: np.ndarray, i: int) -> Visits:
-    """Days, sessions and the gaps between sessions, after an action at ``t`` (index ``i``)."""
+def _visit(v: Visits, t: int, first: bool) -> tuple[Visits, bool]:
+    """Days, sessions and the gaps between sessions after an action at ``t``, and whether it starts a day."""
     day = t // DAY
     new_day = first or day != v.last_day
-    is_day_start[i] = new_day
-    day_start[i + 1] = day_start[i] + (1 if new_day else 0)
     days = v.days + (1 if new_day else 0)
     if first:
-        return Visits(t, t, day, days, 1, t, 0.0, 0.0)
+        return Visits(t, t, day, days, 1, t, 0.0, 0.0), new_day
     if t - v.prev_t >= SESSION_GAP:
         gap = (t - v.session_t) / DAY
-        return Visits(v.first_t, t, day, days, v.sessions + 1, t, v.gap_sum + gap, v.gap_sq + gap * gap)
-    return Visits(v.first_t, t, day, days, v.sessions, v.session_t, v.gap_sum, v.gap_sq)
+        return Visits(v.first_t, t, day, days, v.sessions + 1, t, v.gap_sum + gap, v.gap_sq + gap * gap), new_day
+    return Visits(v.first_t, t, day, days, v.sessions, v.session_t, v.gap_sum, v.gap_sq), new_day
 
 
 @compiled
-def _deepen(d: Depth, t: int, level: int, deep_level: int, deep_so_far: np.ndarray, i: int) -> Depth:
-    """Deepest stage so far and the deep actions, after an action at ``level``."""
+def _deepen(d: Depth, t: int, level: int, deep: bool) -> Depth:
+    """Deepest stage so far and the deep actions, after an action at ``level`` (``deep``: that deep or deeper)."""
     deepest, reached_t = (level, t) if level > d.deepest else (d.deepest, d.reached_t)
-    deep = level >= deep_level
-    deep_so_far[i + 1] = deep_so_far[i] + (1 if deep else 0)
     if not deep:
         return Depth(deepest, reached_t, d.first_deep, d.last_deep, d.n_deep)
     return Depth(deepest, reached_t, t if d.n_deep == 0 else d.first_deep, t, d.n_deep + 1)
@@ -118,21 +116,6 @@ def _answer(o: Outreach, t: int, base: int) -> Outreach:
         return o
     waited = float(o.pending * (t - base) - o.pending_offset)
     return Outreach(o.touches, o.answered + o.pending, 0, 0, o.answer_us + waited)
-
-
-@compiled
-def _place(t: int, level: int, channel: int, any_channel: int, n_seen: int, stage_count: np.ndarray,
-           stage_last: np.ndarray, channel_last: np.ndarray, any_seen: np.ndarray, seen: np.ndarray) -> int:
-    """Where the action happened: its stage and channel; returns the lead's count of distinct channels."""
-    stage_count[level] += 1
-    stage_last[level] = t
-    if channel >= 0:
-        channel_last[channel] = t
-    if any_seen[any_channel]:
-        return n_seen
-    any_seen[any_channel] = True
-    seen[n_seen] = any_channel
-    return n_seen + 1
 
 
 # ---------------------------------------------------------------- values derived from the state
@@ -279,11 +262,22 @@ def scan(in_ts: np.ndarray, in_level: np.ndarray, in_channel: np.ndarray, in_any
                     continue
                 t, level = in_ts[i], in_level[i]
                 o = _answer(o, t, base)
-                v = _visit(v, t, i == i0, day_start, is_day_start, i)
-                d = _deepen(d, t, level, deep_level, deep_so_far, i)
+                v, new_day = _visit(v, t, i == i0)
+                deep = level >= deep_level
+                d = _deepen(d, t, level, deep)
                 m = _time_of_day(m, t)
-                n_seen = _place(t, level, in_channel[i], in_any[i], n_seen, stage_count, stage_last, channel_last,
-                                any_seen, seen)
+                # running counts for the windows, and where the action happened (its stage and channel)
+                is_day_start[i] = new_day
+                day_start[i + 1] = day_start[i] + (1 if new_day else 0)
+                deep_so_far[i + 1] = deep_so_far[i] + (1 if deep else 0)
+                stage_count[level] += 1
+                stage_last[level] = t
+                if in_channel[i] >= 0:
+                    channel_last[in_channel[i]] = t
+                if not any_seen[in_any[i]]:
+                    any_seen[in_any[i]] = True
+                    seen[n_seen] = in_any[i]
+                    n_seen += 1
                 i += 1
             w = Windows(_window(in_ts, w.d7, i, a - 7 * DAY), _window(in_ts, w.d14, i, a - 14 * DAY),
                         _window(in_ts, w.d30, i, a - 30 * DAY), _window(in_ts, w.d90, i, a - 90 * DAY))

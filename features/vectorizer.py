@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -150,6 +151,8 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         self._channel_code = {c: i for i, c in enumerate(self.feature_set_.vocab.channels)}
         self._category_code = {name: {v: i for i, v in enumerate(cats)}
                                for name, cats in self.feature_set_.categories.items()}
+        # what serving's profile values mostly are: a category's text, or None
+        self._known_texts = {name: {**position, None: -1} for name, position in self._category_code.items()}
         self._n_behaviour = sum(1 for s in self.feature_set_.specs if s.role == "behaviour")
         self._profile_columns = [(s.name, "source" if s.name == "origin" else s.name.removeprefix("attr_"))
                                  for s in self.feature_set_.specs[self._n_behaviour:]]
@@ -226,13 +229,16 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         """History rows (``lead`` = position of each row's lead) coded for this feature set's profile columns."""
         return encode_history(lead, attribute, value, recorded_us, self._history_column, self._history_categories)
 
-    def transform_leads(self, leads: list[LeadRecord], event_lead: np.ndarray, ts_us: np.ndarray, types: np.ndarray,
-                        channels: np.ndarray | None, snapshot_lead: np.ndarray, as_of_us: np.ndarray,
-                        history: HistoryCodes | None = None) -> np.ndarray:
+    def transform_leads(self, leads: list[LeadRecord], event_lead: np.ndarray, ts_us: np.ndarray,
+                        types: np.ndarray | pd.Categorical, channels: np.ndarray | pd.Categorical | None,
+                        snapshot_lead: np.ndarray, as_of_us: np.ndarray, history: HistoryCodes | None = None
+                        ) -> np.ndarray:
         """Features of leads from plain arrays: the serving path (one lead is a batch of one), without DataFrames.
 
         ``event_lead`` and ``snapshot_lead`` give, for each event and each requested row, the position
         of its lead in ``leads``; ``history`` comes from :meth:`history_codes` with the same positions.
+        ``types`` and ``channels`` are object arrays of names, or pandas Categoricals of them (a missing
+        channel is code -1, never a category): the same features, without hashing every event's names.
         """
         if len(leads) > MAX_LEADS:
             raise ValueError(f"at most {MAX_LEADS:,} leads a call")
@@ -243,15 +249,19 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
                              self._record_values(leads), history)
 
     # ------------------------------------------------------------------ internals
-    def _event_codes(self, types: pd.Series, channels: pd.Series | None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _event_codes(self, types: pd.Series | np.ndarray | pd.Categorical, channels: pd.Series | np.ndarray |
+                     pd.Categorical | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per event: stage level, inbound or not, feature channel code, and a code per distinct channel.
+
+        ``types`` and ``channels`` are names, or pandas Categoricals of them (a missing channel is code
+        -1): the categories are looked up once each and the events only indexed, instead of hashing
+        every event's name again.
+        """
         seen_codes, seen_types = _factorize_names(types) if len(types) else (np.zeros(0, np.int64), [])
-        unknown = [t for t in seen_types if t not in self._type_code]
-        if unknown or (seen_codes < 0).any():
-            raise UnknownEventType(
-                f"unknown event types (not in the taxonomy): {', '.join(map(str, unknown[:5] or ['(empty)']))}")
-        type_code = np.array([self._type_code[t] for t in seen_types], dtype=np.int64)[seen_codes] if len(types) \
-            else seen_codes
+        type_of_seen = np.array([self._type_code.get(t, -1) for t in seen_types] + [-1], dtype=np.int64)
+        type_code = type_of_seen[seen_codes]  # a missing type (code -1) takes the appended -1
+        if (type_code < 0).any():
+            raise UnknownEventType(_unknown_types(seen_codes, seen_types, type_code < 0))
         any_channel, channel_names = _factorize_names(channels) if channels is not None and len(types) else (
             np.full(type_code.size, -1, np.int64), [])
         # a missing channel is the taxonomy's channel for the type
@@ -261,22 +271,37 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         to_feature = np.array([self._channel_code.get(c, -1) for c in vocabulary], dtype=np.int16)
         # the same channel name may appear both in the data and as a default: give both one code
         first: dict[str, int] = {}
-        canonical = np.array([first.setdefault(c, k) for k, c in enumerate(vocabulary)], dtype=np.int64)
+        canonical = np.array([first.setdefault(c, k) for k, c in enumerate(vocabulary)], dtype=np.int32)
         return (self._level_of_code[type_code], self._inbound_of_code[type_code], to_feature[any_channel],
-                canonical[any_channel].astype(np.int32))
+                canonical[any_channel])
 
     def _record_values(self, leads: list[LeadRecord]) -> dict[str, np.ndarray]:
-        """Profile values of lead records, coded as :meth:`_lead_values` codes a DataFrame."""
+        """Profile values of lead records, coded as :meth:`_lead_values` codes a DataFrame.
+
+        A lead's profile is its ``source`` and its attributes, the attributes winning on a clash
+        (:attr:`LeadRecord.profile`); it is read from the attributes here, not built as a dict per
+        lead, which cost more than coding the values. A categorical column's values are looked up
+        through C-level ``map`` in a table of its categories' texts (and None); only the values
+        that table does not hold -- unseen texts, NaN, numbers -- take :func:`_category_position`.
+        """
+        attributes = [lead.attributes for lead in leads]
         values: dict[str, np.ndarray] = {}
-        profiles = [lead.profile for lead in leads]
         for name, column in self._profile_columns:
-            raw = [profile.get(column) for profile in profiles]
-            if name in self._category_code:
-                code = self._category_code[name]  # keyed by text, as training read them (astype string)
-                values[name] = np.array([-1 if v is None or v != v else code.get(str(v), -1) for v in raw],
-                                        dtype=np.int64)
+            if column == "source":
+                raw = [a["source"] if "source" in a else lead.source for lead, a in zip(leads, attributes, strict=True)]
             else:
+                raw = [a.get(column) for a in attributes]
+            if name not in self._category_code:
                 values[name] = np.array([np.nan if v is None else float(v) for v in raw], dtype=np.float64)
+                continue
+            position = self._category_code[name]  # keyed by text, as training read them (astype string)
+            try:
+                codes = np.fromiter(map(self._known_texts[name].get, raw, repeat(OTHER)), np.int64, len(raw))
+            except TypeError:  # an unhashable value: every value takes the general rule
+                codes = np.full(len(raw), OTHER, np.int64)
+            for k in np.flatnonzero(codes == OTHER).tolist():
+                codes[k] = _category_position(raw[k], position)
+            values[name] = codes
         return values
 
     def _lead_values(self, leads: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -297,11 +322,7 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
                  ) -> np.ndarray:
         n_leads = created.size
         vocab = self.feature_set_.vocab
-        actions = EventArrays.build(ev_lead[inbound], ts[inbound], level[inbound], channel[inbound],
-                                    any_channel[inbound], n_leads)
-        outbound = ~inbound
-        touches = EventArrays.build(ev_lead[outbound], ts[outbound], level[outbound], channel[outbound],
-                                    any_channel[outbound], n_leads)
+        actions, touches = EventArrays.split(ev_lead, ts, level, channel, any_channel, inbound, n_leads)
         # the scan walks snapshots in (lead, time) order and writes each row back to its original place
         order = sort_order(snap_lead, as_of)
         profile = np.empty((n_leads, len(self._profile_columns)))
@@ -329,19 +350,38 @@ class FeatureVectorizer(TransformerMixin, BaseEstimator):
         return matrix
 
 
+OTHER = -2
+"""A profile value the table of known texts does not hold: decided by :func:`_category_position`."""
+
+
+def _category_position(value: object, position: dict[str, int]) -> int:
+    """A profile value's category position: by its text, as training read values; -1 when missing or unseen."""
+    return -1 if value is None or value != value else position.get(str(value), -1)
+
+
 SMALL_NAMES = 512
 """Up to this many names, a dict codes them faster than pandas' hash table."""
 
 
-def _factorize_names(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
-    """What :func:`~features.encode.factorize` gives, faster for the store's object arrays of names.
+def _factorize_names(values: pd.Series | np.ndarray | pd.Categorical) -> tuple[np.ndarray, list]:
+    """Codes (a new int64 array, -1 for missing) and the names they stand for.
 
-    The store hands a batch's types and channels as object arrays repeating a few string objects,
-    whose hashes Python keeps: pandas' hash table codes them in half the time Arrow takes to copy
-    them first, and a dict codes a lead's few hundred names faster than pandas sets its table up
-    (50 names: about 12 µs against 25 µs). Anything else -- a value that is not a string, a missing
-    one other than None or NaN -- goes through Arrow, so that the result never differs.
+    Categoricals (and Series of them) give their own codes and categories, in the categories'
+    order: nothing is hashed. Anything else is coded as :func:`~features.encode.factorize` codes it
+    (names in order of first appearance), faster for the store's object arrays of names: they repeat
+    a few string objects, whose hashes Python keeps, so pandas' hash table codes them in half the
+    time Arrow takes to copy them first, and a dict codes a lead's few hundred names faster than
+    pandas sets its table up (50 names: about 12 µs against 25 µs). Anything else -- a value that
+    is not a string, a missing one other than None or NaN -- goes through Arrow, so that the result
+    never differs.
     """
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        names = values.categories.tolist()
+        if all(type(v) is str for v in names):
+            return values.codes.astype(np.int64), names
+        values = np.asarray(values, dtype=object)  # categories that are not names: coded as their values are
     if isinstance(values, np.ndarray) and values.dtype == object and values.size <= SMALL_NAMES:
         listed = values.tolist()
         if all(type(v) is str or v is None for v in listed):
@@ -356,6 +396,15 @@ def _factorize_names(values: pd.Series | np.ndarray) -> tuple[np.ndarray, list]:
                 not missing.any() or {type(v) for v in values[missing].tolist()} <= {type(None), float}):
             return codes.astype(np.int64, copy=False), names
     return factorize(values)
+
+
+def _unknown_types(codes: np.ndarray, names: list, unknown: np.ndarray) -> str:
+    """The refusal of events whose type is missing or not in the taxonomy: the first five such names, in
+    the order the events first show them."""
+    named = codes[unknown & (codes >= 0)]
+    first = np.sort(np.unique(named, return_index=True)[1])
+    shown = [names[c] for c in named[first][:5].tolist()]
+    return f"unknown event types (not in the taxonomy): {', '.join(map(str, shown or ['(empty)']))}"
 
 
 def _lead_aligned_parts(lead_sorted: np.ndarray, n: int) -> list[tuple[int, int]]:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from contract.lead_record import LeadRecord
 from contract.taxonomy import load_taxonomy
-from features.vectorizer import FeatureInput, FeatureVectorizer
+from features.registry import AttributeInfo
+from features.vectorizer import FeatureInput, FeatureVectorizer, UnknownEventType
 from tests.feature_reference import DAY, reference_features
 
 TAXONOMY = load_taxonomy()
@@ -113,6 +114,99 @@ def test_one_lead_from_arrays_equals_the_dataframe_path() -> None:
                                            np.asarray(types, dtype=object), None, np.zeros(1, np.int64),
                                            np.array([BASE + 91 * DAY])))
     assert_same(one, batch)
+
+
+def lead_arrays(draw: list) -> tuple:
+    """A draw as the store hands a batch over: lead records, and per event its lead, time, type and channel."""
+    leads = [LeadRecord(f"L{i}", BASE + created, "web") for i, (created, _, _) in enumerate(draw)]
+    rows = [(i, BASE + o, t, c) for i, (_, events, _) in enumerate(draw)
+            for o, t, c in sorted(events, key=lambda e: e[0])]  # in time order per lead, as the store reads them
+    owner, ts, types, channels = (list(col) for col in zip(*rows, strict=True)) if rows else ([], [], [], [])
+    snaps = [(i, BASE + o) for i, (_, _, as_ofs) in enumerate(draw) for o in as_ofs]
+    return (leads, np.array(owner, np.int64), np.array(ts, np.int64), np.array(types, dtype=object),
+            np.array(channels, dtype=object), np.array([i for i, _ in snaps], np.int64),
+            np.array([a for _, a in snaps], np.int64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(lead, min_size=1, max_size=3), st.randoms(use_true_random=False))
+def test_categorical_names_give_the_features_the_names_give(draw: list, rnd) -> None:  # noqa: ANN001
+    """Types and channels as pandas Categoricals (codes, any category order, unused categories, a missing
+    channel as code -1) give exactly the matrix their names give, from arrays and from DataFrames."""
+    leads, owner, ts, types, channels, snap, as_of = lead_arrays(draw)
+    want = VEC.transform_leads(leads, owner, ts, types, channels, snap, as_of)
+    type_categories = sorted(set(types.tolist()) | set(rnd.sample(TYPES, 3)))
+    channel_categories = sorted({c for c in channels.tolist() if c is not None} | {"fax", "web"})
+    rnd.shuffle(type_categories)
+    rnd.shuffle(channel_categories)
+    cat_types = pd.Categorical(types, categories=type_categories)
+    cat_channels = pd.Categorical(channels, categories=channel_categories)
+    assert (cat_channels.codes[channels == None] == -1).all()  # noqa: E711 - elementwise
+    got = VEC.transform_leads(leads, owner, ts, cat_types, cat_channels, snap, as_of)
+    assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+    X = frames(draw)
+    as_categories = FeatureInput(X.snapshots, X.leads, X.events.astype({"type": "category", "channel": "category"}))
+    assert np.array_equal(VEC.transform_matrix(as_categories), VEC.transform_matrix(X), equal_nan=True)
+
+
+@pytest.mark.parametrize("types, message", [
+    (["page_view", "telepathy", "page_view", "carrier_pigeon", "telepathy"], "telepathy, carrier_pigeon"),
+    ([None, "page_view", "telepathy"], "telepathy"),
+    (["page_view", None], "(empty)"),
+    ([f"t{k}" for k in (6, 2, 5, 2, 1, 4, 3)], "t6, t2, t5, t1, t4"),
+])
+def test_unknown_event_types_are_refused_alike_from_names_and_categoricals(types: list, message: str) -> None:
+    """The first five unknown names in the order the events show them, or (empty) for a missing type alone."""
+    values = np.array(types, dtype=object)
+    n = len(types)
+    for given_types in (values, pd.Categorical(values), pd.Categorical(values, categories=sorted(
+            {t for t in types if t is not None} | {"zz_unused"}, reverse=True))):
+        with pytest.raises(UnknownEventType) as refused:
+            VEC.transform_leads([LeadRecord("L", BASE, "web")], np.zeros(n, np.int64), BASE + np.arange(n),
+                                given_types, None, np.zeros(1, np.int64), np.array([BASE + DAY]))
+        assert str(refused.value) == f"unknown event types (not in the taxonomy): {message}"
+
+
+def test_an_unused_unknown_category_is_not_an_unknown_event() -> None:
+    types = pd.Categorical(["page_view", "page_view"], categories=["telepathy", "page_view"])
+    got = VEC.transform_leads([LeadRecord("L", BASE, "web")], np.zeros(2, np.int64), BASE + np.arange(2), types,
+                              None, np.zeros(1, np.int64), np.array([BASE + DAY]))
+    want = VEC.transform_leads([LeadRecord("L", BASE, "web")], np.zeros(2, np.int64), BASE + np.arange(2),
+                               np.array(["page_view"] * 2, dtype=object), None, np.zeros(1, np.int64),
+                               np.array([BASE + DAY]))
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+PROFILED = FeatureVectorizer(taxonomy=TAXONOMY, attributes=(
+    AttributeInfo("industry", "categorical"), AttributeInfo("size", "categorical"),
+    AttributeInfo("employees", "numeric"))).fit(FeatureInput(
+        pd.DataFrame({"lead_id": ["x", "y"], "as_of": pd.to_datetime([BASE + DAY] * 2, unit="us", utc=True)}),
+        pd.DataFrame({"lead_id": ["x", "y"], "created_at": pd.to_datetime([BASE] * 2, unit="us", utc=True),
+                      "source": ["web", "3"], "industry": ["retail", "True"], "size": ["1.5", "10"],
+                      "employees": [3.0, 7.0]}),
+        pd.DataFrame({"lead_id": ["x"], "ts": pd.to_datetime([BASE], unit="us", utc=True), "type": ["page_view"]})))
+# what a lead record may hold: known texts, unseen ones, missing values, and values whose text is a category
+profile_value = st.sampled_from(["retail", "True", "1.5", "10", "web", "3", "mining", "", None, float("nan"),
+                                 np.nan, 3, 3.0, True, 1.5, 10, np.str_("retail"), ["retail"]])
+record = st.tuples(st.sampled_from(["web", "3", None, "mail"]),
+                   st.dictionaries(st.sampled_from(["industry", "size", "source", "other"]), profile_value),
+                   st.one_of(st.none(), st.integers(0, 9), st.floats(0, 1e6), st.sampled_from(["12", "1e3"])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(record, max_size=6))
+def test_profile_values_of_records_are_coded_by_their_text(records: list) -> None:
+    """Each profile column is coded as the reference rule codes each value of each lead's profile (the
+    attributes override ``source``): by its text for categoricals, unknown and missing as -1."""
+    leads = [LeadRecord(f"L{i}", BASE, source, {**attrs, "employees": employees})
+             for i, (source, attrs, employees) in enumerate(records)]
+    got = PROFILED._record_values(leads)
+    for name, column in PROFILED._profile_columns:
+        raw = [lead.profile.get(column) for lead in leads]
+        position = PROFILED._category_code.get(name)
+        want = (np.array([np.nan if v is None else float(v) for v in raw]) if position is None else
+                np.array([-1 if v is None or v != v else position.get(str(v), -1) for v in raw], dtype=np.int64))
+        assert got[name].dtype == want.dtype and np.array_equal(got[name], want, equal_nan=True), name
 
 
 @pytest.mark.parametrize("bad, message", [

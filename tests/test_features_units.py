@@ -214,6 +214,12 @@ def test_names_are_coded_as_arrow_codes_them() -> None:
             assert got == want, (pool, size)
     series = pd.Series(["a", None, "b", "a"], dtype="string")
     assert _outcome(_factorize_names, series) == _outcome(factorize, series)
+    # categoricals of names give their own codes and categories; of other values, what the values give
+    names = pd.Categorical(["b", None, "a", "b"], categories=["b", "z", "a"])
+    assert _outcome(_factorize_names, names) == ("int64", [0, -1, 2, 0], ["b", "z", "a"])
+    assert _outcome(_factorize_names, pd.Series(names)) == _outcome(_factorize_names, names)
+    numbers = np.array([3, None, 3, 4], dtype=object)
+    assert _outcome(_factorize_names, pd.Categorical(numbers)) == _outcome(factorize, numbers)
 
 
 def _outcome(code, values) -> tuple:  # noqa: ANN001
