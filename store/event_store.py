@@ -491,27 +491,28 @@ class EventStore:
                                  np.array(channels, dtype=object))
 
     def leads_with_events(self, lead_ids: list[str]) -> tuple[list[LeadRecord], np.ndarray, LeadEvents]:
-        """Many leads and their events in two indexed queries: the batch-scoring path.
+        """Many leads and their events in one indexed query: the batch-scoring path (one id is a batch of one).
 
         Returns the known leads (as :meth:`lead` gives them, in request order; unknown ids are simply
         absent), then for each event the position of its lead in that list, then the events; events
         are ordered by that position and by time. The events come from each lead's packed record (one
-        row a lead, not ~50), which :func:`insert_events` keeps equal to the event rows.
+        row a lead, not ~50, read in the same row as the lead), which :func:`insert_events` keeps
+        equal to the event rows.
         """
         ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
-            found = {r[0]: r for r in _rows_of_leads(conn, _LEAD_ROWS, leads_table.c.lead_id, ids)}
-            packed = {r[0]: r for r in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id,
-                                                      list(found))}
+            found = {r[0]: r for r in _rows_of_leads(conn, _LEAD_AND_EVENT_ROWS, leads_table.c.lead_id, ids)}
         known = [found[i] for i in ids if i in found]
+        if not known:
+            return [], np.empty(0, np.int64), LeadEvents(*unpack_many([], []))
+        lead_id, created, source, attributes, counts, blobs = zip(*known, strict=True)
         # one JSON document for all the leads' attributes: a thousand json.loads calls cost twice as much
-        attributes = json.loads("[" + ",".join(r[3] for r in known) + "]")
-        leads = [LeadRecord(r[0], int(r[1]), r[2], a) for r, a in zip(known, attributes, strict=True)]
-        rows = [(k, packed[lead.lead_id]) for k, lead in enumerate(leads) if lead.lead_id in packed]
-        counts = [int(r[1]) for _, r in rows]
-        owner = np.repeat(np.array([k for k, _ in rows], dtype=np.int64), counts)
-        ts, types, channels = unpack_many(counts, [r[2] for _, r in rows])
-        return leads, owner, LeadEvents(ts, types, channels)
+        leads = list(map(LeadRecord, lead_id, map(int, created), source,
+                         json.loads("[" + ",".join(attributes) + "]")))
+        has = [k for k, n in enumerate(counts) if n]  # a lead without events has no packed record
+        n = [int(counts[k]) for k in has]
+        ts, types, channels = unpack_many(n, [blobs[k] for k in has])
+        return leads, np.repeat(np.array(has, dtype=np.int64), n), LeadEvents(ts, types, channels)
 
     def leads_with_event_rows(self, lead_ids: list[str]) -> tuple[list[LeadRecord], np.ndarray, LeadEvents]:
         """What :meth:`leads_with_events` gives, read from the event rows themselves (the source of truth
@@ -667,11 +668,14 @@ _ID_LIST_SQL: dict[tuple[int, str], str] = {}
 
 _PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
 
+_LEAD_AND_EVENT_ROWS = select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source,
+                              leads_table.c.attributes, packed_events_table.c.n, packed_events_table.c.blob
+                              ).select_from(leads_table.outerjoin(
+                                  packed_events_table, packed_events_table.c.lead_id == leads_table.c.lead_id))
+
 
 _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
                           history_table.c.recorded_at)
-
-_LEAD_ROWS = select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes)
 
 _LEAD = select(leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes).where(
     leads_table.c.lead_id == bindparam("lead_id"))
