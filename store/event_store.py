@@ -554,13 +554,7 @@ class EventStore:
         ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
             rows = _rows_of_leads(conn, _HISTORY_COLUMNS, history_table.c.lead_id, ids)
-        if not rows:
-            empty = np.empty(0, dtype=object)
-            return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
-        lead, attribute, value, recorded = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
-        recorded = recorded.astype(np.int64)
-        order = np.lexsort((recorded, lead))
-        return LeadHistory(lead[order], attribute[order], value[order], recorded[order])
+        return history_of(rows)
 
     def attribute_specs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
@@ -583,6 +577,27 @@ _LEAD_EVENTS = (
     .where(events_table.c.lead_id == bindparam("lead_id"))
     .order_by(events_table.c.ts)
 )
+
+
+def history_of(rows: list[tuple]) -> LeadHistory:
+    """History rows (lead, attribute, value, recorded_at) -> arrays in (lead, time) order, rows of one
+    lead and moment in the order given (a stable sort).
+
+    Rows read through the (lead_id, recorded_at) index come in that order already (SQLite's do), and
+    are only checked: a comparison a row, where sorting by the lead ids, Python strings, cost three
+    times as much (2,000 rows: 1.4 ms against 0.45).
+    """
+    if not rows:
+        empty = np.empty(0, dtype=object)
+        return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
+    lead, attribute, value, recorded = zip(*rows, strict=True)
+    history = LeadHistory(np.array(lead, dtype=object), np.array(attribute, dtype=object),
+                          np.array(value, dtype=object), np.array(recorded, dtype=np.int64))
+    lead, recorded = history.lead_id, history.recorded_at
+    if np.all((lead[1:] > lead[:-1]) | ((lead[1:] == lead[:-1]) & (recorded[1:] >= recorded[:-1]))):
+        return history
+    return history.take(np.lexsort((recorded, lead)))
+
 
 def _lead_record(lead_id: str, created_at: int, source: str | None, attributes: str) -> LeadRecord:
     """A stored lead row as scoring reads it (the attributes are stored as one JSON object)."""
