@@ -491,27 +491,28 @@ class EventStore:
                                  np.array(channels, dtype=object))
 
     def leads_with_events(self, lead_ids: list[str]) -> tuple[list[LeadRecord], np.ndarray, LeadEvents]:
-        """Many leads and their events in two indexed queries: the batch-scoring path.
+        """Many leads and their events in one indexed query: the batch-scoring path (one id is a batch of one).
 
         Returns the known leads (as :meth:`lead` gives them, in request order; unknown ids are simply
         absent), then for each event the position of its lead in that list, then the events; events
         are ordered by that position and by time. The events come from each lead's packed record (one
-        row a lead, not ~50), which :func:`insert_events` keeps equal to the event rows.
+        row a lead, not ~50, read in the same row as the lead), which :func:`insert_events` keeps
+        equal to the event rows.
         """
         ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
-            found = {r[0]: r for r in _rows_of_leads(conn, _LEAD_ROWS, leads_table.c.lead_id, ids)}
-            packed = {r[0]: r for r in _rows_of_leads(conn, _PACKED_ROWS, packed_events_table.c.lead_id,
-                                                      list(found))}
+            found = {r[0]: r for r in _rows_of_leads(conn, _LEAD_AND_EVENT_ROWS, leads_table.c.lead_id, ids)}
         known = [found[i] for i in ids if i in found]
+        if not known:
+            return [], np.empty(0, np.int64), LeadEvents(*unpack_many([], []))
+        lead_id, created, source, attributes, counts, blobs = zip(*known, strict=True)
         # one JSON document for all the leads' attributes: a thousand json.loads calls cost twice as much
-        attributes = json.loads("[" + ",".join(r[3] for r in known) + "]")
-        leads = [LeadRecord(r[0], int(r[1]), r[2], a) for r, a in zip(known, attributes, strict=True)]
-        rows = [(k, packed[lead.lead_id]) for k, lead in enumerate(leads) if lead.lead_id in packed]
-        counts = [int(r[1]) for _, r in rows]
-        owner = np.repeat(np.array([k for k, _ in rows], dtype=np.int64), counts)
-        ts, types, channels = unpack_many(counts, [r[2] for _, r in rows])
-        return leads, owner, LeadEvents(ts, types, channels)
+        leads = list(map(LeadRecord, lead_id, map(int, created), source,
+                         json.loads("[" + ",".join(attributes) + "]")))
+        has = [k for k, n in enumerate(counts) if n]  # a lead without events has no packed record
+        n = [int(counts[k]) for k in has]
+        ts, types, channels = unpack_many(n, [blobs[k] for k in has])
+        return leads, np.repeat(np.array(has, dtype=np.int64), n), LeadEvents(ts, types, channels)
 
     def leads_with_event_rows(self, lead_ids: list[str]) -> tuple[list[LeadRecord], np.ndarray, LeadEvents]:
         """What :meth:`leads_with_events` gives, read from the event rows themselves (the source of truth
@@ -553,13 +554,7 @@ class EventStore:
         ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
             rows = _rows_of_leads(conn, _HISTORY_COLUMNS, history_table.c.lead_id, ids)
-        if not rows:
-            empty = np.empty(0, dtype=object)
-            return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
-        lead, attribute, value, recorded = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
-        recorded = recorded.astype(np.int64)
-        order = np.lexsort((recorded, lead))
-        return LeadHistory(lead[order], attribute[order], value[order], recorded[order])
+        return history_of(rows)
 
     def attribute_specs(self) -> pd.DataFrame:
         with self.engine.connect() as conn:
@@ -582,6 +577,27 @@ _LEAD_EVENTS = (
     .where(events_table.c.lead_id == bindparam("lead_id"))
     .order_by(events_table.c.ts)
 )
+
+
+def history_of(rows: list[tuple]) -> LeadHistory:
+    """History rows (lead, attribute, value, recorded_at) -> arrays in (lead, time) order, rows of one
+    lead and moment in the order given (a stable sort).
+
+    Rows read through the (lead_id, recorded_at) index come in that order already (SQLite's do), and
+    are only checked: a comparison a row, where sorting by the lead ids, Python strings, cost three
+    times as much (2,000 rows: 1.4 ms against 0.45).
+    """
+    if not rows:
+        empty = np.empty(0, dtype=object)
+        return LeadHistory(empty, empty, empty, np.empty(0, dtype=np.int64))
+    lead, attribute, value, recorded = zip(*rows, strict=True)
+    history = LeadHistory(np.array(lead, dtype=object), np.array(attribute, dtype=object),
+                          np.array(value, dtype=object), np.array(recorded, dtype=np.int64))
+    lead, recorded = history.lead_id, history.recorded_at
+    if np.all((lead[1:] > lead[:-1]) | ((lead[1:] == lead[:-1]) & (recorded[1:] >= recorded[:-1]))):
+        return history
+    return history.take(np.lexsort((recorded, lead)))
+
 
 def _lead_record(lead_id: str, created_at: int, source: str | None, attributes: str) -> LeadRecord:
     """A stored lead row as scoring reads it (the attributes are stored as one JSON object)."""
@@ -667,11 +683,14 @@ _ID_LIST_SQL: dict[tuple[int, str], str] = {}
 
 _PACKED_ROWS = select(packed_events_table.c.lead_id, packed_events_table.c.n, packed_events_table.c.blob)
 
+_LEAD_AND_EVENT_ROWS = select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source,
+                              leads_table.c.attributes, packed_events_table.c.n, packed_events_table.c.blob
+                              ).select_from(leads_table.outerjoin(
+                                  packed_events_table, packed_events_table.c.lead_id == leads_table.c.lead_id))
+
 
 _HISTORY_COLUMNS = select(history_table.c.lead_id, history_table.c.attribute, history_table.c.value,
                           history_table.c.recorded_at)
-
-_LEAD_ROWS = select(leads_table.c.lead_id, leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes)
 
 _LEAD = select(leads_table.c.created_at, leads_table.c.source, leads_table.c.attributes).where(
     leads_table.c.lead_id == bindparam("lead_id"))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import inspect
 
 import store.event_store as event_store_module
 from contract.mapping import MappingError, load_mapping
-from store.event_store import EventStore
+from store.event_store import EventStore, history_of
 from tests.conftest import Sources, write_yaml
 
 EVENTS_CSV = (
@@ -132,3 +135,21 @@ def test_store_url_from_settings_creates_the_sqlite_folder(tmp_path) -> None:  #
     assert store.counts().leads == 0
     assert (tmp_path / "deep" / "er" / "store.sqlite").exists()
     store.close()
+
+
+history_row = st.tuples(st.sampled_from(["L1", "L10", "L2", "é"]), st.sampled_from(["industry", "budget"]),
+                        st.one_of(st.none(), st.text(max_size=3)), st.integers(0, 4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(history_row, max_size=12), ordered=st.booleans())
+def test_history_rows_come_by_lead_then_time_ties_in_the_order_read(rows, ordered) -> None:  # noqa: ANN001
+    """Rows already in (lead, time) order (as SQLite's index gives them) are kept as they are; others are
+    sorted, rows of one lead and moment staying in the order the database gave them."""
+    if ordered:
+        rows = sorted(rows, key=lambda r: (r[0], r[3]))
+    history = history_of(rows)
+    want = sorted(rows, key=lambda r: (r[0], r[3]))  # stable: ties in the given order
+    assert list(zip(history.lead_id.tolist(), history.attribute.tolist(), history.value.tolist(),
+                    history.recorded_at.tolist(), strict=True)) == want
+    assert history.recorded_at.dtype == np.int64 and history.lead_id.dtype == object
