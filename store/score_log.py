@@ -56,18 +56,23 @@ log = logging.getLogger(__name__)
 
 score_metadata = MetaData()
 
+
+def _served_columns() -> list[Column]:
+    """When, to whom, through which endpoint and by which versions a score was served: a score's row and
+    a block hold the same (new objects each call: a column belongs to one table)."""
+    return [Column("served_at", BigInteger, nullable=False), Column("caller", String, nullable=False),
+            Column("endpoint", String, nullable=False, doc="score, score_payload, score_batch, cli or bulk."),
+            Column("model_version", String), Column("feature_set_version", String, nullable=False),
+            Column("rules_version", String)]
+
+
 score_log_table = Table(
     "score_log",  # one row per score: what versions before the blocks wrote, and the columns of an entry
     score_metadata,
     Column("score_id", String, primary_key=True),
     Column("lead_id", String, nullable=False),
     Column("as_of", BigInteger, nullable=False),
-    Column("served_at", BigInteger, nullable=False),
-    Column("caller", String, nullable=False),
-    Column("endpoint", String, nullable=False, doc="score, score_payload, score_batch, cli or bulk."),
-    Column("model_version", String),
-    Column("feature_set_version", String, nullable=False),
-    Column("rules_version", String),
+    *_served_columns(),
     Column("probability", Double, nullable=False),
     Column("score", Integer, nullable=False),
     Column("tier", String, nullable=False),
@@ -83,12 +88,7 @@ score_blocks_table = Table(
     "score_blocks",
     score_metadata,
     Column("block_id", String, primary_key=True, doc="The first BLOCK_ID_HEX characters of its scores' ids."),
-    Column("served_at", BigInteger, nullable=False),
-    Column("caller", String, nullable=False),
-    Column("endpoint", String, nullable=False, doc="score, score_payload, score_batch or cli."),
-    Column("model_version", String),
-    Column("feature_set_version", String, nullable=False),
-    Column("rules_version", String),
+    *_served_columns(),
     Column("n", Integer, nullable=False, doc="How many scores the block holds."),
     Column("scores", Text, nullable=False, doc="JSON, column by column: see to_block."),
     Column("payload", Text, doc="JSON of a /score_payload request (the lead is not in the store)."),
