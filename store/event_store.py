@@ -45,7 +45,7 @@ from sqlalchemy.exc import OperationalError
 
 from contract.lead_record import LeadRecord
 from contract.timeunits import from_micros
-from store.packed import append, last_time, merge_order, pack, pack_many, unpack_many
+from store.packed import append, last_time, merge_order, names_of, pack, pack_many, unpack_many
 
 metadata = MetaData()
 
@@ -246,8 +246,8 @@ def _repacked_records(stored: list[tuple[int, bytes]], stored_ids: list[str], le
     counts = [n for n, _ in stored]
     old_ts, old_types, old_channels = unpack_many(counts, [b for _, b in stored])
     return _packed_records(np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
-                           np.concatenate([old_ts, ts]), np.concatenate([old_types, types]),
-                           np.concatenate([old_channels, channels]))
+                           np.concatenate([old_ts, ts]), np.concatenate([names_of(old_types), types]),
+                           np.concatenate([names_of(old_channels), channels]))
 
 
 def _packed_records(lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
@@ -344,11 +344,16 @@ class StoreBusy(Exception):  # noqa: N818 - a state, not a failure: the caller q
 
 @dataclass(frozen=True)
 class LeadEvents:
-    """One lead's events as parallel arrays; ``ts_us`` is UTC microseconds since the epoch."""
+    """Events as parallel arrays; ``ts_us`` is UTC microseconds since the epoch.
+
+    ``type`` and ``channel`` are object arrays of names (None for a missing channel), or, from
+    :meth:`EventStore.leads_with_events` with many events, categoricals (a missing channel is code
+    -1, never a category): the batch's names already coded.
+    """
 
     ts_us: np.ndarray
-    type: np.ndarray
-    channel: np.ndarray
+    type: np.ndarray | pd.Categorical
+    channel: np.ndarray | pd.Categorical
 
     def __len__(self) -> int:
         return len(self.ts_us)
@@ -494,10 +499,10 @@ class EventStore:
         """Many leads and their events in one indexed query: the batch-scoring path (one id is a batch of one).
 
         Returns the known leads (as :meth:`lead` gives them, in request order; unknown ids are simply
-        absent), then for each event the position of its lead in that list, then the events; events
-        are ordered by that position and by time. The events come from each lead's packed record (one
-        row a lead, not ~50, read in the same row as the lead), which :func:`insert_events` keeps
-        equal to the event rows.
+        absent), then for each event the position of its lead in that list, then the events (types
+        and channels as categoricals from ``packed.CODED_FROM`` events on); events are ordered by that
+        position and by time. The events come from each lead's packed record (one row a lead, not
+        ~50, read in the same row as the lead), which :func:`insert_events` keeps equal to the event rows.
         """
         ids = list(dict.fromkeys(lead_ids))
         with self.engine.connect() as conn:
