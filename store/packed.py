@@ -163,17 +163,16 @@ def _categorical(local: np.ndarray, per_lead: list[list], counts: list[int]) -> 
 
     The categories come in order of first appearance in that list, leads in order: each lead's list
     is in order of first appearance among its events (``pack``), so that is their order of first
-    appearance among the events. A dict codes the list (15,000 names for 1,000 leads) faster than
+    appearance among the events. A dict codes the list (7,000 type names for 1,000 leads) faster than
     pandas once the list is made an array.
     """
     sizes = np.fromiter(map(len, per_lead), np.int64, len(per_lead))
-    index: dict = {}
-    code = np.array([index.setdefault(name, len(index)) for name in chain.from_iterable(per_lead)], dtype=np.int64)
-    if None in index:  # a missing channel: code -1, not a category
-        code = np.array([-1 if name is None else k - (k > index[None]) for k, name in enumerate(index)])[code]
-        del index[None]
+    categories = [name for name in dict.fromkeys(chain.from_iterable(per_lead)) if name is not None]
+    index: dict = {name: k for k, name in enumerate(categories)}
+    index[None] = -1  # a missing channel: code -1, not a category
+    code = np.fromiter(map(index.__getitem__, chain.from_iterable(per_lead)), np.int64, int(sizes.sum()))
     where = local + np.repeat(np.cumsum(sizes) - sizes, counts)
-    return pd.Categorical.from_codes(code[where], dtype=pd.CategoricalDtype(pd.Index(list(index), dtype=object)),
+    return pd.Categorical.from_codes(code[where], dtype=pd.CategoricalDtype(pd.Index(categories, dtype=object)),
                                      validate=False)
 
 
