@@ -45,7 +45,7 @@ from sqlalchemy.exc import OperationalError
 
 from contract.lead_record import LeadRecord
 from contract.timeunits import from_micros
-from store.packed import append, last_time, merge_order, pack, pack_many, unpack_many
+from store.packed import append, last_time, merge_order, names_of, pack, pack_many, unpack_many
 
 metadata = MetaData()
 
@@ -246,8 +246,8 @@ def _repacked_records(stored: list[tuple[int, bytes]], stored_ids: list[str], le
     counts = [n for n, _ in stored]
     old_ts, old_types, old_channels = unpack_many(counts, [b for _, b in stored])
     return _packed_records(np.concatenate([np.repeat(np.array(stored_ids, dtype=object), counts), lead]),
-                           np.concatenate([old_ts, ts]), np.concatenate([old_types, types]),
-                           np.concatenate([old_channels, channels]))
+                           np.concatenate([old_ts, ts]), np.concatenate([names_of(old_types), types]),
+                           np.concatenate([names_of(old_channels), channels]))
 
 
 def _packed_records(lead: np.ndarray, ts: np.ndarray, types: np.ndarray, channels: np.ndarray
@@ -344,11 +344,16 @@ class StoreBusy(Exception):  # noqa: N818 - a state, not a failure: the caller q
 
 @dataclass(frozen=True)
 class LeadEvents:
-    """One lead's events as parallel arrays; ``ts_us`` is UTC microseconds since the epoch."""
+    """Events as parallel arrays; ``ts_us`` is UTC microseconds since the epoch.
+
+    ``type`` and ``channel`` are object arrays of names (None for a missing channel), or, from
+    :meth:`EventStore.leads_with_events` with many events, categoricals (a missing channel is code
+    -1, never a category): the batch's names already coded.
+    """
 
     ts_us: np.ndarray
-    type: np.ndarray
-    channel: np.ndarray
+    type: np.ndarray | pd.Categorical
+    channel: np.ndarray | pd.Categorical
 
     def __len__(self) -> int:
         return len(self.ts_us)
@@ -494,24 +499,25 @@ class EventStore:
         """Many leads and their events in one indexed query: the batch-scoring path (one id is a batch of one).
 
         Returns the known leads (as :meth:`lead` gives them, in request order; unknown ids are simply
-        absent), then for each event the position of its lead in that list, then the events; events
-        are ordered by that position and by time. The events come from each lead's packed record (one
-        row a lead, not ~50, read in the same row as the lead), which :func:`insert_events` keeps
-        equal to the event rows.
+        absent), then for each event the position of its lead in that list, then the events (types
+        and channels as categoricals from ``packed.CODED_FROM`` events on); events are ordered by that
+        position and by time. The events come from each lead's packed record (one row a lead, not
+        ~50, read in the same row as the lead), which :func:`insert_events` keeps equal to the event rows.
         """
         ids = list(dict.fromkeys(lead_ids))
-        with self.engine.connect() as conn:
-            found = {r[0]: r for r in _rows_of_leads(conn, _LEAD_AND_EVENT_ROWS, leads_table.c.lead_id, ids)}
-        known = [found[i] for i in ids if i in found]
-        if not known:
-            return [], np.empty(0, np.int64), LeadEvents(*unpack_many([], []))
-        lead_id, created, source, attributes, counts, blobs = zip(*known, strict=True)
-        # one JSON document for all the leads' attributes: a thousand json.loads calls cost twice as much
-        leads = list(map(LeadRecord, lead_id, map(int, created), source,
-                         json.loads("[" + ",".join(attributes) + "]")))
-        has = [k for k, n in enumerate(counts) if n]  # a lead without events has no packed record
-        n = [int(counts[k]) for k in has]
-        ts, types, channels = unpack_many(n, [blobs[k] for k in has])
+        with _collector_paused():  # a 1,000-lead batch makes some 10,000 rows, records, dicts and lists
+            with self.engine.connect() as conn:
+                found = {r[0]: r for r in _rows_of_leads(conn, _LEAD_AND_EVENT_ROWS, leads_table.c.lead_id, ids)}
+            known = [found[i] for i in ids if i in found]
+            if not known:
+                return [], np.empty(0, np.int64), LeadEvents(*unpack_many([], []))
+            lead_id, created, source, attributes, counts, blobs = zip(*known, strict=True)
+            # one JSON document for all the leads' attributes: a thousand json.loads calls cost twice as much
+            leads = list(map(LeadRecord, lead_id, map(int, created), source,
+                             json.loads("[" + ",".join(attributes) + "]")))
+            has = [k for k, n in enumerate(counts) if n]  # a lead without events has no packed record
+            n = [int(counts[k]) for k in has]
+            ts, types, channels = unpack_many(n, [blobs[k] for k in has])
         return leads, np.repeat(np.array(has, dtype=np.int64), n), LeadEvents(ts, types, channels)
 
     def leads_with_event_rows(self, lead_ids: list[str]) -> tuple[list[LeadRecord], np.ndarray, LeadEvents]:
@@ -552,7 +558,7 @@ class EventStore:
         """The attribute history of some leads, ordered by lead and time, read through the
         (lead_id, recorded_at) index: the serving path, so plain arrays and the driver's tuples."""
         ids = list(dict.fromkeys(lead_ids))
-        with self.engine.connect() as conn:
+        with _collector_paused(), self.engine.connect() as conn:  # thousands of row tuples
             rows = _rows_of_leads(conn, _HISTORY_COLUMNS, history_table.c.lead_id, ids)
         return history_of(rows)
 
@@ -606,7 +612,7 @@ def _lead_record(lead_id: str, created_at: int, source: str | None, attributes: 
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector while tens of thousands of row tuples are made.
+    """Pause Python's cycle collector while thousands of row tuples (or records, dicts, lists) are made.
 
     Tuples of plain values form no cycles, but allocating that many triggers collections that
     walk the whole heap (the loaded model included): 0.14 s of a 0.25 s read of 50,000 events.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,12 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
 import store.event_store as event_store_module
+import store.packed as packed_module
 from features.registry import AttributeInfo
 from features.vectorizer import FeatureInput, FeatureVectorizer
 from store.event_store import EventStore, packed_events_table
 from store.ingest import RecordsRejected, ingest_records, store_records
-from store.packed import append, pack
+from store.packed import append, names_of, pack, pack_many, unpack_many
 from tests.conftest import NOW as SOURCES_NOW
 from tests.conftest import Sources
 
@@ -79,12 +81,27 @@ def _assert_records_are_fresh_packs(store: EventStore, ids: tuple[str, ...]) -> 
 
 
 def _assert_packed_equals_rows(store: EventStore, vectorizer: FeatureVectorizer, ids: list[str]) -> None:
+    """The batch read equals the rows, with its names as object arrays and (as a large batch gets them) as
+    categoricals: the same names, the categories in order of first appearance, features unchanged."""
+    for coded_from in (10**9, 1):
+        with patch.object(packed_module, "CODED_FROM", coded_from):
+            _assert_read_equals_rows(store, vectorizer, ids, categorical=coded_from == 1)
+
+
+def _assert_read_equals_rows(store: EventStore, vectorizer: FeatureVectorizer, ids: list[str],
+                             categorical: bool) -> None:
     packed_leads, packed_owner, packed = store.leads_with_events(ids)
     row_leads, row_owner, rows = store.leads_with_event_rows(ids)
     assert packed_leads == row_leads
     np.testing.assert_array_equal(packed_owner, row_owner)
     np.testing.assert_array_equal(packed.ts_us, rows.ts_us)
-    assert packed.type.tolist() == rows.type.tolist() and packed.channel.tolist() == rows.channel.tolist()
+    assert names_of(packed.type).tolist() == rows.type.tolist()
+    assert names_of(packed.channel).tolist() == rows.channel.tolist()
+    for got, want in ((packed.type, rows.type), (packed.channel, rows.channel)):
+        assert isinstance(got, pd.Categorical) == (categorical and len(want) > 0)
+        if isinstance(got, pd.Categorical):
+            assert got.categories.tolist() == pd.unique(want[pd.notna(want)]).tolist()
+            assert got.categories.dtype == object and not got.categories.hasnans
     # features at as-of times that fall on, between and after the event times (strictly-before cut-offs)
     moments = (START + pd.to_timedelta([0, 5, 12.5, 20, 41, 24 * 40], unit="h")).as_unit("us").asi8
     n = len(packed_leads)
@@ -111,6 +128,7 @@ def test_packed_records_equal_the_event_rows_after_every_write(taxonomy, writes)
                 except RecordsRejected:
                     pass  # an id re-used with other content rejects the whole write: nothing changes
                 _assert_packed_equals_rows(store, vectorizer, ["L2", "missing", *LEADS])
+                _assert_packed_equals_rows(store, vectorizer, ["missing", "L1", "L1"])
                 _assert_records_are_fresh_packs(store, LEADS)
             stored = store.counts().events
             assert sum(len(e) for e in (store.leads_with_events(list(LEADS))[2],)) == stored
@@ -161,6 +179,32 @@ def test_appending_in_steps_packs_what_packing_at_once_does(events, cuts) -> Non
         part = events[a:b]
         blob, n = append(blob, n, [e[0] for e in part], [e[1] for e in part], [e[2] for e in part]), b
     assert blob == pack(np.array([e[0] for e in events]), [e[1] for e in events], [e[2] for e in events])
+
+
+@settings(max_examples=200, deadline=None)
+@given(leads=st.lists(st.lists(timed, max_size=12), max_size=6), coded_from=st.sampled_from([0, 1, 20, 10**9]))
+def test_a_batch_unpacks_to_the_names_it_packed(leads, coded_from) -> None:  # noqa: ANN001
+    """Records packed lead by lead and all at once (new names, missing channels, quotes, non-ASCII names)
+    read back as the same times and names; as categoricals (from ``CODED_FROM`` events), the categories
+    are the names in order of first appearance and a missing channel is code -1, never a category."""
+    leads = [sorted(events, key=lambda e: e[0]) for events in leads if events]  # records hold their events in order
+    ts = np.array([e[0] for events in leads for e in events], dtype=np.int64)
+    types = np.array([e[1] for events in leads for e in events], dtype=object)
+    channels = np.array([e[2] for events in leads for e in events], dtype=object)
+    counts = [len(events) for events in leads]
+    one_by_one = [pack(np.array([e[0] for e in events]), [e[1] for e in events], [e[2] for e in events])
+                  for events in leads]
+    bounds = np.cumsum([0, *counts])
+    assert pack_many(bounds, ts, types, channels) == one_by_one
+    with patch.object(packed_module, "CODED_FROM", coded_from):
+        got_ts, got_types, got_channels = unpack_many(counts, one_by_one)
+    np.testing.assert_array_equal(got_ts, ts)
+    assert names_of(got_types).tolist() == types.tolist() and names_of(got_channels).tolist() == channels.tolist()
+    for got, want in ((got_types, types), (got_channels, channels)):
+        assert isinstance(got, pd.Categorical) == (len(want) >= coded_from and len(want) > 0)
+        if isinstance(got, pd.Categorical):
+            assert got.categories.tolist() == list(dict.fromkeys(v for v in want.tolist() if v is not None))
+            np.testing.assert_array_equal(got.codes == -1, [v is None for v in want.tolist()])
 
 
 def _event(event_id: str, lead_id: str, hours: float, type_: str, channel: str) -> dict:
