@@ -17,6 +17,12 @@ snapshots (ROC AUC; PR AUC and calibration error where they apply).
   a paired bootstrap interval (by lead) for the AUC difference to the best of them; a random split beside.
 
 Usage: python benchmarks/quality.py [--leads 30000] [--only x_education ...]. The last line is a JSON object.
+
+Its keys are made per data set from one prefix (``synthetic``, ``drift``, ``xedu``, ``olist``): for
+example ``synthetic_auc``, ``synthetic_ece`` and ``synthetic_logistic_auc``; ``drift_auc``,
+``drift_ece`` and ``drift_logistic_auc``; ``xedu_auc``, ``xedu_plain_lgbm_auc`` and
+``xedu_logistic_auc``; ``olist_auc`` beside ``olist_best_baseline_auc``. ``<prefix>_auc`` is always
+the shipped model; ``_plain_lgbm``, ``_logistic`` and ``_rule_score`` are the others on the same rows.
 """
 
 from __future__ import annotations
