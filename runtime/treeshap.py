@@ -104,8 +104,9 @@ class TreeShap:
         parts = _Parts(model["max_feature_idx"] + 1)
         why = _unsupported(model)
         if why is None:
-            for tree in model["tree_info"]:
-                parts.add_tree(tree["tree_structure"])
+            thresholds = _thresholds(booster.model_to_string(num_iteration=num_iteration))
+            for tree, exact in zip(model["tree_info"], thresholds, strict=True):
+                parts.add_tree(tree["tree_structure"], exact)
             widest = max(parts.widths, default=0)
             size = 8 * sum(k << k for k in parts.widths)
             if widest > max_path_features:
@@ -182,7 +183,9 @@ class _Parts:
     def widths(self) -> list[int]:
         return [len(leaf[2]) for leaf in self.leaves]
 
-    def add_tree(self, root: dict) -> None:
+    def add_tree(self, root: dict, thresholds: list[float]) -> None:
+        """Add one tree of ``dump_model``; ``thresholds``: its nodes' thresholds as the model text holds them."""
+        self.thresholds = thresholds
         first_node, first_leaf = len(self.nodes), len(self.leaves)
         if "split_index" not in root:  # one leaf: its value is the expected value, nothing to attribute
             self.leaves.append((root["leaf_value"], [], [], [], 0))
@@ -223,7 +226,11 @@ class _Parts:
             categories = [int(c) for c in str(node["threshold"]).split("||")]
             self.nodes[number] = (feature, CATEGORICAL, 0.0, 0, False, categories)
         elif node["decision_type"] == "<=":
-            self.nodes[number] = (feature, NUMERICAL, float(node["threshold"]), MISSING[node["missing_type"]],
+            threshold = self.thresholds[node["split_index"]]
+            if not (threshold == node["threshold"] or (abs(threshold) >= 1e300 and abs(node["threshold"]) == 1e300)):  # noqa: PLR2004
+                raise ValueError(f"the model text and dump_model disagree on a threshold: {threshold} and "
+                                 f"{node['threshold']}")
+            self.nodes[number] = (feature, NUMERICAL, threshold, MISSING[node["missing_type"]],
                                   bool(node["default_left"]), [])
         else:
             raise ValueError(f"unknown decision type {node['decision_type']!r}")
@@ -266,6 +273,21 @@ class _Parts:
             slot_feature=np.array([f for leaf in leaves for f in leaf[2]], dtype=i64),
             table_start=table_start, table=table,
         )
+
+
+def _thresholds(text: str) -> list[list[float]]:
+    """Each tree's node thresholds in LightGBM's model text, in node order.
+
+    ``dump_model`` writes a threshold of infinity (a split that sends every number left and NaN
+    right) as 1e300, which a value above 1e300 would then cross; the text format writes ``inf``.
+    """
+    trees: list[list[float]] = []
+    for line in text.splitlines():
+        if line.startswith("Tree="):
+            trees.append([])
+        elif line.startswith("threshold=") and trees:
+            trees[-1] = [float(t) for t in line.removeprefix("threshold=").split()]
+    return trees
 
 
 def _count_internal(node: dict) -> int:
