@@ -66,10 +66,11 @@ class TreeShap:
     """One booster's TreeSHAP tables; call it on a matrix for ``pred_contrib``'s (n, n_features + 1) values.
 
     Built once per model by :meth:`from_booster` (a bundle builds it when it loads). Nodes are numbered
-    across trees (``node_start[t]`` is tree ``t``'s first), leaves likewise (a tree's leaves in
-    LightGBM's leaf order), and each leaf lists its path's edges (node, whether the edge goes left,
-    the slot of the edge's feature among the leaf's distinct features) and its table, ``2^k`` masks by
-    ``k`` slots.
+    across trees (``node_start[t]`` is tree ``t``'s first), in LightGBM's order within a tree, and so are
+    leaves (``leaf_start``). A leaf's distinct features are its *slots*, in the order its path first
+    tests them; a node's slot is its feature's among its own path's, the same for every leaf below it.
+    So one pass down a tree gives every leaf's mask: the child a row does not take clears the node's
+    slot bit. A leaf of ``k`` slots has a table of ``2^k`` masks by ``k`` slots.
     """
 
     booster: lgb.Booster
@@ -84,12 +85,12 @@ class TreeShap:
     node_default_left: np.ndarray
     node_cats: np.ndarray  # (n_nodes + 1) offsets of each categorical node's bitset in cat_words
     cat_words: np.ndarray
+    node_bit: np.ndarray  # 1 << the node's slot
+    node_left: np.ndarray  # children as positions in the tree's masks: its nodes, then its leaves
+    node_right: np.ndarray
     leaf_start: np.ndarray
     leaf_value: np.ndarray
-    edge_start: np.ndarray
-    edge_node: np.ndarray
-    edge_left: np.ndarray
-    edge_slot: np.ndarray
+    leaf_depth: np.ndarray
     slot_start: np.ndarray
     slot_feature: np.ndarray
     table_start: np.ndarray
@@ -121,16 +122,16 @@ class TreeShap:
             return pred_contrib(self.booster, matrix)
         x = self._rows(matrix)
         out = np.zeros((len(x), self.n_features + 1))
-        _contributions(x, self._nodes(), self.leaf_start, self.edge_start, self.edge_node, self.edge_left,
-                       self.edge_slot, self.slot_start, self.slot_feature, self.table_start, self.table, out)
+        _contributions(x, self._nodes(), self.leaf_start, self.slot_start, self.slot_feature, self.table_start,
+                       self.table, out)
         out[:, -1] = self.bias
         return out
 
     def leaves(self, matrix: np.ndarray) -> np.ndarray:
-        """The leaf each row reaches in each tree, (n, n_trees), from the edge decisions the values use (for tests)."""
+        """The leaf each row reaches in each tree, (n, n_trees): the one whose mask holds all its slots (for tests)."""
         x = self._rows(matrix)
         out = np.empty((len(x), len(self.node_start) - 1), dtype=np.int64)
-        _leaves(x, self._nodes(), self.leaf_start, self.edge_start, self.edge_node, self.edge_left, out)
+        _leaves(x, self._nodes(), self.leaf_start, self.slot_start, out)
         return out
 
     def raw(self, matrix: np.ndarray) -> np.ndarray:
@@ -149,7 +150,8 @@ class TreeShap:
 
     def _nodes(self) -> tuple:
         return (self.node_start, self.node_feature, self.node_kind, self.node_threshold, self.node_missing,
-                self.node_default_left, self.node_cats, self.cat_words)
+                self.node_default_left, self.node_cats, self.cat_words, self.node_bit, self.node_left,
+                self.node_right)
 
     @property
     def nbytes(self) -> int:
@@ -174,10 +176,10 @@ class _Parts:
     def __init__(self, n_features: int) -> None:
         self.n_features = n_features
         self.bias = 0.0
-        self.nodes: list[tuple] = []  # (feature, kind, threshold, missing, default_left, categories)
+        self.nodes: list[tuple] = []  # (feature, kind, threshold, missing, default_left, categories, slot, left, right)
         self.node_start = [0]
         self.leaf_start = [0]
-        self.leaves: list[tuple] = []  # (value, edges [(node, left, slot)], slot features, zero fractions, count)
+        self.leaves: list[tuple] = []  # (value, depth, slot features, zero fractions, count)
 
     @property
     def widths(self) -> list[int]:
@@ -185,17 +187,17 @@ class _Parts:
 
     def add_tree(self, root: dict, thresholds: list[float]) -> None:
         """Add one tree of ``dump_model``; ``thresholds``: its nodes' thresholds as the model text holds them."""
-        self.thresholds = thresholds
-        first_node, first_leaf = len(self.nodes), len(self.leaves)
+        first_leaf = len(self.leaves)
         if "split_index" not in root:  # one leaf: its value is the expected value, nothing to attribute
-            self.leaves.append((root["leaf_value"], [], [], [], 0))
+            self.leaves.append((root["leaf_value"], 0, [], [], 0))
             self.bias += root["leaf_value"]
         else:
-            n_internal = _count_internal(root)
-            self.nodes.extend([None] * n_internal)
-            tree_leaves: dict[int, tuple] = {}
-            self._walk(root, first_node, [], tree_leaves)
-            self.leaves.extend(tree_leaves[i] for i in range(len(tree_leaves)))
+            nodes: dict[int, tuple] = {}
+            leaves: dict[int, tuple] = {}
+            _walk(root, thresholds, [], nodes, leaves)
+            nodes = {i: (*n[:7], *(c if c >= 0 else len(nodes) + ~c for c in n[7:])) for i, n in nodes.items()}
+            self.nodes.extend(nodes[i] for i in range(len(nodes)))
+            self.leaves.extend(leaves[i] for i in range(len(leaves)))
             total = float(root["internal_count"])
             expected = 0.0
             for value, count in ((leaf[0], leaf[4]) for leaf in self.leaves[first_leaf:]):
@@ -204,47 +206,11 @@ class _Parts:
         self.node_start.append(len(self.nodes))
         self.leaf_start.append(len(self.leaves))
 
-    def _walk(self, node: dict, first_node: int, path: list[tuple], out: dict[int, tuple]) -> None:
-        """Record ``node`` and below; ``path``: (node number, goes left, feature, child count / parent count)."""
-        if "split_index" not in node:
-            features: list[int] = []
-            zeros: list[float] = []
-            edges = []
-            for number, left, feature, fraction in path:
-                if feature not in features:
-                    features.append(feature)
-                    zeros.append(fraction)
-                else:
-                    slot = features.index(feature)
-                    zeros[slot] = fraction * zeros[slot]  # LightGBM: new fraction times the incoming one
-                edges.append((number, left, features.index(feature)))
-            out[node["leaf_index"]] = (node["leaf_value"], edges, features, zeros, node["leaf_count"])
-            return
-        number = first_node + node["split_index"]
-        feature = node["split_feature"]
-        if node["decision_type"] == "==":
-            categories = [int(c) for c in str(node["threshold"]).split("||")]
-            self.nodes[number] = (feature, CATEGORICAL, 0.0, 0, False, categories)
-        elif node["decision_type"] == "<=":
-            threshold = self.thresholds[node["split_index"]]
-            if not (threshold == node["threshold"] or (abs(threshold) >= 1e300 and abs(node["threshold"]) == 1e300)):  # noqa: PLR2004
-                raise ValueError(f"the model text and dump_model disagree on a threshold: {threshold} and "
-                                 f"{node['threshold']}")
-            self.nodes[number] = (feature, NUMERICAL, threshold, MISSING[node["missing_type"]],
-                                  bool(node["default_left"]), [])
-        else:
-            raise ValueError(f"unknown decision type {node['decision_type']!r}")
-        parent = float(node["internal_count"])
-        for child, left in ((node["left_child"], True), (node["right_child"], False)):
-            count = child["internal_count"] if "split_index" in child else child["leaf_count"]
-            self._walk(child, first_node, [*path, (number, left, feature, count / parent)], out)
-
     def explainer(self, booster: lgb.Booster, why: str | None) -> TreeShap:
         i64 = np.int64
         nodes, leaves = self.nodes, self.leaves
         words = [_bitset(n[5]) for n in nodes]
         node_cats = np.concatenate([[0], np.cumsum([len(w) for w in words])]).astype(i64)
-        edges = [e for leaf in leaves for e in leaf[1]]
         widths = np.array(self.widths, dtype=i64)
         table_start = np.concatenate([[0], np.cumsum(widths << widths)]).astype(i64)
         slot_start = np.concatenate([[0], np.cumsum(widths)]).astype(i64)
@@ -263,16 +229,57 @@ class _Parts:
             node_default_left=np.array([n[4] for n in nodes], dtype=np.bool_),
             node_cats=node_cats,
             cat_words=np.array([w for ws in words for w in ws], dtype=np.uint32),
+            node_bit=np.left_shift(1, np.array([n[6] for n in nodes], dtype=i64)),
+            node_left=np.array([n[7] for n in nodes], dtype=i64),
+            node_right=np.array([n[8] for n in nodes], dtype=i64),
             leaf_start=np.array(self.leaf_start, dtype=i64),
             leaf_value=np.array([leaf[0] for leaf in leaves], dtype=np.float64),
-            edge_start=np.concatenate([[0], np.cumsum([len(leaf[1]) for leaf in leaves])]).astype(i64),
-            edge_node=np.array([e[0] for e in edges], dtype=i64),
-            edge_left=np.array([e[1] for e in edges], dtype=np.bool_),
-            edge_slot=np.array([e[2] for e in edges], dtype=i64),
+            leaf_depth=np.array([leaf[1] for leaf in leaves], dtype=i64),
             slot_start=slot_start,
             slot_feature=np.array([f for leaf in leaves for f in leaf[2]], dtype=i64),
             table_start=table_start, table=table,
         )
+
+
+def _walk(node: dict, thresholds: list[float], path: list[tuple], nodes: dict[int, tuple],
+          leaves: dict[int, tuple]) -> None:
+    """Record ``node`` and below in ``nodes`` and ``leaves`` (by LightGBM's numbers within the tree).
+
+    ``path``: (feature, child count / parent count) of each edge from the root to ``node``.
+    """
+    features = list(dict.fromkeys(feature for feature, _ in path))  # the slots, in the order first tested
+    if "split_index" not in node:
+        zeros = [1.0] * len(features)
+        for feature, fraction in path:
+            slot = features.index(feature)
+            zeros[slot] = fraction * zeros[slot]  # LightGBM: the new fraction times the incoming one
+        leaves[node["leaf_index"]] = (node["leaf_value"], len(path), features, zeros, node["leaf_count"])
+        return
+    feature = node["split_feature"]
+    slot = features.index(feature) if feature in features else len(features)
+    left, right = (_number(node["left_child"]), _number(node["right_child"]))
+    if min(left, right) >= 0 and min(left, right) <= node["split_index"]:
+        raise ValueError("a node numbered after its child: masks are computed parents first")
+    if node["decision_type"] == "==":
+        categories = [int(c) for c in str(node["threshold"]).split("||")]
+        nodes[node["split_index"]] = (feature, CATEGORICAL, 0.0, 0, False, categories, slot, left, right)
+    elif node["decision_type"] == "<=":
+        threshold = thresholds[node["split_index"]]
+        if not (threshold == node["threshold"] or min(abs(threshold), abs(node["threshold"])) >= 1e300):  # noqa: PLR2004
+            raise ValueError(f"model text and dump_model disagree on a threshold: {threshold}, {node['threshold']}")
+        nodes[node["split_index"]] = (feature, NUMERICAL, threshold, MISSING[node["missing_type"]],
+                                      bool(node["default_left"]), [], slot, left, right)
+    else:
+        raise ValueError(f"unknown decision type {node['decision_type']!r}")
+    parent = float(node["internal_count"])
+    for child in (node["left_child"], node["right_child"]):
+        count = child["internal_count"] if "split_index" in child else child["leaf_count"]
+        _walk(child, thresholds, [*path, (feature, count / parent)], nodes, leaves)
+
+
+def _number(node: dict) -> int:
+    """A child's number within its tree: its split index, or ``~leaf index`` for a leaf."""
+    return node["split_index"] if "split_index" in node else ~node["leaf_index"]
 
 
 def _thresholds(text: str) -> list[list[float]]:
@@ -288,12 +295,6 @@ def _thresholds(text: str) -> list[list[float]]:
         elif line.startswith("threshold=") and trees:
             trees[-1] = [float(t) for t in line.removeprefix("threshold=").split()]
     return trees
-
-
-def _count_internal(node: dict) -> int:
-    if "split_index" not in node:
-        return 0
-    return 1 + _count_internal(node["left_child"]) + _count_internal(node["right_child"])
 
 
 def _bitset(categories: list[int]) -> list[int]:
@@ -378,85 +379,113 @@ def _popcount(m: int) -> int:
 @nb.njit(cache=True, nogil=True, inline="always")
 def _goes_left(value: float, kind: int, threshold: float, missing: int, default_left: bool, words: np.ndarray,
                w0: int, w1: int) -> bool:
-    """LightGBM's ``Tree::Decision`` for one node (``tree.h``), on a value as its predictor reads it."""
-    if abs(value) <= ZERO_THRESHOLD:  # the predictor keeps only |x| > kZeroThreshold (and NaN) of a dense row
-        value = 0.0
+    """LightGBM's ``Tree::Decision`` for one node (``tree.h``), on a value as its predictor reads it; no branches.
+
+    Numerical: the predictor keeps only ``|x| > kZeroThreshold`` (and NaN) of a dense row, so a tinier
+    value is 0; NaN is 0 too unless the missing type is NaN; a missing value (0 for type Zero, NaN for
+    type NaN) goes the default way, any other ``x <= threshold`` left. Categorical: NaN goes right, else
+    ``static_cast<int>`` (toward zero) and a negative category goes right (as does a value past the int
+    range, where the x86 conversion gives INT_MIN), else left iff the category's bit is set.
+    Unpredictable branches cost more than the whole decision, hence the selects.
+    """
     if kind == CATEGORICAL:
-        # NaN goes right; otherwise static_cast<int> (toward zero), and a negative category goes right
-        if math.isnan(value) or value <= -2147483649.0 or value >= 2147483648.0:
-            return False
-        c = int(value)
-        if c < 0 or (c >> 5) >= w1 - w0:
-            return False
-        return ((words[w0 + (c >> 5)] >> np.uint32(c & 31)) & np.uint32(1)) == 1
-    if math.isnan(value) and missing != 2:  # noqa: PLR2004 - 2: MissingType::NaN
-        value = 0.0
-    if (missing == 1 and value == 0.0) or (missing == 2 and math.isnan(value)):  # noqa: PLR2004
-        return default_left
-    return value <= threshold
+        valid = (value > -1.0) & (value < 2147483648.0)  # False for NaN
+        c = np.int64(value if valid else 0.0)
+        w = c >> 5
+        inside = w < w1 - w0
+        word = words[w0 + (w if inside else 0)]
+        return valid & inside & (((word >> np.uint32(c & 31)) & np.uint32(1)) == 1)
+    nan = value != value
+    value = 0.0 if nan | (abs(value) <= ZERO_THRESHOLD) else value
+    default = ((missing == 1) & (value == 0.0)) | ((missing == 2) & nan)  # noqa: PLR2004 - Zero, NaN
+    return (default & default_left) | (~default & (value <= threshold))
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _decide(x: np.ndarray, nodes: tuple, first: int, last: int, left: np.ndarray) -> None:
-    """Whether row ``x`` goes left at each node ``first..last-1``, into ``left`` (relative to ``first``)."""
+def _decide(x: np.ndarray, nodes: tuple, go: np.ndarray) -> None:
+    """Whether row ``x`` goes left at every node of every tree, as 1 or 0 into ``go``."""
     node_feature, node_kind, node_threshold, node_missing = nodes[1], nodes[2], nodes[3], nodes[4]
     node_default_left, node_cats, cat_words = nodes[5], nodes[6], nodes[7]
-    for j in range(first, last):
-        left[j - first] = _goes_left(x[node_feature[j]], node_kind[j], node_threshold[j], node_missing[j],
-                                     node_default_left[j], cat_words, node_cats[j], node_cats[j + 1])
+    for j in range(len(node_feature)):
+        go[j] = _goes_left(x[node_feature[j]], node_kind[j], node_threshold[j], node_missing[j], node_default_left[j],
+                           cat_words, node_cats[j], node_cats[j + 1])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _masks(go: np.ndarray, nodes: tuple, t: int, masks: np.ndarray) -> None:
+    """Every node's and leaf's mask in tree ``t``, given the row's decisions ``go``, into ``masks``.
+
+    ``masks`` holds the tree's nodes, then its leaves. Down from the root (a node is numbered after its
+    parent), the child the row does not take clears the node's slot bit, so a leaf's bit ``s`` stays
+    set iff the row follows every edge of its path that tests slot ``s``'s feature.
+    """
+    node_start, node_bit, node_left, node_right = nodes[0], nodes[8], nodes[9], nodes[10]
+    masks[0] = -1  # the root, or the leaf of a tree of one leaf
+    first = node_start[t]
+    for j in range(first, node_start[t + 1]):
+        mask = masks[j - first]
+        left = go[j]  # 1 or 0
+        masks[node_left[j]] = mask & ~(node_bit[j] & (left - 1))
+        masks[node_right[j]] = mask & ~(node_bit[j] & -left)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _widest(node_start: np.ndarray, leaf_start: np.ndarray) -> int:
+    widest = 1
+    for t in range(len(node_start) - 1):
+        widest = max(widest, node_start[t + 1] - node_start[t] + leaf_start[t + 1] - leaf_start[t])
+    return widest
+
+
+BLOCK = 256
+"""Rows whose decisions are kept at once: the values go tree by tree over a block, so a tree's tables stay in cache."""
 
 
 @compiled
-def _contributions(x: np.ndarray, nodes: tuple, leaf_start: np.ndarray, edge_start: np.ndarray,  # noqa: PLR0913
-                   edge_node: np.ndarray, edge_left: np.ndarray, edge_slot: np.ndarray, slot_start: np.ndarray,
+def _contributions(x: np.ndarray, nodes: tuple, leaf_start: np.ndarray, slot_start: np.ndarray,  # noqa: PLR0913
                    slot_feature: np.ndarray, table_start: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
-    """Add each leaf's table entry for its mask to each of its features, row by row, tree after tree."""
+    """Add each leaf's table entry for its mask to each of its features.
+
+    Per block of rows, tree after tree over the block; every row still adds its terms in one order,
+    tree by tree, leaf by leaf, slot by slot, whatever its batch.
+    """
     node_start = nodes[0]
-    n_trees = len(node_start) - 1
-    widest = 0
-    for t in range(n_trees):
-        widest = max(widest, node_start[t + 1] - node_start[t])
-    left = np.empty(max(widest, 1), dtype=np.bool_)
-    for r in range(x.shape[0]):
-        row = out[r]
-        for t in range(n_trees):
-            first = node_start[t]
-            _decide(x[r], nodes, first, node_start[t + 1], left)
-            for leaf in range(leaf_start[t], leaf_start[t + 1]):
-                s0 = slot_start[leaf]
-                k = slot_start[leaf + 1] - s0
-                if k == 0:
-                    continue
-                mask = (1 << k) - 1
-                for e in range(edge_start[leaf], edge_start[leaf + 1]):
-                    if left[edge_node[e] - first] != edge_left[e]:
-                        mask &= ~(1 << edge_slot[e])
-                at = table_start[leaf] + mask * k
-                for s in range(k):
-                    row[slot_feature[s0 + s]] += table[at + s]
+    go = np.empty((BLOCK, node_start[-1]), dtype=np.int64)
+    masks = np.empty(_widest(node_start, leaf_start), dtype=np.int64)
+    for b0 in range(0, x.shape[0], BLOCK):
+        b1 = min(b0 + BLOCK, x.shape[0])
+        for r in range(b0, b1):
+            _decide(x[r], nodes, go[r - b0])
+        for t in range(len(node_start) - 1):
+            n_nodes = node_start[t + 1] - node_start[t]
+            for r in range(b0, b1):
+                _masks(go[r - b0], nodes, t, masks)
+                row = out[r]
+                for leaf in range(leaf_start[t], leaf_start[t + 1]):
+                    s0 = slot_start[leaf]
+                    k = slot_start[leaf + 1] - s0
+                    if k == 0:
+                        continue
+                    mask = masks[n_nodes + leaf - leaf_start[t]] & ((np.int64(1) << k) - 1)
+                    at = table_start[leaf] + mask * k
+                    for s in range(k):
+                        row[slot_feature[s0 + s]] += table[at + s]
 
 
 @compiled
-def _leaves(x: np.ndarray, nodes: tuple, leaf_start: np.ndarray, edge_start: np.ndarray, edge_node: np.ndarray,
-            edge_left: np.ndarray, out: np.ndarray) -> None:
-    """The leaf (LightGBM's leaf index) whose every edge row ``x`` follows, per tree; -1 if none (never)."""
+def _leaves(x: np.ndarray, nodes: tuple, leaf_start: np.ndarray, slot_start: np.ndarray, out: np.ndarray) -> None:
+    """The leaf (LightGBM's leaf index) whose mask holds all its slots, per row and tree; -1 if none (never)."""
     node_start = nodes[0]
-    n_trees = len(node_start) - 1
-    widest = 0
-    for t in range(n_trees):
-        widest = max(widest, node_start[t + 1] - node_start[t])
-    left = np.empty(max(widest, 1), dtype=np.bool_)
+    go = np.empty(node_start[-1], dtype=np.int64)
+    masks = np.empty(_widest(node_start, leaf_start), dtype=np.int64)
     for r in range(x.shape[0]):
-        for t in range(n_trees):
-            first = node_start[t]
-            _decide(x[r], nodes, first, node_start[t + 1], left)
+        _decide(x[r], nodes, go)
+        for t in range(len(node_start) - 1):
+            _masks(go, nodes, t, masks)
+            n_nodes = node_start[t + 1] - node_start[t]
             out[r, t] = -1
             for leaf in range(leaf_start[t], leaf_start[t + 1]):
-                followed = True
-                for e in range(edge_start[leaf], edge_start[leaf + 1]):
-                    if left[edge_node[e] - first] != edge_left[e]:
-                        followed = False
-                        break
-                if followed:
+                full = (np.int64(1) << (slot_start[leaf + 1] - slot_start[leaf])) - 1
+                if (masks[n_nodes + leaf - leaf_start[t]] & full) == full:
                     out[r, t] = leaf - leaf_start[t]
                     break

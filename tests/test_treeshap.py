@@ -112,7 +112,7 @@ def _assert_equal_to_lightgbm(booster: lgb.Booster, x: np.ndarray, explainer: Tr
 
 def _repeats_a_feature(explainer: TreeShap) -> bool:
     """Whether some leaf's path tests a feature more than once (more edges than distinct features)."""
-    return bool((np.diff(explainer.edge_start) > np.diff(explainer.slot_start)).any())
+    return bool((explainer.leaf_depth > np.diff(explainer.slot_start)).any())
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
