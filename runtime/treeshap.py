@@ -15,7 +15,7 @@ where ``Q`` holds the features with ``o_j = 1`` (a subset ``S`` with some ``o_j 
 (The path's dummy root element, ``z = o = 1``, changes nothing: summing it in and out of ``S`` gives
 the weights above.) A row enters only through the bitmask ``Q``, so each leaf's values for all
 ``2^|P|`` masks are tabulated once per model (the idea of FastTreeSHAP v2, Yang 2022) and a row costs
-its node decisions, each leaf's mask (an AND over its edges) and ``|P|`` table reads per leaf. The
+its node decisions, one pass down each tree for every leaf's mask and ``|P|`` table reads per leaf. The
 bias column is each tree's expected value, ``sum_leaves v * leaf_count / root internal_count``,
 summed over the trees as LightGBM sums it.
 
@@ -129,6 +129,8 @@ class TreeShap:
 
     def leaves(self, matrix: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree, (n, n_trees): the one whose mask holds all its slots (for tests)."""
+        if self.fallback is not None:
+            raise ValueError(f"no tables for this model: {self.fallback}")
         x = self._rows(matrix)
         out = np.empty((len(x), len(self.node_start) - 1), dtype=np.int64)
         _leaves(x, self._nodes(), self.leaf_start, self.slot_start, out)
@@ -258,7 +260,7 @@ def _walk(node: dict, thresholds: list[float], path: list[tuple], nodes: dict[in
     feature = node["split_feature"]
     slot = features.index(feature) if feature in features else len(features)
     left, right = (_number(node["left_child"]), _number(node["right_child"]))
-    if min(left, right) >= 0 and min(left, right) <= node["split_index"]:
+    if any(0 <= child <= node["split_index"] for child in (left, right)):
         raise ValueError("a node numbered after its child: masks are computed parents first")
     if node["decision_type"] == "==":
         categories = [int(c) for c in str(node["threshold"]).split("||")]
