@@ -452,7 +452,7 @@ def _contributions(x: np.ndarray, nodes: tuple, leaf_start: np.ndarray, slot_sta
     tree by tree, leaf by leaf, slot by slot, whatever its batch.
     """
     node_start = nodes[0]
-    go = np.empty((BLOCK, node_start[-1]), dtype=np.int64)
+    go = np.empty((min(BLOCK, x.shape[0]), node_start[-1]), dtype=np.int64)
     masks = np.empty(_widest(node_start, leaf_start), dtype=np.int64)
     for b0 in range(0, x.shape[0], BLOCK):
         b1 = min(b0 + BLOCK, x.shape[0])
