@@ -32,7 +32,6 @@ on the batch it comes in.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import lightgbm as lgb
