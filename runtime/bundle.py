@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import joblib
@@ -36,6 +37,7 @@ from runtime.calibration import Calibrator
 from runtime.contributions import contributions, tree_contributions
 from runtime.raw import blend, logistic_scores, raw_scores
 from runtime.tiers import Thresholds
+from runtime.treeshap import TreeShap
 
 FILES = ("model.txt", "calibrator.json", "thresholds.json", "score_scale.json", "feature_set.json", "taxonomy.yaml",
          "attributes.json", "metadata.json", "MODEL_CARD.md")
@@ -71,6 +73,11 @@ class Bundle:
     def categorical(self) -> list[str]:
         return [s.name for s in self.vectorizer.feature_set_.specs if s.dtype == "category"]
 
+    @cached_property
+    def treeshap(self) -> TreeShap:
+        """The trees' TreeSHAP tables, built once per bundle (:func:`load_bundle` builds them as it loads)."""
+        return TreeShap.from_booster(self.booster)
+
     def probability(self, matrix: np.ndarray) -> np.ndarray:
         raw = raw_scores(self.booster, matrix)
         if self.linear is not None:
@@ -88,9 +95,10 @@ class Bundle:
         """
         means = (self.metadata.get("blend") or {}).get("linear_means")
         if self.linear is None or means is None:
-            return tree_contributions(self.booster, matrix)
+            return tree_contributions(self.booster, matrix, self.treeshap)
         return contributions(self.booster, matrix, self.vectorizer.to_frame(matrix), self.linear, self.categorical,
-                             np.asarray(means, dtype=np.float64), self.metadata["blend"]["lightgbm_weight"])
+                             np.asarray(means, dtype=np.float64), self.metadata["blend"]["lightgbm_weight"],
+                             self.treeshap)
 
     def score(self, p: np.ndarray) -> np.ndarray:
         """0-100: the share of validation leads this probability beats (97 = better than 97% of leads)."""
@@ -142,12 +150,15 @@ def verify_bundle(folder: Path) -> dict:
 
 
 def load_bundle(folder: Path) -> Bundle:
-    """Load a bundle folder after checking it against its manifest; a missing or damaged file is named."""
+    """Load a bundle folder after checking it against its manifest; a missing or damaged file is named.
+
+    The trees' TreeSHAP tables are built here (tens of milliseconds), so no request waits for them.
+    """
     verify_bundle(folder)
     taxonomy = Taxonomy.model_validate(yaml.safe_load((folder / "taxonomy.yaml").read_text()))
     attributes = tuple(AttributeInfo(**a) for a in json.loads((folder / "attributes.json").read_text()))
     feature_set = FeatureSet.from_dict(json.loads((folder / "feature_set.json").read_text()))
-    return Bundle(
+    bundle = Bundle(
         booster=lgb.Booster(model_file=str(folder / "model.txt")),
         calibrator=Calibrator.from_dict(json.loads((folder / "calibrator.json").read_text())),
         thresholds=Thresholds(**json.loads((folder / "thresholds.json").read_text())),
@@ -156,3 +167,5 @@ def load_bundle(folder: Path) -> Bundle:
         metadata=json.loads((folder / "metadata.json").read_text()),
         linear=joblib.load(folder / LINEAR) if (folder / LINEAR).exists() else None,
     )
+    _ = bundle.treeshap
+    return bundle

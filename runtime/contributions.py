@@ -2,7 +2,8 @@
 
 The columns are those of LightGBM's ``pred_contrib`` (one per feature, the last one the bias), in
 log-odds, and each row sums to the margin of the uncalibrated score the bundle serves. For LightGBM
-alone they are TreeSHAP's values. For a blend, ``w * logit(tree_p) + (1 - w) * logit(linear_p)``, the
+alone they are TreeSHAP's values, read from per-leaf tables (:mod:`runtime.treeshap`, equal to
+``pred_contrib`` within 1e-9). For a blend, ``w * logit(tree_p) + (1 - w) * logit(linear_p)``, the
 margin is a weighted sum, and so are SHAP values: ``w`` times TreeSHAP's plus ``1 - w`` times the
 logistic part's, which for a linear model with an independent (interventional) reference are exact:
 ``coef_j * (x_j - mean_j)`` for each preprocessed column ``j``, summed over the columns that come from
@@ -24,29 +25,33 @@ from sklearn.pipeline import Pipeline
 
 from runtime.calibration import EPS, logit
 from runtime.raw import blocks, column_transformer, one_hot_widths
-
-SMALL_ROWS = 16
-"""TreeSHAP costs about 100 times a prediction per row: below this many rows one thread is faster than several."""
+from runtime.treeshap import TreeShap
 
 
-def tree_contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
-    """LightGBM's TreeSHAP values, (n, n_features + 1), the last column the bias."""
-    # (Path attributions tabulated per leaf were 5x faster, but on leads a month before the data
-    # ended their top reason was among TreeSHAP's top three for only 55-75% of leads: not kept.)
-    threads = {"num_threads": 1} if len(matrix) < SMALL_ROWS else {}
-    return booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None, **threads)
+def tree_contributions(booster: lgb.Booster, matrix: np.ndarray, explainer: TreeShap | None = None) -> np.ndarray:
+    """TreeSHAP values of the booster's trees, (n, n_features + 1), the last column the bias: LightGBM's ``pred_contrib``.
+
+    ``explainer`` holds the booster's tables (:mod:`runtime.treeshap`), built once: a bundle builds
+    them when it loads. Without it they are built here, for this call.
+    """
+    # (Saabas-style path attributions were 5x faster than pred_contrib, but not TreeSHAP: on leads a month
+    # before the data ended their top reason was among TreeSHAP's top three for only 55-75% of leads. The
+    # per-leaf tables of runtime.treeshap give TreeSHAP's own values.)
+    return (TreeShap.from_booster(booster) if explainer is None else explainer)(matrix)
 
 
 def contributions(booster: lgb.Booster, matrix: np.ndarray, frame: pd.DataFrame | None = None,  # noqa: PLR0913
                   linear=None, categorical: list[str] | None = None,  # noqa: ANN001 - a scikit-learn Pipeline
-                  means: np.ndarray | None = None, weight: float = 1.0) -> np.ndarray:
+                  means: np.ndarray | None = None, weight: float = 1.0, explainer: TreeShap | None = None
+                  ) -> np.ndarray:
     """Per-feature contributions to the raw margin, (n, n_features + 1) like ``pred_contrib``.
 
     With a logistic pipeline ``linear``, its column ``means`` and a LightGBM ``weight`` below 1 (``frame``:
-    ``matrix`` as the vectoriser's frame), the blend's; otherwise TreeSHAP's values unchanged, bit for bit.
-    Each row is computed on its own in a fixed order, so a lead's reasons do not depend on its batch.
+    ``matrix`` as the vectoriser's frame), the blend's; otherwise TreeSHAP's values unchanged, bit for bit
+    (``explainer``: as :func:`tree_contributions`). Each row is computed on its own in a fixed order, so a
+    lead's reasons do not depend on its batch.
     """
-    tree = tree_contributions(booster, matrix)
+    tree = tree_contributions(booster, matrix, explainer)
     if linear is None or means is None or weight >= 1.0:
         return tree
     linear_part = linear_contributions(linear, frame, categorical or [], means)

@@ -164,7 +164,8 @@ def test_the_reasons_served_by_a_blended_bundle_explain_the_blended_score(blende
     # a blended bundle saved before the means were kept explains its trees, as it did when it served
     old = replace(bundle, metadata={**bundle.metadata, "blend": {k: v for k, v in bundle.metadata["blend"].items()
                                                                  if k != "linear_means"}})
-    assert np.array_equal(old.contributions(matrix), tree)
+    assert np.array_equal(old.contributions(matrix), bundle.treeshap(matrix))
+    np.testing.assert_allclose(old.contributions(matrix), tree, rtol=0, atol=1e-9)
     assert np.array_equal(old.probability(matrix), bundle.probability(matrix))
 
 

@@ -16,7 +16,8 @@ import pytest
 from scipy.special import logit
 
 from features.registry import FeatureSet, FeatureSpec, Vocabulary
-from runtime.contributions import column_features, contributions, linear_contributions, preprocessed_means
+from runtime.contributions import (column_features, contributions, linear_contributions, preprocessed_means,
+                                   tree_contributions)
 from training.guards import dominant_features
 from training.model import ModelParams
 from training.robust import RobustModel, fit_robust
@@ -112,17 +113,22 @@ def test_each_preprocessed_column_is_charged_to_the_feature_it_comes_from() -> N
         assert moved.tolist() == [f], NAMES[f]
 
 
-def test_at_weight_one_they_are_lightgbms_pred_contrib_bit_for_bit() -> None:
+def test_at_weight_one_they_are_treeshaps_values() -> None:
+    """The trees' TreeSHAP values unchanged, bit for bit; those equal LightGBM's pred_contrib (tests/test_treeshap.py)."""
     model, _, _ = _blend(1.0)
     assert model.linear is None
     matrix, frame, _ = _leads(500, 3)
-    tree = model.booster.predict(matrix, pred_contrib=True, num_iteration=model.booster.best_iteration or None)
+    tree = tree_contributions(model.booster, matrix)
     assert np.array_equal(model.contributions(matrix, frame), tree)
+    lightgbm = model.booster.predict(matrix, pred_contrib=True, num_iteration=model.booster.best_iteration or None)
+    np.testing.assert_allclose(tree, lightgbm, rtol=0, atol=1e-9)
     # and a linear part at weight 1 is ignored, as the blended score ignores it
     blended, _, _ = _blend(0.5)
-    expected = blended.booster.predict(matrix, pred_contrib=True, num_iteration=blended.booster.best_iteration or None)
+    expected = tree_contributions(blended.booster, matrix)
     assert np.array_equal(contributions(blended.booster, matrix, frame, blended.linear, ["c"], blended.linear_means,
                                         1.0), expected)
+    lightgbm = blended.booster.predict(matrix, pred_contrib=True, num_iteration=blended.booster.best_iteration or None)
+    np.testing.assert_allclose(expected, lightgbm, rtol=0, atol=1e-9)
 
 
 def _constructed_lead() -> tuple[np.ndarray, pd.DataFrame]:
@@ -163,7 +169,8 @@ def test_the_guard_takes_a_features_largest_share_among_the_blend_and_its_weight
     model, matrix, frame = _blend(0.5)
     served, linear, tree = model.explanations(matrix, frame)
     assert np.array_equal(served, model.contributions(matrix, frame))
-    assert np.array_equal(tree, model.booster.predict(matrix, pred_contrib=True))
+    assert np.array_equal(tree, tree_contributions(model.booster, matrix))
+    np.testing.assert_allclose(tree, model.booster.predict(matrix, pred_contrib=True), rtol=0, atol=1e-9)
     shares = dominant_features([served, linear, tree], FS, share=0.0, any_share=0.0)
     alone = [dominant_features([phi], FS, share=0.0, any_share=0.0) for phi in (served, linear, tree)]
     assert shares == {f: max(a[f] for a in alone) for f in shares} and len(shares) == len(NAMES)
