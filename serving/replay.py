@@ -43,9 +43,27 @@ class Replay:
         return self.recomputed is not None and not self.differences
 
 
+IMPACT_TOLERANCE = 1e-9
+"""How far a recomputed reason's impact may be from the logged one. Reasons served before their
+TreeSHAP values came from per-leaf tables (``runtime.treeshap``) were LightGBM's ``pred_contrib``:
+the same values summed in another order, so they differ in the last bits (1e-15 measured). The
+features, texts and order of the reasons must still be identical, and the probability bit-equal."""
+
+
 def _reasons(s: Scored) -> dict:
     return json.loads(json.dumps({"for": [[r.feature, r.text, r.impact] for r in s.reasons_for],
                                   "against": [[r.feature, r.text, r.impact] for r in s.reasons_against]}))
+
+
+def same_reasons(served: dict, now: dict) -> bool:
+    """Logged and recomputed reasons (``{"for": [[feature, text, impact], ...], "against": ...}``) alike:
+    the same features and texts in the same order, impacts within :data:`IMPACT_TOLERANCE`."""
+    for side in ("for", "against"):
+        logged, recomputed = served[side], now[side]
+        if len(logged) != len(recomputed) or any(
+                a[:2] != b[:2] or abs(a[2] - b[2]) > IMPACT_TOLERANCE for a, b in zip(logged, recomputed, strict=True)):
+            return False
+    return True
 
 
 def compare(served: dict, s: Scored) -> list[str]:
@@ -56,7 +74,7 @@ def compare(served: dict, s: Scored) -> list[str]:
     for name in ("score", "tier"):
         if served[name] != getattr(s, name):
             out.append(f"{name} {served[name]} served, {getattr(s, name)} now")
-    if served["reasons"] != _reasons(s):
+    if not same_reasons(served["reasons"], _reasons(s)):
         out.append("the reasons differ")
     if served["criteria"] != [[c.name, c.status, c.evidence] for c in s.criteria]:
         out.append("the criteria differ")

@@ -11,7 +11,7 @@ import pytest
 from features.dataset import load_frames
 from config.settings import Settings
 from serving.criteria import DEFAULT_RULES
-from serving.replay import Replayer
+from serving.replay import Replayer, compare
 from serving.score_recorder import ScoreRecorder
 from serving.scoring import load_scorer
 from store.ingest import ingest_records
@@ -84,6 +84,32 @@ def test_a_thousand_logged_scores_replay_bit_equal_across_models_and_rules(logge
     pairs = strict.merge(lenient, on=["lead_id", "as_of", "endpoint"], suffixes=("_s", "_l"))
     assert len(pairs) and any(log.entry(a)["criteria"] != log.entry(b)["criteria"]
                               for a, b in zip(pairs["score_id_s"], pairs["score_id_l"], strict=True))
+
+
+def test_reasons_logged_from_lightgbms_pred_contrib_replay_equal(logged) -> None:  # noqa: ANN001
+    """Reasons served before the per-leaf tables held pred_contrib's impacts: the same up to the last bits.
+    A logged score whose impacts differ by that much replays equal; a real change in an impact, a text
+    or the order does not."""
+    home, store, served = logged
+    log = ScoreLog(store)
+    score_id = next(i for i in served if log.entry(i)["reasons"]["for"])
+    entry = log.entry(score_id)
+    replayer = Replayer(log, store, Settings(home=home))
+    recomputed = replayer.replay(score_id).recomputed
+
+    def differences(change) -> list[str]:  # noqa: ANN001
+        reasons = {side: [list(r) for r in entry["reasons"][side]] for side in ("for", "against")}
+        change(reasons)
+        return compare({**entry, "reasons": reasons}, recomputed)
+
+    def nudge(by: float):  # noqa: ANN202
+        return lambda reasons: [r.__setitem__(2, r[2] + by) for side in reasons.values() for r in side]
+
+    assert differences(nudge(2e-15)) == []  # what pred_contrib's summation order gives
+    assert "the reasons differ" in differences(nudge(1e-6))
+    assert "the reasons differ" in differences(lambda reasons: reasons["for"][0].__setitem__(1, "Visits: 99"))
+    assert "the reasons differ" in differences(lambda reasons: reasons["for"].reverse() if len(reasons["for"]) > 1
+                                               else reasons["for"].append(reasons["for"][0]))
 
 
 def test_replay_says_why_when_it_cannot_be_equal(logged, taxonomy) -> None:  # noqa: ANN001
