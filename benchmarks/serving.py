@@ -17,8 +17,10 @@ real service is started on 127.0.0.1 with an API key and measured:
   nightly sync with that many connections would send them (the kernel hands each connection to one
   worker; with two a worker, every worker is rarely left idle); inprocess_batch_leads_per_s is the
   same 1,000-lead call (with reasons) without HTTP;
-- treeshap_leads_per_s: LightGBM's own exact per-feature contributions (the reasons' TreeSHAP) for
-  the same 1,000 leads on all cores and nothing else: the ceiling for any batch with reasons;
+- treeshap_leads_per_s: LightGBM's own exact per-feature contributions (``pred_contrib``, TreeSHAP) for
+  the same 1,000 leads on all cores and nothing else: the ceiling the issue set for a batch with
+  reasons; tables_leads_per_s: the same values from the bundle's per-leaf tables (runtime/treeshap.py,
+  what the service computes reasons with, one thread), and tables_vs_treeshap their ratio;
 - score_log_p50_ratio: /score p50 with the score log on over off: a second service without the log
   runs beside the first, and requests alternate between the two, so both see the same machine load;
 - bare_p50_ms / bare_p99_ms / bare_rps_16: the same measurements on a trivial BentoML service
@@ -257,11 +259,14 @@ def main() -> None:
         leads, owner, events = store.leads_with_events(ids)
         matrix = scorer.bundle.vectorizer.transform_leads(leads, owner, events.ts_us, events.type, events.channel,
                                                           np.arange(len(leads)), np.full(len(leads), AS_OF_US))
-        treeshap_s = []
-        for _ in range(REPEATS):
+        treeshap_s, tables_s = [], []
+        for _ in range(REPEATS):  # LightGBM's TreeSHAP and the bundle's tables, in turn on the same rows
             t0 = time.perf_counter()
             booster.predict(matrix, pred_contrib=True, num_iteration=booster.best_iteration or None)
             treeshap_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            scorer.bundle.treeshap(matrix)
+            tables_s.append(time.perf_counter() - t0)
         inprocess = []
         for _ in range(REPEATS):
             one = []
@@ -313,6 +318,7 @@ def main() -> None:
     batch_per_s = len(ids) / float(np.median(batch_s))
     tiers_per_s = len(ids) / float(np.median(tiers_s))
     treeshap_per_s = len(ids) / float(np.median(treeshap_s))
+    tables_per_s = len(ids) / float(np.median(tables_s))
     result = {
         "workers": args.workers,
         "events_per_scored_lead": round(float(n_events), 1),
@@ -337,6 +343,8 @@ def main() -> None:
         "treeshap_leads_per_s": round(treeshap_per_s),
         "batch_vs_treeshap": round(batch_per_s / treeshap_per_s, 3),
         "batch_tiers_vs_treeshap": round(tiers_per_s / treeshap_per_s, 3),
+        "tables_leads_per_s": round(tables_per_s),
+        "tables_vs_treeshap": round(tables_per_s / treeshap_per_s, 2),
         "model_trees": booster.num_trees(),
         "score_log_on_p50_ms": round(float(np.median(log_on)), 3),
         "score_log_off_p50_ms": round(float(np.median(log_off)), 3),
@@ -348,7 +356,8 @@ def main() -> None:
     print(f"one lead by id over HTTP: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; in-process p50 "
           f"{result['inprocess_p50_ms']} ms; 16 clients: {result['rps_16']} req/s; batch of 1,000: "
           f"{result['batch_leads_per_s']:,} leads/s ({result['batch_no_reasons_leads_per_s']:,} without reasons; "
-          f"exact contributions alone {result['treeshap_leads_per_s']:,}); /score p50 with the score log "
+          f"exact contributions alone: LightGBM {result['treeshap_leads_per_s']:,}, the bundle's tables "
+          f"{result['tables_leads_per_s']:,}); /score p50 with the score log "
           f"{result['score_log_on_p50_ms']} ms, without {result['score_log_off_p50_ms']} ms")
     print(json.dumps(result))
 
