@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 
 import lightgbm as lgb
 import numpy as np
@@ -30,6 +30,7 @@ from features.registry import FeatureSet
 from runtime.calibration import Calibrator
 from runtime.contributions import contributions, linear_contributions, preprocessed_means, tree_contributions
 from runtime.raw import blend, logistic_scores, raw_scores
+from runtime.treeshap import TreeShap
 from training.baselines import logistic_baseline
 from training.calibration import fit_calibrator
 from training.model import ModelParams, fit_lightgbm
@@ -78,10 +79,15 @@ class RobustModel:
     def probability(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         return np.clip(self.calibrator(self.raw(matrix, frame)), 0.0, 1.0)
 
+    @cached_property
+    def treeshap(self) -> TreeShap:
+        """The trees' TreeSHAP tables, built once for every explanation of this model."""
+        return TreeShap.from_booster(self.booster)
+
     def contributions(self, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         """Per-feature contributions to :meth:`raw`'s log-odds, as the shipped bundle computes them."""
         return contributions(self.booster, matrix, frame, self.linear, self.categorical, self.linear_means,
-                             self.weight)
+                             self.weight, self.treeshap)
 
     def explanations(self, matrix: np.ndarray, frame: pd.DataFrame) -> list[np.ndarray]:
         """The served contributions, then each part's that enters the blend with a positive weight (the guard's)."""
@@ -89,7 +95,7 @@ class RobustModel:
         if self.linear is None or self.weight >= 1.0:
             return [served]
         parts = [served, linear_contributions(self.linear, frame, self.categorical, self.linear_means)]
-        return parts + ([tree_contributions(self.booster, matrix)] if self.weight > 0 else [])
+        return parts + ([tree_contributions(self.booster, matrix, self.treeshap)] if self.weight > 0 else [])
 
 
 def tree_raw(booster: lgb.Booster, matrix: np.ndarray, frame: pd.DataFrame) -> np.ndarray:  # noqa: ARG001
