@@ -154,11 +154,6 @@ class TreeShap:
                 self.node_default_left, self.node_cats, self.cat_words, self.node_bit, self.node_left,
                 self.node_right)
 
-    @property
-    def nbytes(self) -> int:
-        """Memory the tables and the trees' arrays take."""
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
-
 
 def _unsupported(model: dict) -> str | None:
     """Why these trees are not tabulated (pred_contrib computes them), or None."""
