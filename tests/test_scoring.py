@@ -156,6 +156,24 @@ def test_a_tiers_batch_explains_the_leads_a_caller_shows_as_a_full_batch_would(t
                                                                         f.criteria)
 
 
+def test_a_batch_without_criteria_is_the_full_batch_without_them(trained) -> None:  # noqa: ANN001
+    """criteria=False (a nightly re-ranking): no criteria and no rules version; probability, score, tier,
+    trend and reasons are the full batch's, to the bit."""
+    store, frames, scorer = trained
+    as_of = pd.Timestamp("2025-09-15T08:00:00Z")
+    created = frames.leads.set_index("lead_id")["created_at"]
+    ids = created[created <= as_of].sample(200, random_state=6).index.tolist()
+    full = scorer.score_stored_leads(store, ids, as_of, reasons=False).scored
+    ranked = scorer.score_stored_leads(store, ids, as_of, reasons=False, criteria=False).scored
+    assert all(f.criteria and f.rules_version for f in full)
+    assert all(r.criteria == [] and r.rules_version is None for r in ranked)
+    fields = ("lead_id", "probability", "score", "tier", "score_week_ago", "trend", "with_reasons", "model_version")
+    assert [[getattr(r, k) for k in fields] for r in ranked] == [[getattr(f, k) for k in fields] for f in full]
+    explained = scorer.score_stored_leads(store, ids[:20], as_of, criteria=False).scored
+    assert [(e.reasons_for, e.reasons_against) for e in explained] == [
+        (f.reasons_for, f.reasons_against) for f in scorer.score_stored_leads(store, ids[:20], as_of).scored]
+
+
 def test_trend_compares_with_the_score_a_week_earlier(trained) -> None:  # noqa: ANN001
     store, frames, scorer = trained
     as_of = pd.Timestamp("2025-09-15T08:00:00Z")

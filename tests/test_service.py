@@ -86,6 +86,12 @@ def test_batch_and_model_info(service) -> None:  # noqa: ANN001
                                           "as_of": "2025-09-01T00:00:00Z"})
     assert r.status_code == 200 and [s["lead_id"] for s in r.json()["scores"]] == ["L0000001", "L0000002"]
     assert r.json()["unknown_lead_ids"] == ["NOPE"] and r.json()["created_after_as_of"] == []
+    # a nightly re-ranking asks for neither reasons nor criteria: the same scores, nothing else
+    ranked = client.post("/score_batch", json={"lead_ids": ["L0000001", "L0000002", "NOPE"], "reasons": False,
+                                               "criteria": False, "as_of": "2025-09-01T00:00:00Z"}).json()
+    assert [s["criteria"] for s in ranked["scores"]] == [[], []] and all(s["criteria"] for s in r.json()["scores"])
+    assert [(s["probability"], s["tier"], s["trend"]) for s in ranked["scores"]] == [
+        (s["probability"], s["tier"], s["trend"]) for s in r.json()["scores"]] and ranked["unknown_lead_ids"] == ["NOPE"]
     # leads that did not exist yet at as_of are named, not scored as if they had
     early = client.post("/score_batch", json={"lead_ids": ["L0000001", "NOPE"], "as_of": "2000-01-01T00:00:00Z"})
     assert early.status_code == 200 and early.json() == {"scores": [], "unknown_lead_ids": ["NOPE"],
