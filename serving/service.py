@@ -55,7 +55,7 @@ from serving.api_models import (
 )
 from serving.auth import CALLER, OPEN_PATHS, ApiKeyMiddleware, parse_keys
 from serving.champion import Champion, ChampionWatcher, check_pointer
-from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware
+from serving.limits import BodyLimitMiddleware, KeepAliveLimitMiddleware, install_deadline
 from serving.metrics_labels import label_by_route
 from serving.openapi import DOC_PATH, OpenApiMiddleware, Operation, openapi_document
 from serving.health_gauges import HealthGauges
@@ -131,6 +131,7 @@ def _check_champion_or_exit(settings: Settings) -> None:
 
 _check_champion_or_exit(SETTINGS)
 connections.install(SETTINGS.header_timeout_seconds, SETTINGS.keepalive_timeout_seconds, SETTINGS.max_connections)
+install_deadline()
 keep_lead_data_out_of_logs()
 
 
