@@ -72,7 +72,7 @@ class BatchRequest(_AsOf):
     criteria: bool = Field(
         True, description="Whether to evaluate the explicit criteria (budget, authority, ...); false leaves each "
                           "score's criteria empty: a nightly re-ranking that needs the score and tier only "
-                          "(with reasons false) gets its answer a sixth faster and a third the size.")
+                          "(with reasons false) skips a sixth of the work and gets under a third of the bytes.")
 
 
 class PayloadEvent(BaseModel):
