@@ -43,8 +43,9 @@ BLEND_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 """Candidate weights of LightGBM in the blend; the first is the default a blend must beat (LightGBM
 alone: its reasons are TreeSHAP's alone, and the bundle carries no logistic part)."""
 MIN_GAIN = 0.001
-"""A candidate must beat the default (no recency weights; the first blend weight) by this much
-fit-half ROC AUC to be preferred."""
+"""Fit-half ROC AUC a departure from the default must earn: a half-life must beat the best milder
+one (stronger recency weighting departs further from equal weights), a blend must beat LightGBM
+alone (:func:`pick_weight`)."""
 
 
 def recency_weights(as_of: pd.Series, half_life_days: float | None) -> np.ndarray:
@@ -175,7 +176,7 @@ def pick_weight(aucs: dict[float, float]) -> float:
     Among the blends the best one wins outright: none of them is simpler than another, and a margin
     between them would only favour whichever comes first in the grid. (It did: on the drift scenario
     the fit half rated 0.75 and 0.5 at 0.8450 and 0.8451, the margin kept 0.75, and the eval half
-    scored it under the logistic regression; see the README's drift paragraph.)
+    scored it under the logistic regression; the README's quality figures give the seeds.)
     """
     candidates = list(aucs)
     first, blends = candidates[0], candidates[1:]
